@@ -1,0 +1,344 @@
+//! Bilingual dictionaries: MUSE text (`src tgt` a line) and FreeDict dictd
+//! (`.index` + `.dict.dz`), resolution against two vocabularies, and MUSE-style
+//! train/test splits by source-word frequency rank.
+use crate::atomic::write_atomic;
+use crate::embeddings::Embeddings;
+use crate::error::{DataError, Result};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashSet};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Word pairs in file order; one source word may have several translations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dictionary {
+    pub pairs: Vec<(String, String)>,
+}
+
+impl Dictionary {
+    /// Reads MUSE (`src tgt` per line) or dictd (`.index`/`.dict[.dz]`), by extension.
+    pub fn load(path: &Path) -> Result<Self> {
+        let name = path.to_string_lossy();
+        if name.ends_with(".index") || name.ends_with(".dict.dz") || name.ends_with(".dict") {
+            Self::read_dictd(path)
+        } else {
+            Self::read_muse(path)
+        }
+    }
+
+    /// MUSE format: two whitespace-separated words a line; blank lines skipped.
+    pub fn read_muse(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|e| DataError::format(path, format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to())))?;
+        let mut pairs = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let toks: Vec<&str> = line.split_whitespace().collect();
+            match toks.len() {
+                0 => continue,
+                2 => pairs.push((toks[0].to_string(), toks[1].to_string())),
+                n => {
+                    return Err(DataError::parse(
+                        path,
+                        i + 1,
+                        format!("expected 'source target', found {n} fields: '{}'", line.trim()),
+                    ))
+                }
+            }
+        }
+        if pairs.is_empty() {
+            return Err(DataError::Empty { path: path.to_path_buf(), what: "dictionary".into() });
+        }
+        Ok(Self { pairs })
+    }
+
+    /// FreeDict dictd: `path` may name the `.index`, the `.dict.dz`/`.dict`, or share their stem.
+    /// Keeps single-word headwords and single-word translations.
+    pub fn read_dictd(path: &Path) -> Result<Self> {
+        let s = path.to_string_lossy();
+        let stem = s
+            .strip_suffix(".index")
+            .or_else(|| s.strip_suffix(".dict.dz"))
+            .or_else(|| s.strip_suffix(".dict"))
+            .unwrap_or(&s)
+            .to_string();
+        let index = PathBuf::from(format!("{stem}.index"));
+        let dz = PathBuf::from(format!("{stem}.dict.dz"));
+        let plain = PathBuf::from(format!("{stem}.dict"));
+        let body = if dz.exists() {
+            let f = std::fs::File::open(&dz).map_err(|e| DataError::io(&dz, e))?;
+            let mut out = Vec::new();
+            flate2::read::MultiGzDecoder::new(f)
+                .read_to_end(&mut out)
+                .map_err(|e| DataError::format(&dz, format!("corrupt dictzip data: {e}")))?;
+            out
+        } else {
+            std::fs::read(&plain).map_err(|e| DataError::io(&plain, e))?
+        };
+        let idx = std::fs::read_to_string(&index).map_err(|e| DataError::io(&index, e))?;
+        let mut pairs = Vec::new();
+        for (i, line) in idx.lines().enumerate() {
+            let f: Vec<&str> = line.split('\t').collect();
+            if f.len() < 3 {
+                return Err(DataError::parse(&index, i + 1, "expected 'headword<TAB>offset<TAB>length'"));
+            }
+            let head = f[0].trim();
+            if head.starts_with("00database") || head.starts_with("00-database") {
+                continue;
+            }
+            let (off, len) = match (b64(f[1]), b64(f[2])) {
+                (Some(o), Some(l)) => (o, l),
+                _ => return Err(DataError::parse(&index, i + 1, "offset/length are not dictd base64")),
+            };
+            if off + len > body.len() {
+                return Err(DataError::parse(
+                    &index,
+                    i + 1,
+                    format!("entry '{head}' points past the end of the dictionary data ({} bytes)", body.len()),
+                ));
+            }
+            if head.contains(' ') || head.is_empty() {
+                continue;
+            }
+            let entry = String::from_utf8_lossy(&body[off..off + len]);
+            for t in dictd_translations(&entry) {
+                pairs.push((head.to_string(), t));
+            }
+        }
+        if pairs.is_empty() {
+            return Err(DataError::Empty { path: index, what: "dictionary".into() });
+        }
+        let mut seen = HashSet::new();
+        pairs.retain(|p| seen.insert(p.clone()));
+        Ok(Self { pairs })
+    }
+
+    /// Target→source pairs.
+    pub fn inverted(&self) -> Self {
+        Self { pairs: self.pairs.iter().map(|(a, b)| (b.clone(), a.clone())).collect() }
+    }
+
+    /// Lowercased pairs, repeats removed.
+    pub fn lowercased(&self) -> Self {
+        let mut seen = HashSet::new();
+        let pairs = self
+            .pairs
+            .iter()
+            .map(|(a, b)| (a.to_lowercase(), b.to_lowercase()))
+            .filter(|p| seen.insert(p.clone()))
+            .collect();
+        Self { pairs }
+    }
+
+    /// Union with another dictionary, keeping this one's order first.
+    pub fn merged(&self, other: &Self) -> Self {
+        let mut seen: HashSet<(String, String)> = self.pairs.iter().cloned().collect();
+        let mut pairs = self.pairs.clone();
+        pairs.extend(other.pairs.iter().filter(|p| seen.insert((*p).clone())).cloned());
+        Self { pairs }
+    }
+
+    /// Writes MUSE format atomically.
+    pub fn save_muse(&self, path: &Path) -> Result<()> {
+        write_atomic(path, |w: &mut dyn Write| {
+            for (a, b) in &self.pairs {
+                writeln!(w, "{a} {b}")?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Looks the pairs up in two vocabularies.
+    pub fn resolve(&self, src: &Embeddings, tgt: &Embeddings) -> Resolved {
+        let mut pairs = Vec::new();
+        let (mut missing_src, mut missing_tgt) = (HashSet::new(), HashSet::new());
+        let mut seen = HashSet::new();
+        for (a, b) in &self.pairs {
+            match (src.get(a), tgt.get(b)) {
+                (Some(i), Some(j)) => {
+                    if seen.insert((i, j)) {
+                        pairs.push((i, j))
+                    }
+                }
+                (None, _) => {
+                    missing_src.insert(a.as_str());
+                }
+                (Some(_), None) => {
+                    missing_tgt.insert(b.as_str());
+                }
+            }
+        }
+        let src_words: HashSet<&str> = self.pairs.iter().map(|p| p.0.as_str()).collect();
+        let found: HashSet<usize> = pairs.iter().map(|p| p.0).collect();
+        Resolved {
+            stats: ResolveStats {
+                pairs_in_file: self.pairs.len(),
+                source_words_in_file: src_words.len(),
+                pairs_found: pairs.len(),
+                source_words_found: found.len(),
+                source_words_missing: missing_src.len(),
+                target_words_missing: missing_tgt.len(),
+            },
+            pairs,
+        }
+    }
+}
+
+/// Decodes dictd's base64 numbers (alphabet A–Z a–z 0–9 + /, most significant first).
+fn b64(s: &str) -> Option<usize> {
+    let mut v: usize = 0;
+    for c in s.bytes() {
+        let d = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as usize;
+        v = v.checked_mul(64)?.checked_add(d)?;
+    }
+    (!s.is_empty()).then_some(v)
+}
+
+/// Single-word translations from a FreeDict entry: line 1 is the headword
+/// (with pronunciation and part of speech), later lines are senses, optionally
+/// numbered `1.`, each a comma/semicolon-separated list.
+fn dictd_translations(entry: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in entry.lines().skip(1) {
+        let mut l = line.trim();
+        if let Some((num, rest)) = l.split_once(". ") {
+            if !num.is_empty() && num.bytes().all(|c| c.is_ascii_digit()) {
+                l = rest;
+            }
+        }
+        // Drop parenthesised notes.
+        let mut clean = String::with_capacity(l.len());
+        let mut depth = 0;
+        for ch in l.chars() {
+            match ch {
+                '(' | '[' | '<' => depth += 1,
+                ')' | ']' | '>' => depth = (depth - 1).max(0),
+                _ if depth == 0 => clean.push(ch),
+                _ => {}
+            }
+        }
+        for t in clean.split([',', ';']) {
+            let t = t.trim();
+            if !t.is_empty() && !t.contains(char::is_whitespace) && !t.contains("...") {
+                out.push(t.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// What of a dictionary two vocabularies cover.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ResolveStats {
+    pub pairs_in_file: usize,
+    pub source_words_in_file: usize,
+    pub pairs_found: usize,
+    pub source_words_found: usize,
+    pub source_words_missing: usize,
+    pub target_words_missing: usize,
+}
+
+/// A dictionary as (source row, target row) pairs.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub pairs: Vec<(usize, usize)>,
+    pub stats: ResolveStats,
+}
+
+/// Train and test pairs split by source-word frequency rank.
+#[derive(Debug, Clone)]
+pub struct Split {
+    pub train: Vec<(usize, usize)>,
+    pub test: Vec<(usize, usize)>,
+    /// Rank ranges (over the dictionary's found source words) actually used.
+    pub train_range: (usize, usize),
+    pub test_range: (usize, usize),
+}
+
+impl Resolved {
+    /// Source rows in frequency order (lower row = more frequent).
+    pub fn source_words(&self) -> Vec<usize> {
+        let mut s: Vec<usize> = self.pairs.iter().map(|p| p.0).collect::<HashSet<_>>().into_iter().collect();
+        s.sort_unstable();
+        s
+    }
+
+    /// MUSE-style split: the source words sorted by frequency; train takes ranks
+    /// `train`, test takes ranks `test` (disjoint); each keeps all translations.
+    pub fn split_ranges(&self, train: (usize, usize), test: (usize, usize)) -> Result<Split> {
+        if train.0 < test.1 && test.0 < train.1 {
+            return Err(DataError::Invalid(format!("train ranks {train:?} overlap test ranks {test:?}")));
+        }
+        let words = self.source_words();
+        let pick = |r: (usize, usize)| -> Vec<(usize, usize)> {
+            let lo = r.0.min(words.len());
+            let hi = r.1.min(words.len());
+            let set: HashSet<usize> = words[lo..hi].iter().copied().collect();
+            let mut v: Vec<_> = self.pairs.iter().filter(|p| set.contains(&p.0)).copied().collect();
+            v.sort_unstable();
+            v
+        };
+        let (tr, te) = (pick(train), pick(test));
+        if tr.is_empty() {
+            return Err(DataError::Invalid(format!(
+                "no training pairs: the dictionary has {} usable source words, train ranks are {train:?}",
+                words.len()
+            )));
+        }
+        if te.is_empty() {
+            return Err(DataError::Invalid(format!(
+                "no test pairs: the dictionary has {} usable source words, test ranks are {test:?}",
+                words.len()
+            )));
+        }
+        let clip = |r: (usize, usize)| (r.0.min(words.len()), r.1.min(words.len()));
+        Ok(Split { train: tr, test: te, train_range: clip(train), test_range: clip(test) })
+    }
+
+    /// MUSE's default (train 0–5000, test 5000–6500) where the dictionary is
+    /// large enough; otherwise the last `test_size` source words are the test set.
+    pub fn split_default(&self, train_max: usize, test_size: usize) -> Result<Split> {
+        let n = self.source_words().len();
+        if n <= test_size {
+            return Err(DataError::Invalid(format!(
+                "only {n} source words of the dictionary are in both vocabularies; a test set of {test_size} leaves none to train on"
+            )));
+        }
+        if n >= train_max + test_size {
+            self.split_ranges((0, train_max), (train_max, train_max + test_size))
+        } else {
+            self.split_ranges((0, n - test_size), (n - test_size, n))
+        }
+    }
+}
+
+/// Groups pairs by source row: source → all gold targets.
+pub fn group_by_source(pairs: &[(usize, usize)]) -> BTreeMap<usize, Vec<usize>> {
+    let mut m: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for &(s, t) in pairs {
+        m.entry(s).or_default().push(t);
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dictd_base64_and_entries() {
+        assert_eq!(b64("A"), Some(0));
+        assert_eq!(b64("BA"), Some(64));
+        assert_eq!(b64("b"), Some(27));
+        assert_eq!(b64("a-b"), None);
+        let e = "run /rʌn/\n1. fonctionner\n2. fuite (de gaz)\n3. s'élancer, se précipiter\n";
+        assert_eq!(dictd_translations(e), vec!["fonctionner", "fuite", "s'élancer"]);
+    }
+}

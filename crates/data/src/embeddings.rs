@@ -1,0 +1,517 @@
+//! Word embeddings: a vocabulary in frequency order plus a dense matrix, and
+//! readers/writers for the usual formats.
+//!
+//! Formats: fastText/MUSE `.vec` text (header `n d`), GloVe text (no header),
+//! word2vec binary, a spaCy `vocab/` folder, and a `.npy` matrix with a word
+//! index (parquet or one word a line). Text files may be gzipped.
+use crate::atomic::write_atomic;
+use crate::error::{DataError, Result};
+use crate::murmur::spacy_key;
+use crate::npy::{parse_npy, read_npy, Matrix};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// On-disk embedding formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EmbeddingFormat {
+    /// fastText / MUSE / word2vec text: header line `n d`, then `word v1 .. vd`.
+    Vec,
+    /// GloVe text: `word v1 .. vd` lines with no header.
+    Glove,
+    /// word2vec binary (`n d\n`, then `word ` + d little-endian f32 each).
+    Word2vecBin,
+    /// spaCy `vocab/` folder (`vectors`, `key2row`, `strings.json`).
+    Spacy,
+    /// `.npy` matrix + word index (parquet string column or a text file).
+    Npy,
+}
+
+impl std::str::FromStr for EmbeddingFormat {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Ok(match s {
+            "vec" | "fasttext" | "muse" => Self::Vec,
+            "glove" => Self::Glove,
+            "word2vec-bin" | "bin" => Self::Word2vecBin,
+            "spacy" => Self::Spacy,
+            "npy" => Self::Npy,
+            _ => return Err(format!("unknown embedding format '{s}' (vec, glove, bin, spacy, npy)")),
+        })
+    }
+}
+
+/// How to load a set of embeddings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LoadOptions {
+    /// Keep at most this many (distinct) words, the most frequent first.
+    pub max_vocab: Option<usize>,
+    /// Lowercase words; with `dedupe` the most frequent casing wins.
+    pub lowercase: bool,
+    /// Skip repeated words (keeping the first) instead of failing.
+    pub dedupe: bool,
+    /// Force a format instead of guessing from the path.
+    pub format: Option<EmbeddingFormat>,
+    /// Word index for `.npy` matrices (default: the only `.parquet` beside it).
+    pub words: Option<PathBuf>,
+}
+
+/// A vocabulary (most frequent first) with one `dim`-sized row per word.
+#[derive(Debug, Clone)]
+pub struct Embeddings {
+    words: Vec<String>,
+    index: HashMap<String, usize>,
+    dim: usize,
+    data: Vec<f32>,
+}
+
+impl Embeddings {
+    /// Builds embeddings from words and row-major data, checking the shapes.
+    pub fn new(words: Vec<String>, dim: usize, data: Vec<f32>) -> Result<Self> {
+        if dim == 0 || data.len() != words.len() * dim {
+            return Err(DataError::Invalid(format!(
+                "{} words of dimension {dim} need {} values, got {}",
+                words.len(),
+                words.len() * dim,
+                data.len()
+            )));
+        }
+        let mut index = HashMap::with_capacity(words.len());
+        for (i, w) in words.iter().enumerate() {
+            if index.insert(w.clone(), i).is_some() {
+                return Err(DataError::Invalid(format!("word '{w}' appears twice")));
+            }
+        }
+        Ok(Self { words, index, dim, data })
+    }
+    pub fn len(&self) -> usize {
+        self.words.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.words.is_empty()
+    }
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+    pub fn words(&self) -> &[String] {
+        &self.words
+    }
+    pub fn word(&self, i: usize) -> &str {
+        &self.words[i]
+    }
+    pub fn get(&self, word: &str) -> Option<usize> {
+        self.index.get(word).copied()
+    }
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.dim..(i + 1) * self.dim]
+    }
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+    /// The vectors as an `[n, dim]` f32 tensor on the CPU.
+    pub fn tensor(&self) -> tch::Tensor {
+        tch::Tensor::from_slice(&self.data).view([self.len() as i64, self.dim as i64])
+    }
+    /// The same words with new vectors (e.g. after a map), from a `[n, d]` tensor.
+    pub fn with_tensor(&self, t: &tch::Tensor) -> Result<Self> {
+        let size = t.size();
+        if size.len() != 2 || size[0] as usize != self.len() {
+            return Err(DataError::Invalid(format!(
+                "tensor of shape {size:?} does not fit {} words",
+                self.len()
+            )));
+        }
+        let t = t.to_kind(tch::Kind::Float).to_device(tch::Device::Cpu).contiguous();
+        let data = Vec::<f32>::try_from(t.view(-1))?;
+        Ok(Self { words: self.words.clone(), index: self.index.clone(), dim: size[1] as usize, data })
+    }
+    /// The first `n` words.
+    pub fn truncate(mut self, n: usize) -> Self {
+        if n < self.len() {
+            for w in self.words.drain(n..) {
+                self.index.remove(&w);
+            }
+            self.data.truncate(n * self.dim);
+        }
+        self
+    }
+
+    /// Loads embeddings, guessing the format from the path unless `opts.format` says.
+    pub fn load(path: &Path, opts: &LoadOptions) -> Result<Self> {
+        let format = match opts.format {
+            Some(f) => f,
+            None => guess_format(path)?,
+        };
+        let mut b = Builder::new(path, opts);
+        match format {
+            EmbeddingFormat::Vec | EmbeddingFormat::Glove => {
+                read_text(path, format == EmbeddingFormat::Vec, &mut b)?
+            }
+            EmbeddingFormat::Word2vecBin => read_word2vec_bin(path, &mut b)?,
+            EmbeddingFormat::Spacy => read_spacy(path, &mut b)?,
+            EmbeddingFormat::Npy => read_npy_index(path, opts.words.as_deref(), &mut b)?,
+        }
+        b.finish()
+    }
+
+    /// Writes `.vec` text (header `n d`), atomically.
+    pub fn save_vec(&self, path: &Path) -> Result<()> {
+        let lines: Vec<String> = (0..self.len())
+            .into_par_iter()
+            .map(|i| {
+                let mut s = String::with_capacity(self.dim * 10 + self.words[i].len());
+                s.push_str(&self.words[i]);
+                for v in self.row(i) {
+                    s.push(' ');
+                    s.push_str(&format!("{v}"));
+                }
+                s.push('\n');
+                s
+            })
+            .collect();
+        write_atomic(path, |w: &mut dyn Write| {
+            writeln!(w, "{} {}", self.len(), self.dim)?;
+            for l in &lines {
+                w.write_all(l.as_bytes())?;
+            }
+            Ok(())
+        })
+    }
+}
+
+fn guess_format(path: &Path) -> Result<EmbeddingFormat> {
+    if path.is_dir() {
+        if path.join("key2row").exists() || path.join("vocab").join("key2row").exists() {
+            return Ok(EmbeddingFormat::Spacy);
+        }
+        return Err(DataError::format(path, "a folder, but not a spaCy vocab/ (no key2row)"));
+    }
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_lowercase();
+    if name.ends_with(".npy") {
+        return Ok(EmbeddingFormat::Npy);
+    }
+    if name.ends_with(".bin") {
+        return Ok(EmbeddingFormat::Word2vecBin);
+    }
+    // Text: a `n d` first line means .vec, otherwise GloVe.
+    let first = first_line(path)?;
+    let toks: Vec<&str> = first.split_whitespace().collect();
+    if toks.len() == 2 && toks.iter().all(|t| t.parse::<usize>().is_ok()) {
+        Ok(EmbeddingFormat::Vec)
+    } else {
+        Ok(EmbeddingFormat::Glove)
+    }
+}
+
+fn open_text(path: &Path) -> Result<Box<dyn Read>> {
+    let f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    if path.extension().is_some_and(|e| e == "gz") {
+        Ok(Box::new(flate2::read::MultiGzDecoder::new(f)))
+    } else {
+        Ok(Box::new(f))
+    }
+}
+
+fn first_line(path: &Path) -> Result<String> {
+    let mut r = std::io::BufReader::new(open_text(path)?);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut r, &mut line).map_err(|e| DataError::io(path, e))?;
+    Ok(line)
+}
+
+fn read_all(path: &Path) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    open_text(path)?.read_to_end(&mut bytes).map_err(|e| DataError::io(path, e))?;
+    Ok(bytes)
+}
+
+/// Collects words in file order, applying lowercase / dedupe / max_vocab.
+struct Builder<'a> {
+    path: &'a Path,
+    opts: &'a LoadOptions,
+    words: Vec<String>,
+    index: HashMap<String, usize>,
+    data: Vec<f32>,
+    dim: usize,
+}
+
+impl<'a> Builder<'a> {
+    fn new(path: &'a Path, opts: &'a LoadOptions) -> Self {
+        Self { path, opts, words: vec![], index: HashMap::new(), data: vec![], dim: 0 }
+    }
+    fn full(&self) -> bool {
+        self.opts.max_vocab.is_some_and(|m| self.words.len() >= m)
+    }
+    /// Adds one word; `line` is where it came from, for errors.
+    fn push(&mut self, word: &str, v: &[f32], line: usize) -> Result<()> {
+        if self.dim == 0 {
+            self.dim = v.len();
+        } else if v.len() != self.dim {
+            return Err(DataError::parse(
+                self.path,
+                line,
+                format!("expected {} values, found {}", self.dim, v.len()),
+            ));
+        }
+        if let Some(bad) = v.iter().position(|x| !x.is_finite()) {
+            return Err(DataError::parse(
+                self.path,
+                line,
+                format!("value {} of '{word}' is not finite", bad + 1),
+            ));
+        }
+        if self.full() {
+            return Ok(());
+        }
+        let word = if self.opts.lowercase { word.to_lowercase() } else { word.to_string() };
+        if self.index.contains_key(&word) {
+            if self.opts.dedupe {
+                return Ok(());
+            }
+            return Err(DataError::parse(self.path, line, format!("word '{word}' repeated")));
+        }
+        self.index.insert(word.clone(), self.words.len());
+        self.words.push(word);
+        self.data.extend_from_slice(v);
+        Ok(())
+    }
+    fn finish(self) -> Result<Embeddings> {
+        if self.words.is_empty() {
+            return Err(DataError::Empty { path: self.path.to_path_buf(), what: "vocabulary".into() });
+        }
+        Ok(Embeddings { words: self.words, index: self.index, dim: self.dim, data: self.data })
+    }
+}
+
+fn parse_line(line: &[u8], dim: Option<usize>) -> std::result::Result<(String, Vec<f32>), String> {
+    let text = std::str::from_utf8(line).map_err(|_| "not valid UTF-8".to_string())?;
+    let text = text.trim_end_matches(['\r', '\n', ' ', '\t']);
+    let toks: Vec<&str> = text.split([' ', '\t']).filter(|t| !t.is_empty()).collect();
+    if toks.len() < 2 {
+        return Err("a word and its values expected".into());
+    }
+    // A word may itself contain spaces (GloVe 840B): the last `dim` tokens are values.
+    let nv = match dim {
+        Some(d) if toks.len() > d + 1 => d,
+        _ => toks.len() - 1,
+    };
+    let word = toks[..toks.len() - nv].join(" ");
+    let mut v = Vec::with_capacity(nv);
+    for t in &toks[toks.len() - nv..] {
+        v.push(t.parse::<f32>().map_err(|_| format!("'{t}' is not a number"))?);
+    }
+    Ok((word, v))
+}
+
+fn read_text(path: &Path, header: bool, b: &mut Builder) -> Result<()> {
+    let bytes = read_all(path)?;
+    let mut lines: Vec<&[u8]> = bytes.split(|&c| c == b'\n').collect();
+    if lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop();
+    }
+    if lines.is_empty() {
+        return Err(DataError::Empty { path: path.to_path_buf(), what: "file".into() });
+    }
+    let mut start = 0;
+    let mut announced = None;
+    let mut dim = None;
+    if header {
+        let h = String::from_utf8_lossy(lines[0]);
+        let nums: Vec<usize> = h.split_whitespace().filter_map(|t| t.parse().ok()).collect();
+        if nums.len() != 2 || h.split_whitespace().count() != 2 {
+            return Err(DataError::parse(path, 1, format!("header must be 'count dim', got '{}'", h.trim())));
+        }
+        announced = Some(nums[0]);
+        dim = Some(nums[1]);
+        start = 1;
+    }
+    const CHUNK: usize = 16_384;
+    let mut at = start;
+    while at < lines.len() && !b.full() {
+        let end = (at + CHUNK).min(lines.len());
+        let parsed: Vec<_> = lines[at..end].par_iter().map(|l| parse_line(l, dim)).collect();
+        for (k, p) in parsed.into_iter().enumerate() {
+            let line_no = at + k + 1;
+            let (w, v) = p.map_err(|m| DataError::parse(path, line_no, m))?;
+            if dim.is_none() {
+                dim = Some(v.len());
+            }
+            b.push(&w, &v, line_no)?;
+        }
+        at = end;
+    }
+    if let Some(n) = announced {
+        let have = lines.len() - start;
+        if have < n && !b.full() {
+            return Err(DataError::format(
+                path,
+                format!("header announces {n} vectors but the file has {have} (truncated?)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn read_word2vec_bin(path: &Path, b: &mut Builder) -> Result<()> {
+    let bytes = read_all(path)?;
+    let nl = bytes
+        .iter()
+        .position(|&c| c == b'\n')
+        .ok_or_else(|| DataError::format(path, "no header line"))?;
+    let h = String::from_utf8_lossy(&bytes[..nl]).to_string();
+    let nums: Vec<usize> = h.split_whitespace().filter_map(|t| t.parse().ok()).collect();
+    if nums.len() != 2 {
+        return Err(DataError::parse(path, 1, format!("header must be 'count dim', got '{}'", h.trim())));
+    }
+    let (n, d) = (nums[0], nums[1]);
+    let mut pos = nl + 1;
+    let mut v = vec![0f32; d];
+    for rec in 0..n {
+        if b.full() {
+            break;
+        }
+        while pos < bytes.len() && (bytes[pos] == b'\n' || bytes[pos] == b' ') {
+            pos += 1;
+        }
+        let sp = bytes[pos..].iter().position(|&c| c == b' ').ok_or_else(|| {
+            DataError::format(path, format!("record {}: truncated (no word)", rec + 1))
+        })?;
+        let word = std::str::from_utf8(&bytes[pos..pos + sp])
+            .map_err(|_| DataError::format(path, format!("record {}: word is not UTF-8", rec + 1)))?
+            .to_string();
+        pos += sp + 1;
+        if pos + 4 * d > bytes.len() {
+            return Err(DataError::format(
+                path,
+                format!("record {} ('{word}'): truncated, {d} values announced", rec + 1),
+            ));
+        }
+        for (j, x) in v.iter_mut().enumerate() {
+            *x = f32::from_le_bytes(bytes[pos + 4 * j..pos + 4 * j + 4].try_into().unwrap());
+        }
+        pos += 4 * d;
+        b.push(&word, &v, rec + 1)?;
+    }
+    Ok(())
+}
+
+fn read_spacy(path: &Path, b: &mut Builder) -> Result<()> {
+    let dir = if path.join("key2row").exists() { path.to_path_buf() } else { path.join("vocab") };
+    let vectors = read_npy(&dir.join("vectors"))?;
+    let k2r_path = dir.join("key2row");
+    let raw = std::fs::read(&k2r_path).map_err(|e| DataError::io(&k2r_path, e))?;
+    let value = rmpv::decode::read_value(&mut raw.as_slice())
+        .map_err(|e| DataError::format(&k2r_path, format!("not a msgpack map: {e}")))?;
+    let map = value
+        .as_map()
+        .ok_or_else(|| DataError::format(&k2r_path, "msgpack value is not a map"))?;
+    let strings_path = dir.join("strings.json");
+    let text = std::fs::read(&strings_path).map_err(|e| DataError::io(&strings_path, e))?;
+    let strings: Vec<String> = serde_json::from_slice(&text)
+        .map_err(|e| DataError::format(&strings_path, format!("not a JSON list of strings: {e}")))?;
+    let by_key: HashMap<u64, &str> =
+        strings.par_iter().map(|s| (spacy_key(s), s.as_str())).collect();
+    // Insertion order is frequency order; a row's word is the first key that names it.
+    let mut seen = vec![false; vectors.rows];
+    let mut missing = 0usize;
+    for (i, (k, r)) in map.iter().enumerate() {
+        let (Some(key), Some(row)) = (k.as_u64(), r.as_u64()) else {
+            return Err(DataError::format(&k2r_path, format!("entry {}: key and row must be integers", i + 1)));
+        };
+        let row = row as usize;
+        if row >= vectors.rows {
+            return Err(DataError::format(
+                &k2r_path,
+                format!("entry {}: row {row} outside the {} vectors", i + 1, vectors.rows),
+            ));
+        }
+        if seen[row] {
+            continue;
+        }
+        let Some(word) = by_key.get(&key) else {
+            missing += 1;
+            continue;
+        };
+        seen[row] = true;
+        b.push(word, &vectors.data[row * vectors.cols..(row + 1) * vectors.cols], i + 1)?;
+        if b.full() {
+            break;
+        }
+    }
+    if b.words.is_empty() && missing > 0 {
+        return Err(DataError::format(&strings_path, "no key of key2row is the hash of a string here"));
+    }
+    Ok(())
+}
+
+/// The `.parquet` (or `.txt`) word index beside a `.npy` file.
+fn find_index(npy: &Path) -> Result<PathBuf> {
+    let dir = npy.parent().unwrap_or(Path::new("."));
+    let stem_txt = npy.with_extension("txt");
+    if stem_txt.exists() {
+        return Ok(stem_txt);
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| DataError::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    found.sort();
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(DataError::format(npy, "no word index: pass one (a .parquet or .txt beside it)")),
+        _ => Err(DataError::format(npy, "several .parquet files beside it: pass the word index")),
+    }
+}
+
+/// Reads the first string column of a parquet file.
+pub fn read_parquet_words(path: &Path) -> Result<Vec<String>> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::RowAccessor;
+    let f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let reader = SerializedFileReader::new(f)
+        .map_err(|e| DataError::format(path, format!("not a readable parquet file: {e}")))?;
+    let rows = reader
+        .get_row_iter(None)
+        .map_err(|e| DataError::format(path, format!("cannot read rows: {e}")))?;
+    let mut words = Vec::new();
+    for (i, row) in rows.enumerate() {
+        let row = row.map_err(|e| DataError::format(path, format!("row {}: {e}", i + 1)))?;
+        let w = row
+            .get_string(0)
+            .map_err(|e| DataError::format(path, format!("row {}: first column is not a string: {e}", i + 1)))?;
+        words.push(w.clone());
+    }
+    Ok(words)
+}
+
+fn read_npy_index(path: &Path, words: Option<&Path>, b: &mut Builder) -> Result<()> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let m: Matrix = parse_npy(path, &bytes)?;
+    let index = match words {
+        Some(p) => p.to_path_buf(),
+        None => find_index(path)?,
+    };
+    let words = if index.extension().is_some_and(|e| e == "parquet") {
+        read_parquet_words(&index)?
+    } else {
+        let text = std::fs::read_to_string(&index).map_err(|e| DataError::io(&index, e))?;
+        text.lines().map(|l| l.trim_end_matches('\r').to_string()).collect()
+    };
+    if words.len() != m.rows {
+        return Err(DataError::format(
+            &index,
+            format!("{} words for the {} rows of {}", words.len(), m.rows, path.display()),
+        ));
+    }
+    for (i, w) in words.iter().enumerate() {
+        b.push(w, &m.data[i * m.cols..(i + 1) * m.cols], i + 1)?;
+        if b.full() {
+            break;
+        }
+    }
+    Ok(())
+}

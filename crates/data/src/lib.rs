@@ -1,0 +1,12 @@
+//! embedlab data layer: file formats and datasets. Nothing here depends on
+//! alignment, models or the CLI.
+pub mod atomic;
+pub mod dictionary;
+pub mod embeddings;
+pub mod error;
+pub mod murmur;
+pub mod npy;
+
+pub use dictionary::{Dictionary, Resolved, Split};
+pub use embeddings::{EmbeddingFormat, Embeddings, LoadOptions};
+pub use error::{DataError, Result};
