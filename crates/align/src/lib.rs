@@ -1,1 +1,15 @@
+//! embedlab alignment layer: normalisation, PCA, linear maps (least squares,
+//! Procrustes), NN/CSLS retrieval, dictionary induction and refinement.
+//! Depends on the data layer only.
+pub mod error;
+pub mod induce;
+pub mod maps;
+pub mod normalize;
+pub mod pca;
+pub mod retrieval;
+pub mod supervised;
 
+pub use error::{AlignError, Result};
+pub use maps::MapMethod;
+pub use normalize::Normalization;
+pub use retrieval::{Retrieval, Space};

@@ -4,7 +4,7 @@
 use crate::atomic::write_atomic;
 use crate::embeddings::Embeddings;
 use crate::error::{DataError, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -235,7 +235,7 @@ fn dictd_translations(entry: &str) -> Vec<String> {
 }
 
 /// What of a dictionary two vocabularies cover.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ResolveStats {
     pub pairs_in_file: usize,
     pub source_words_in_file: usize,

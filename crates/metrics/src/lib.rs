@@ -1,1 +1,6 @@
+//! embedlab evaluation metrics. Word translation: precision@k of a mapped
+//! space against a test dictionary, as MUSE computes it (a source word counts
+//! as correct at k when any of its gold translations is among its top k).
+pub mod retrieval;
 
+pub use retrieval::{precision_at_k, Precision};

@@ -1,0 +1,400 @@
+//! `embedlab align supervised`: fit, refine, evaluate and save a map.
+use crate::run::RunDir;
+use crate::util::{bar, parse_range, spinner};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use embedlab_align::induce::{Build, InduceConfig};
+use embedlab_align::supervised::{fit_supervised, FitConfig, Iteration, Prep};
+use embedlab_align::{MapMethod, Normalization, Retrieval};
+use embedlab_data::{Dictionary, EmbeddingFormat, Embeddings, LoadOptions};
+use embedlab_metrics::{precision_at_k, Precision};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::{Device, Tensor};
+
+/// Where one side's vectors come from.
+#[derive(Args, Debug, Clone, Serialize, Deserialize)]
+pub struct EmbArgs {
+    /// Source embeddings (.vec, GloVe .txt, word2vec .bin, spaCy vocab/ folder, .npy).
+    #[arg(long)]
+    pub src: PathBuf,
+    /// Target embeddings (same formats).
+    #[arg(long)]
+    pub tgt: PathBuf,
+    /// Force the source format (vec, glove, bin, spacy, npy).
+    #[arg(long)]
+    pub src_format: Option<EmbeddingFormat>,
+    #[arg(long)]
+    pub tgt_format: Option<EmbeddingFormat>,
+    /// Word index of a source .npy (default: the .parquet beside it).
+    #[arg(long)]
+    pub src_words: Option<PathBuf>,
+    #[arg(long)]
+    pub tgt_words: Option<PathBuf>,
+    /// Keep the N most frequent source words (MUSE: 200000).
+    #[arg(long, default_value_t = 200_000)]
+    pub src_max_vocab: usize,
+    #[arg(long, default_value_t = 200_000)]
+    pub tgt_max_vocab: usize,
+    /// Lowercase words of both sides and the dictionaries (most frequent casing wins).
+    #[arg(long)]
+    pub lowercase: bool,
+}
+
+impl EmbArgs {
+    fn opts(&self, fmt: Option<EmbeddingFormat>, words: &Option<PathBuf>, max: usize) -> LoadOptions {
+        LoadOptions {
+            max_vocab: Some(max),
+            lowercase: self.lowercase,
+            dedupe: true,
+            format: fmt,
+            words: words.clone(),
+        }
+    }
+    pub fn load(&self) -> Result<(Embeddings, Embeddings)> {
+        let load = |p: &Path, o: LoadOptions| -> Result<Embeddings> {
+            let pb = spinner(format!("loading {}", p.display()));
+            let t = Instant::now();
+            let e = Embeddings::load(p, &o)?;
+            pb.finish_and_clear();
+            eprintln!("loaded {}: {} words × {} in {:.2}s", p.display(), e.len(), e.dim(), t.elapsed().as_secs_f64());
+            Ok(e)
+        };
+        let s = load(&self.src, self.opts(self.src_format, &self.src_words, self.src_max_vocab))?;
+        let t = load(&self.tgt, self.opts(self.tgt_format, &self.tgt_words, self.tgt_max_vocab))?;
+        Ok((s, t))
+    }
+}
+
+/// Map methods offered on the command line.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// Least squares (Mikolov et al. 2013); default normalisation: none.
+    Lstsq,
+    /// Xing et al. 2015: unit-length vectors and an orthogonal map.
+    Xing,
+    /// Orthogonal Procrustes; default normalisation renorm,center,renorm.
+    Procrustes,
+}
+
+impl Method {
+    pub fn map(self) -> MapMethod {
+        match self {
+            Method::Lstsq => MapMethod::LeastSquares,
+            Method::Xing | Method::Procrustes => MapMethod::Procrustes,
+        }
+    }
+    pub fn default_normalize(self) -> &'static str {
+        match self {
+            Method::Lstsq => "none",
+            Method::Xing => "renorm",
+            Method::Procrustes => "renorm,center,renorm",
+        }
+    }
+}
+
+/// Everything `align supervised` is run with; saved as the run's config.json.
+#[derive(Args, Debug, Clone, Serialize, Deserialize)]
+pub struct SupervisedArgs {
+    #[command(flatten)]
+    pub emb: EmbArgs,
+    /// Seed dictionary: MUSE text (`src tgt` a line) or FreeDict dictd (.index).
+    /// Without --dict-test it is split into train and test by source frequency.
+    #[arg(long)]
+    pub dict: PathBuf,
+    /// Separate test dictionary (then all of --dict trains).
+    #[arg(long)]
+    pub dict_test: Option<PathBuf>,
+    /// Read the dictionaries the other way round (target→source files).
+    #[arg(long)]
+    pub invert_dict: bool,
+    /// Train on these source-frequency ranks of the dictionary (e.g. 0:5000).
+    #[arg(long, value_parser = parse_range)]
+    pub train_ranks: Option<(usize, usize)>,
+    /// Test on these ranks (e.g. 5000:6500); both ranges or neither.
+    #[arg(long, value_parser = parse_range)]
+    pub test_ranks: Option<(usize, usize)>,
+    /// Test words when splitting automatically (MUSE: 1500 after the first 5000).
+    #[arg(long, default_value_t = 1500)]
+    pub test_size: usize,
+    #[arg(long, value_enum, default_value_t = Method::Procrustes)]
+    pub method: Method,
+    /// Normalisation chain for both sides (default: the method's).
+    #[arg(long)]
+    pub normalize: Option<String>,
+    /// Reduce the source to K dimensions with PCA (before normalising).
+    #[arg(long)]
+    pub src_pca: Option<usize>,
+    #[arg(long)]
+    pub tgt_pca: Option<usize>,
+    /// Refinement iterations: re-induce the dictionary (mutual CSLS neighbours) and refit.
+    #[arg(long, default_value_t = 0)]
+    pub refine: usize,
+    /// Words of each side taking part in induction (MUSE: 15000).
+    #[arg(long, default_value_t = 15_000)]
+    pub refine_max_rank: usize,
+    /// Keep the seed pairs in each refined dictionary.
+    #[arg(long)]
+    pub keep_seed: bool,
+    /// Run folder (default runs/align-supervised-<time>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+impl SupervisedArgs {
+    pub fn normalization(&self) -> Result<Normalization> {
+        Ok(self.normalize.as_deref().unwrap_or(self.method.default_normalize()).parse()?)
+    }
+    pub fn prep(&self) -> Result<(Prep, Prep)> {
+        let n = self.normalization()?;
+        Ok((Prep { pca: self.src_pca, normalize: n.clone() }, Prep { pca: self.tgt_pca, normalize: n }))
+    }
+    fn dictionary(&self, path: &Path) -> Result<Dictionary> {
+        let mut d = Dictionary::load(path)?;
+        if self.invert_dict {
+            d = d.inverted();
+        }
+        if self.emb.lowercase {
+            d = d.lowercased();
+        }
+        Ok(d)
+    }
+}
+
+/// What a supervised run reports (report.json).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SupervisedReport {
+    pub method: Method,
+    pub normalize: String,
+    pub src_words: usize,
+    pub tgt_words: usize,
+    pub src_dim: usize,
+    pub tgt_dim: usize,
+    pub pca_variance_kept: (Option<f64>, Option<f64>),
+    pub train_pairs: usize,
+    pub train_source_words: usize,
+    pub test_pairs: usize,
+    pub dictionary: embedlab_data::dictionary::ResolveStats,
+    pub test_dictionary: Option<embedlab_data::dictionary::ResolveStats>,
+    pub ranks: Option<((usize, usize), (usize, usize))>,
+    pub iterations: Vec<Iteration>,
+    pub selected_iteration: usize,
+    pub precision: Vec<Precision>,
+    pub seconds: Timings,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Timings {
+    pub prepare: f64,
+    pub fit: f64,
+    pub evaluate: f64,
+    pub total_after_load: f64,
+}
+
+/// Builds train/test pairs from the arguments.
+fn pairs(
+    args: &SupervisedArgs,
+    src: &Embeddings,
+    tgt: &Embeddings,
+) -> Result<(Vec<(usize, usize)>, Vec<(usize, usize)>, SupervisedReportDict)> {
+    let dict = args.dictionary(&args.dict)?;
+    let resolved = dict.resolve(src, tgt);
+    if resolved.pairs.is_empty() {
+        bail!(
+            "{}: none of its {} pairs has both words in the vocabularies (try --lowercase or --invert-dict)",
+            args.dict.display(),
+            dict.pairs.len()
+        );
+    }
+    match &args.dict_test {
+        Some(tp) => {
+            let test = args.dictionary(tp)?.resolve(src, tgt);
+            if test.pairs.is_empty() {
+                bail!("{}: no test pair has both words in the vocabularies", tp.display());
+            }
+            let stats = (resolved.stats.clone(), Some(test.stats.clone()), None);
+            Ok((resolved.pairs, test.pairs, stats))
+        }
+        None => {
+            let split = match (args.train_ranks, args.test_ranks) {
+                (Some(a), Some(b)) => resolved.split_ranges(a, b)?,
+                (None, None) => resolved.split_default(5000, args.test_size)?,
+                _ => bail!("give both --train-ranks and --test-ranks, or neither"),
+            };
+            let stats = (resolved.stats.clone(), None, Some((split.train_range, split.test_range)));
+            Ok((split.train, split.test, stats))
+        }
+    }
+}
+
+type SupervisedReportDict = (
+    embedlab_data::dictionary::ResolveStats,
+    Option<embedlab_data::dictionary::ResolveStats>,
+    Option<((usize, usize), (usize, usize))>,
+);
+
+/// The methods every evaluation reports.
+pub const EVAL_RETRIEVALS: [Retrieval; 2] = [Retrieval::Nn, Retrieval::Csls { k: 10 }];
+pub const EVAL_KS: [usize; 3] = [1, 5, 10];
+
+/// Runs the whole supervised pipeline on loaded embeddings and writes the run folder.
+pub fn run_supervised(args: &SupervisedArgs, src: &Embeddings, tgt: &Embeddings, device: Device) -> Result<SupervisedReport> {
+    let t_all = Instant::now();
+    let mut run = RunDir::create("align-supervised", args.out.as_deref())?;
+    run.write_json("config.json", args)?;
+    let (train, test, (dstats, tstats, ranks)) = pairs(args, src, tgt)?;
+    let word_pairs = |p: &[(usize, usize)]| Dictionary {
+        pairs: p.iter().map(|&(s, t)| (src.word(s).to_string(), tgt.word(t).to_string())).collect(),
+    };
+    word_pairs(&train).save_muse(&run.file("dict.train.txt"))?;
+    word_pairs(&test).save_muse(&run.file("dict.test.txt"))?;
+    let train_words = train.iter().map(|p| p.0).collect::<std::collections::HashSet<_>>().len();
+    eprintln!(
+        "dictionary: {} train pairs ({} source words), {} test pairs ({} source words)",
+        train.len(),
+        train_words,
+        test.len(),
+        test.iter().map(|p| p.0).collect::<std::collections::HashSet<_>>().len()
+    );
+
+    let t = Instant::now();
+    let (ps, pt) = args.prep()?;
+    let (x, kept_s) = ps.apply(src, device)?;
+    let (y, kept_t) = pt.apply(tgt, device)?;
+    let prepare = t.elapsed().as_secs_f64();
+    if args.method.map() == MapMethod::Procrustes && x.size()[1] != y.size()[1] {
+        eprintln!(
+            "note: source has {} dimensions and target {}: the orthogonal map is semi-orthogonal",
+            x.size()[1],
+            y.size()[1]
+        );
+    }
+
+    let t = Instant::now();
+    let cfg = FitConfig {
+        method: args.method.map(),
+        refine: args.refine,
+        induce: InduceConfig { retrieval: Retrieval::Csls { k: 10 }, build: Build::Mutual, max_rank: args.refine_max_rank },
+        keep_seed: args.keep_seed,
+        criterion_words: 10_000,
+    };
+    let pb = bar(args.refine as u64 + 1, format!("fit {:?}", args.method).to_lowercase());
+    let mut steps = vec![];
+    let fitted = fit_supervised(&x, &y, &train, &cfg, |it| {
+        pb.inc(1);
+        pb.set_message(format!("criterion {:.4}", it.criterion));
+        steps.push(it.clone());
+    })?;
+    pb.finish_and_clear();
+    for s in &steps {
+        run.log(&serde_json::json!({"event": "iteration", "iteration": s.iteration,
+            "dictionary_pairs": s.dictionary_pairs, "criterion": s.criterion, "seconds": s.seconds}))?;
+    }
+    let fit_s = t.elapsed().as_secs_f64();
+    save_map(&run.file("map.safetensors"), &fitted.w)?;
+    let iterations = fitted.history;
+    let selected_iteration = fitted.best;
+
+    let t = Instant::now();
+    let pb = spinner("evaluating (NN and CSLS)");
+    let mut space = fitted.space;
+    let mut precision = vec![];
+    for r in EVAL_RETRIEVALS {
+        let p = precision_at_k(&mut space, &test, r, &EVAL_KS)?;
+        run.log(&serde_json::json!({"event": "precision", "retrieval": p.retrieval, "at": p.at, "queries": p.queries}))?;
+        precision.push(p);
+    }
+    pb.finish_and_clear();
+    let evaluate = t.elapsed().as_secs_f64();
+
+    let report = SupervisedReport {
+        method: args.method,
+        normalize: args.normalization()?.to_string(),
+        src_words: src.len(),
+        tgt_words: tgt.len(),
+        src_dim: x.size()[1] as usize,
+        tgt_dim: y.size()[1] as usize,
+        pca_variance_kept: (kept_s, kept_t),
+        train_pairs: train.len(),
+        train_source_words: train_words,
+        test_pairs: test.len(),
+        dictionary: dstats,
+        test_dictionary: tstats,
+        ranks,
+        iterations,
+        selected_iteration,
+        precision,
+        seconds: Timings { prepare, fit: fit_s, evaluate, total_after_load: t_all.elapsed().as_secs_f64() },
+    };
+    run.write_json("report.json", &report)?;
+    eprintln!("run folder: {}", run.path.display());
+    Ok(report)
+}
+
+/// Saves W atomically as safetensors.
+pub fn save_map(path: &Path, w: &Tensor) -> Result<()> {
+    let tmp = path.with_extension("safetensors.tmp");
+    Tensor::write_safetensors(&[("W", &w.to_device(Device::Cpu).contiguous())], &tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Loads W from a run folder.
+pub fn load_map(path: &Path) -> Result<Tensor> {
+    let tensors = Tensor::read_safetensors(path).with_context(|| format!("{}: not a readable safetensors file", path.display()))?;
+    tensors
+        .into_iter()
+        .find(|(n, _)| n == "W")
+        .map(|(_, t)| t)
+        .with_context(|| format!("{}: no tensor named W", path.display()))
+}
+
+/// Prints a precision table.
+pub fn print_precision(title: &str, ps: &[Precision]) {
+    println!("{title}");
+    println!("  {:<8} {:>7} {:>7} {:>7}  queries", "method", "P@1", "P@5", "P@10");
+    for p in ps {
+        println!(
+            "  {:<8} {:>7.2} {:>7.2} {:>7.2}  {}",
+            p.retrieval,
+            p.at.get(&1).copied().unwrap_or(f64::NAN),
+            p.at.get(&5).copied().unwrap_or(f64::NAN),
+            p.at.get(&10).copied().unwrap_or(f64::NAN),
+            p.queries
+        );
+    }
+}
+
+/// A run folder's pieces, for `translate` and `export`.
+pub struct LoadedRun {
+    pub args: SupervisedArgs,
+    pub src: Embeddings,
+    pub tgt: Embeddings,
+    pub mapped: Tensor,
+    pub target: Tensor,
+}
+
+pub fn load_run(dir: &Path, device: Device) -> Result<LoadedRun> {
+    let cfg = dir.join("config.json");
+    let text = std::fs::read_to_string(&cfg).with_context(|| format!("{}: not a run folder (no config.json)", dir.display()))?;
+    let args: SupervisedArgs =
+        serde_json::from_str(&text).with_context(|| format!("{}: not an align-supervised config", cfg.display()))?;
+    let w = load_map(&dir.join("map.safetensors"))?.to_device(device);
+    let (src, tgt) = args.emb.load()?;
+    let (ps, pt) = args.prep()?;
+    let (x, _) = ps.apply(&src, device)?;
+    let (y, _) = pt.apply(&tgt, device)?;
+    if x.size()[1] != w.size()[0] || y.size()[1] != w.size()[1] {
+        bail!(
+            "{}: map is {:?} but the prepared vectors have {} and {} dimensions (embeddings changed?)",
+            dir.display(),
+            w.size(),
+            x.size()[1],
+            y.size()[1]
+        );
+    }
+    Ok(LoadedRun { mapped: x.matmul(&w), target: y, args, src, tgt })
+}

@@ -1,0 +1,66 @@
+//! `embedlab bench csls`: time and peak memory of CSLS evaluation at scale.
+use crate::util::peak_rss_bytes;
+use anyhow::Result;
+use clap::Args;
+use embedlab_align::{Retrieval, Space};
+use serde::Serialize;
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+#[derive(Args, Debug)]
+pub struct CslsBench {
+    /// Source and target vocabulary size.
+    #[arg(long, default_value_t = 200_000)]
+    pub n: i64,
+    #[arg(long, default_value_t = 300)]
+    pub dim: i64,
+    /// Query words (MUSE's test sets have 1,500).
+    #[arg(long, default_value_t = 1500)]
+    pub queries: usize,
+    #[arg(long, default_value_t = 10)]
+    pub knn: i64,
+}
+
+#[derive(Serialize)]
+struct CslsBenchResult {
+    n: i64,
+    dim: i64,
+    queries: usize,
+    knn: i64,
+    threads: i32,
+    seconds_r_target: f64,
+    seconds_translate: f64,
+    seconds_total: f64,
+    peak_rss_mib: Option<f64>,
+}
+
+pub fn csls(a: &CslsBench, device: Device) -> Result<()> {
+    let opts = (Kind::Float, device);
+    let x = Tensor::randn([a.n, a.dim], opts);
+    let y = Tensor::randn([a.n, a.dim], opts);
+    let t0 = Instant::now();
+    let mut space = Space::new(&x, &y)?;
+    drop((x, y));
+    let k = a.knn;
+    let t = Instant::now();
+    space.r_tgt(k)?;
+    let r_target = t.elapsed().as_secs_f64();
+    let q: Vec<usize> = (0..a.queries).map(|i| i * (a.n as usize / a.queries.max(1))).collect();
+    let t = Instant::now();
+    let (_s, idx) = space.translate(&q, Retrieval::Csls { k }, 10)?;
+    let translate = t.elapsed().as_secs_f64();
+    assert_eq!(idx.size(), vec![a.queries as i64, 10]);
+    let res = CslsBenchResult {
+        n: a.n,
+        dim: a.dim,
+        queries: a.queries,
+        knn: k,
+        threads: tch::get_num_threads(),
+        seconds_r_target: r_target,
+        seconds_translate: translate,
+        seconds_total: t0.elapsed().as_secs_f64(),
+        peak_rss_mib: peak_rss_bytes().map(|b| b as f64 / 1048576.0),
+    };
+    println!("{}", serde_json::to_string_pretty(&res)?);
+    Ok(())
+}

@@ -1,0 +1,5 @@
+pub mod align;
+pub mod bench;
+pub mod convert;
+pub mod demo;
+pub mod translate;

@@ -1,0 +1,75 @@
+//! Run folders: `runs/<kind>-<time>/` holding `config.json`, `env.json`,
+//! `metrics.jsonl` and whatever the command writes. Every file is written
+//! atomically.
+use anyhow::{Context, Result};
+use embedlab_data::atomic::{write_atomic, write_json_atomic};
+use serde::Serialize;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub struct RunDir {
+    pub path: PathBuf,
+    metrics: Vec<String>,
+}
+
+impl RunDir {
+    /// Creates `out`, or `runs/<kind>-<timestamp>` when `out` is None.
+    pub fn create(kind: &str, out: Option<&Path>) -> Result<Self> {
+        let path = match out {
+            Some(p) => p.to_path_buf(),
+            None => {
+                let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S%.3f");
+                PathBuf::from("runs").join(format!("{kind}-{stamp}"))
+            }
+        };
+        std::fs::create_dir_all(&path).with_context(|| format!("cannot create run folder {}", path.display()))?;
+        let run = Self { path, metrics: vec![] };
+        run.write_json("env.json", &Env::current())?;
+        Ok(run)
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
+        Ok(write_json_atomic(&self.file(name), value)?)
+    }
+
+    /// Appends one JSON line to `metrics.jsonl` (rewritten atomically).
+    pub fn log<T: Serialize>(&mut self, value: &T) -> Result<()> {
+        self.metrics.push(serde_json::to_string(value)?);
+        let lines = &self.metrics;
+        write_atomic(&self.file("metrics.jsonl"), |w: &mut dyn Write| {
+            for l in lines {
+                writeln!(w, "{l}")?;
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+}
+
+/// What a run ran on, saved beside its config.
+#[derive(Serialize)]
+pub struct Env {
+    pub embedlab: &'static str,
+    pub tch: &'static str,
+    pub libtorch_threads: i32,
+    pub cuda_devices: i64,
+    pub command_line: Vec<String>,
+    pub started: String,
+}
+
+impl Env {
+    pub fn current() -> Self {
+        Self {
+            embedlab: env!("CARGO_PKG_VERSION"),
+            tch: "0.24",
+            libtorch_threads: tch::get_num_threads(),
+            cuda_devices: tch::Cuda::device_count(),
+            command_line: std::env::args().collect(),
+            started: chrono::Local::now().to_rfc3339(),
+        }
+    }
+}
