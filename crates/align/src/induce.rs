@@ -26,11 +26,21 @@ pub struct InduceConfig {
     pub build: Build,
     /// Only the `max_rank` most frequent words of each side take part.
     pub max_rank: usize,
+    /// `true` (MUSE): neighbours and CSLS terms are searched in the whole
+    /// vocabularies, then pairs outside the top `max_rank` are dropped.
+    /// `false` (VecMap, default): the search itself is confined to the top
+    /// `max_rank` words of each side, several times cheaper on large vocabularies.
+    pub full_vocabulary: bool,
 }
 
 impl Default for InduceConfig {
     fn default() -> Self {
-        Self { retrieval: Retrieval::Csls { k: 10 }, build: Build::Mutual, max_rank: 15_000 }
+        Self {
+            retrieval: Retrieval::Csls { k: 10 },
+            build: Build::Mutual,
+            max_rank: 15_000,
+            full_vocabulary: false,
+        }
     }
 }
 
@@ -50,7 +60,11 @@ fn one_direction(space: &mut Space, cfg: &InduceConfig) -> Result<Vec<(usize, us
         if t >= cfg.max_rank {
             continue;
         }
-        let margin = if w == 2 { scores[i * w] - scores[i * w + 1] } else { 0.0 };
+        let margin = if w == 2 {
+            scores[i * w] - scores[i * w + 1]
+        } else {
+            0.0
+        };
         out.push((s, t, margin));
     }
     Ok(out)
@@ -58,6 +72,15 @@ fn one_direction(space: &mut Space, cfg: &InduceConfig) -> Result<Vec<(usize, us
 
 /// Induces (source row, target row) pairs, most confident first.
 pub fn induce(space: &mut Space, cfg: &InduceConfig) -> Result<Vec<(usize, usize)>> {
+    if !cfg.full_vocabulary {
+        let ns = space.src.size()[0].min(cfg.max_rank as i64);
+        let nt = space.tgt.size()[0].min(cfg.max_rank as i64);
+        if ns < space.src.size()[0] || nt < space.tgt.size()[0] {
+            let mut top = Space::new(&space.src.narrow(0, 0, ns), &space.tgt.narrow(0, 0, nt))?;
+            top.block_bytes = space.block_bytes;
+            return induce(&mut top, cfg);
+        }
+    }
     let s2t = match cfg.build {
         Build::T2s => vec![],
         _ => one_direction(space, cfg)?,
@@ -66,7 +89,10 @@ pub fn induce(space: &mut Space, cfg: &InduceConfig) -> Result<Vec<(usize, usize
         Build::S2t => vec![],
         _ => {
             let mut rev = space.reversed();
-            one_direction(&mut rev, cfg)?.into_iter().map(|(t, s, m)| (s, t, m)).collect()
+            one_direction(&mut rev, cfg)?
+                .into_iter()
+                .map(|(t, s, m)| (s, t, m))
+                .collect()
         }
     };
     let mut pairs: Vec<(usize, usize, f32)> = match cfg.build {
@@ -74,11 +100,16 @@ pub fn induce(space: &mut Space, cfg: &InduceConfig) -> Result<Vec<(usize, usize
         Build::T2s => t2s,
         Build::Mutual => {
             let back: HashSet<(usize, usize)> = t2s.iter().map(|p| (p.0, p.1)).collect();
-            s2t.into_iter().filter(|p| back.contains(&(p.0, p.1))).collect()
+            s2t.into_iter()
+                .filter(|p| back.contains(&(p.0, p.1)))
+                .collect()
         }
         Build::Union => {
             let mut seen = HashSet::new();
-            s2t.into_iter().chain(t2s).filter(|p| seen.insert((p.0, p.1))).collect()
+            s2t.into_iter()
+                .chain(t2s)
+                .filter(|p| seen.insert((p.0, p.1)))
+                .collect()
         }
     };
     pairs.sort_by(|a, b| b.2.partial_cmp(&a.2).unwrap_or(std::cmp::Ordering::Equal));
@@ -89,7 +120,12 @@ pub fn induce(space: &mut Space, cfg: &InduceConfig) -> Result<Vec<(usize, usize
 /// `max_words` most frequent source words and their S2T translations under
 /// `retrieval` (`mean_cosine-csls_knn_10-S2T-10000`).
 pub fn mean_cosine(space: &mut Space, retrieval: Retrieval, max_words: usize) -> Result<f64> {
-    let cfg = InduceConfig { retrieval, build: Build::S2t, max_rank: usize::MAX };
+    let cfg = InduceConfig {
+        retrieval,
+        build: Build::S2t,
+        max_rank: usize::MAX,
+        full_vocabulary: true,
+    };
     let ns = space.src.size()[0] as usize;
     let q: Vec<usize> = (0..ns.min(max_words)).collect();
     let (_, idx) = space.translate(&q, cfg.retrieval, 1)?;
@@ -97,7 +133,10 @@ pub fn mean_cosine(space: &mut Space, retrieval: Retrieval, max_words: usize) ->
     let qi = Tensor::from_slice(&q.iter().map(|&i| i as i64).collect::<Vec<_>>()).to_device(dev);
     let s = space.src.index_select(0, &qi);
     let t = space.tgt.index_select(0, &idx.squeeze_dim(1));
-    Ok((s * t).sum_dim_intlist([1i64].as_slice(), false, Kind::Float).mean(Kind::Float).double_value(&[]))
+    Ok((s * t)
+        .sum_dim_intlist([1i64].as_slice(), false, Kind::Float)
+        .mean(Kind::Float)
+        .double_value(&[]))
 }
 
 #[cfg(test)]
@@ -114,16 +153,31 @@ mod tests {
         let y = x.index_select(0, &perm);
         let inv = Vec::<i64>::try_from(perm.argsort(0, false)).unwrap();
         let mut space = Space::new(&x, &y).unwrap();
-        let cfg = InduceConfig { max_rank: n as usize, ..Default::default() };
+        let cfg = InduceConfig {
+            max_rank: n as usize,
+            ..Default::default()
+        };
         let pairs = induce(&mut space, &cfg).unwrap();
         assert_eq!(pairs.len(), n as usize);
         for (s, t) in pairs {
             assert_eq!(inv[s] as usize, t);
         }
-        // Ranks above max_rank are left out on both sides.
-        let cfg = InduceConfig { max_rank: 100, ..Default::default() };
-        let pairs = induce(&mut space, &cfg).unwrap();
-        assert!(pairs.iter().all(|&(s, t)| s < 100 && t < 100));
+        // Ranks above max_rank are left out on both sides, in both modes.
+        for full_vocabulary in [false, true] {
+            let cfg = InduceConfig {
+                max_rank: 100,
+                full_vocabulary,
+                ..Default::default()
+            };
+            let pairs = induce(&mut space, &cfg).unwrap();
+            assert!(!pairs.is_empty());
+            assert!(pairs.iter().all(|&(s, t)| s < 100 && t < 100));
+            // The whole-vocabulary search only keeps true pairs; the confined
+            // one may pair a word whose partner lies outside the top 100.
+            if full_vocabulary {
+                assert!(pairs.iter().all(|&(s, t)| inv[s] as usize == t));
+            }
+        }
         let mc = mean_cosine(&mut space, Retrieval::Csls { k: 10 }, 1000).unwrap();
         assert!((mc - 1.0).abs() < 1e-5, "{mc}");
     }

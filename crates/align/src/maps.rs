@@ -20,7 +20,9 @@ impl std::str::FromStr for MapMethod {
         match s {
             "lstsq" | "least-squares" | "mikolov" => Ok(Self::LeastSquares),
             "procrustes" | "orthogonal" => Ok(Self::Procrustes),
-            _ => Err(AlignError::Invalid(format!("unknown map '{s}' (lstsq, procrustes)"))),
+            _ => Err(AlignError::Invalid(format!(
+                "unknown map '{s}' (lstsq, procrustes)"
+            ))),
         }
     }
 }
@@ -29,7 +31,9 @@ fn check_pairs(x: &Tensor, y: &Tensor) -> Result<()> {
     let (n, _) = x.size2()?;
     let (m, _) = y.size2()?;
     if n != m {
-        return Err(AlignError::Invalid(format!("{n} source rows but {m} target rows")));
+        return Err(AlignError::Invalid(format!(
+            "{n} source rows but {m} target rows"
+        )));
     }
     if n == 0 {
         return Err(AlignError::Invalid("no training pairs".into()));
@@ -39,7 +43,10 @@ fn check_pairs(x: &Tensor, y: &Tensor) -> Result<()> {
 
 fn check_finite(w: Tensor, what: &str) -> Result<Tensor> {
     if w.isfinite().all().int64_value(&[]) == 0 {
-        return Err(AlignError::Numeric { what: what.into(), msg: "the fitted map has non-finite entries".into() });
+        return Err(AlignError::Numeric {
+            what: what.into(),
+            msg: "the fitted map has non-finite entries".into(),
+        });
     }
     Ok(w)
 }
@@ -54,7 +61,11 @@ pub fn least_squares(x: &Tensor, y: &Tensor, ridge: f64) -> Result<Tensor> {
         xtx += Tensor::eye(d, (Kind::Double, x.device())) * ridge;
     }
     // lstsq tolerates a rank-deficient XᵀX (fewer pairs than dimensions).
-    let driver = if x.device().is_cuda() { "gels" } else { "gelsd" };
+    let driver = if x.device().is_cuda() {
+        "gels"
+    } else {
+        "gelsd"
+    };
     let (w, _, _, _) = xtx.f_linalg_lstsq(&x.tr().matmul(&y), None::<f64>, driver)?;
     check_finite(w.to_kind(Kind::Float), "least squares")
 }
@@ -62,7 +73,10 @@ pub fn least_squares(x: &Tensor, y: &Tensor, ridge: f64) -> Result<Tensor> {
 /// Orthogonal Procrustes: `W = UVᵀ` where `XᵀY = UΣVᵀ` (thin SVD, in f64).
 pub fn procrustes(x: &Tensor, y: &Tensor) -> Result<Tensor> {
     check_pairs(x, y)?;
-    let m = x.to_kind(Kind::Double).tr().matmul(&y.to_kind(Kind::Double));
+    let m = x
+        .to_kind(Kind::Double)
+        .tr()
+        .matmul(&y.to_kind(Kind::Double));
     // torch.svd (reduced): M = U diag(S) Vᵀ.
     let (u, _s, v) = m.f_svd(true, true)?;
     check_finite(u.matmul(&v.tr()).to_kind(Kind::Float), "procrustes")
@@ -71,8 +85,10 @@ pub fn procrustes(x: &Tensor, y: &Tensor) -> Result<Tensor> {
 /// Fits `W` with `method` on rows `pairs` of `x` (source) and `y` (target).
 pub fn fit(method: MapMethod, x: &Tensor, y: &Tensor, pairs: &[(usize, usize)]) -> Result<Tensor> {
     let dev = x.device();
-    let si = Tensor::from_slice(&pairs.iter().map(|p| p.0 as i64).collect::<Vec<_>>()).to_device(dev);
-    let ti = Tensor::from_slice(&pairs.iter().map(|p| p.1 as i64).collect::<Vec<_>>()).to_device(dev);
+    let si =
+        Tensor::from_slice(&pairs.iter().map(|p| p.0 as i64).collect::<Vec<_>>()).to_device(dev);
+    let ti =
+        Tensor::from_slice(&pairs.iter().map(|p| p.1 as i64).collect::<Vec<_>>()).to_device(dev);
     let (xs, ys) = (x.index_select(0, &si), y.index_select(0, &ti));
     match method {
         MapMethod::LeastSquares => least_squares(&xs, &ys, 0.0),
@@ -138,7 +154,10 @@ mod tests {
         let r = random_rotation(16);
         let w = &r + Tensor::randn([16, 16], (Kind::Float, Device::Cpu)) * 0.01;
         let dev = |w: &Tensor| {
-            (w.matmul(&w.tr()) - Tensor::eye(16, (Kind::Float, Device::Cpu))).abs().max().double_value(&[])
+            (w.matmul(&w.tr()) - Tensor::eye(16, (Kind::Float, Device::Cpu)))
+                .abs()
+                .max()
+                .double_value(&[])
         };
         let mut w2 = w.shallow_clone();
         for _ in 0..5 {

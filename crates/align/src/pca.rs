@@ -17,7 +17,9 @@ impl Pca {
     pub fn fit(x: &Tensor, k: usize) -> Result<Self> {
         let (n, d) = x.size2()?;
         if k == 0 || k as i64 > d {
-            return Err(AlignError::Invalid(format!("PCA to {k} dimensions of {d}-dimensional vectors")));
+            return Err(AlignError::Invalid(format!(
+                "PCA to {k} dimensions of {d}-dimensional vectors"
+            )));
         }
         if n < 2 {
             return Err(AlignError::Invalid("PCA needs at least two vectors".into()));
@@ -32,10 +34,15 @@ impl Pca {
         let evals = evals.index_select(0, &order);
         let evecs = evecs.index_select(1, &order);
         let total = evals.sum(Kind::Double).double_value(&[]);
-        let explained = (0..k as i64).map(|i| evals.double_value(&[i]) / total).collect();
+        let explained = (0..k as i64)
+            .map(|i| evals.double_value(&[i]) / total)
+            .collect();
         Ok(Self {
             mean: mean.to_kind(Kind::Float),
-            components: evecs.narrow(1, 0, k as i64).to_kind(Kind::Float).contiguous(),
+            components: evecs
+                .narrow(1, 0, k as i64)
+                .to_kind(Kind::Float)
+                .contiguous(),
             explained,
         })
     }

@@ -33,9 +33,14 @@ impl std::str::FromStr for Retrieval {
         match s {
             "nn" => Ok(Self::Nn),
             "csls" => Ok(Self::Csls { k: 10 }),
-            _ => match s.strip_prefix("csls").and_then(|k| k.trim_start_matches(['_', '-', ':']).parse().ok()) {
+            _ => match s
+                .strip_prefix("csls")
+                .and_then(|k| k.trim_start_matches(['_', '-', ':']).parse().ok())
+            {
                 Some(k) if k > 0 => Ok(Self::Csls { k }),
-                _ => Err(AlignError::Invalid(format!("unknown retrieval '{s}' (nn, csls, csls<k>)"))),
+                _ => Err(AlignError::Invalid(format!(
+                    "unknown retrieval '{s}' (nn, csls, csls<k>)"
+                ))),
             },
         }
     }
@@ -91,9 +96,17 @@ impl Space {
         let (_, ds) = src.size2()?;
         let (_, dt) = tgt.size2()?;
         if ds != dt {
-            return Err(AlignError::Invalid(format!("mapped source has dimension {ds}, target {dt}")));
+            return Err(AlignError::Invalid(format!(
+                "mapped source has dimension {ds}, target {dt}"
+            )));
         }
-        Ok(Self { src: unit_rows(src), tgt: unit_rows(tgt), block_bytes: BLOCK_BYTES, r_src: None, r_tgt: None })
+        Ok(Self {
+            src: unit_rows(src),
+            tgt: unit_rows(tgt),
+            block_bytes: BLOCK_BYTES,
+            r_src: None,
+            r_tgt: None,
+        })
     }
 
     /// r_T(Wx) for every source row: mean similarity to its k nearest targets.
@@ -114,13 +127,21 @@ impl Space {
     /// The `topk` best targets for each source row in `queries`, by `method`:
     /// (scores `[q, topk]`, indices `[q, topk]`). CSLS scores are
     /// `2cos(Wx, y) − r_T(Wx) − r_S(y)`.
-    pub fn translate(&mut self, queries: &[usize], method: Retrieval, topk: i64) -> Result<(Tensor, Tensor)> {
+    pub fn translate(
+        &mut self,
+        queries: &[usize],
+        method: Retrieval,
+        topk: i64,
+    ) -> Result<(Tensor, Tensor)> {
         let ns = self.src.size()[0] as usize;
         if let Some(&bad) = queries.iter().find(|&&q| q >= ns) {
-            return Err(AlignError::Invalid(format!("source row {bad} outside the {ns} source words")));
+            return Err(AlignError::Invalid(format!(
+                "source row {bad} outside the {ns} source words"
+            )));
         }
         let dev = self.src.device();
-        let q = Tensor::from_slice(&queries.iter().map(|&i| i as i64).collect::<Vec<_>>()).to_device(dev);
+        let q = Tensor::from_slice(&queries.iter().map(|&i| i as i64).collect::<Vec<_>>())
+            .to_device(dev);
         let nt = self.tgt.size()[0];
         let topk = topk.min(nt);
         let terms = match method {
@@ -130,7 +151,12 @@ impl Space {
                 // r_T only for the queries unless all of it is already known.
                 let rs = match &self.r_src {
                     Some((kk, r)) if *kk == k => r.index_select(0, &q),
-                    _ => knn_mean_sim(&self.src.index_select(0, &q), &self.tgt, k, self.block_bytes)?,
+                    _ => knn_mean_sim(
+                        &self.src.index_select(0, &q),
+                        &self.tgt,
+                        k,
+                        self.block_bytes,
+                    )?,
                 };
                 Some((rs, rt))
             }
@@ -195,7 +221,11 @@ mod tests {
             sims[..k].iter().sum::<f32>() / k as f32
         };
         s.iter()
-            .map(|x| t.iter().map(|y| 2.0 * dot(x, y) - r(x, &t) - r(y, &s)).collect())
+            .map(|x| {
+                t.iter()
+                    .map(|y| 2.0 * dot(x, y) - r(x, &t) - r(y, &s))
+                    .collect()
+            })
             .collect()
     }
 
@@ -206,20 +236,30 @@ mod tests {
         let src = Tensor::randn([ns, d], (Kind::Float, Device::Cpu));
         let tgt = Tensor::randn([nt, d], (Kind::Float, Device::Cpu));
         let rows = |t: &Tensor| -> Vec<Vec<f32>> {
-            (0..t.size()[0]).map(|i| Vec::<f32>::try_from(t.get(i)).unwrap()).collect()
+            (0..t.size()[0])
+                .map(|i| Vec::<f32>::try_from(t.get(i)).unwrap())
+                .collect()
         };
         let want = brute_csls(&rows(&src), &rows(&tgt), k as usize);
         let mut space = Space::new(&src, &tgt).unwrap();
         let queries: Vec<usize> = (0..ns as usize).collect();
-        let (scores, idx) = space.translate(&queries, Retrieval::Csls { k }, nt).unwrap();
+        let (scores, idx) = space
+            .translate(&queries, Retrieval::Csls { k }, nt)
+            .unwrap();
         for q in 0..ns as usize {
             for r in 0..nt {
                 let j = idx.int64_value(&[q as i64, r]) as usize;
                 let got = scores.double_value(&[q as i64, r]) as f32;
-                assert!((got - want[q][j]).abs() < 1e-5, "q{q} t{j}: {got} vs {}", want[q][j]);
+                assert!(
+                    (got - want[q][j]).abs() < 1e-5,
+                    "q{q} t{j}: {got} vs {}",
+                    want[q][j]
+                );
             }
             // The best by CSLS is the brute-force argmax.
-            let best = (0..nt as usize).max_by(|&a, &b| want[q][a].partial_cmp(&want[q][b]).unwrap()).unwrap();
+            let best = (0..nt as usize)
+                .max_by(|&a, &b| want[q][a].partial_cmp(&want[q][b]).unwrap())
+                .unwrap();
             assert_eq!(idx.int64_value(&[q as i64, 0]) as usize, best);
         }
     }
@@ -237,14 +277,24 @@ mod tests {
         let inv = perm.argsort(0, false);
         assert!(idx.squeeze_dim(1).equal(&inv));
         // Tiny blocks (a few rows each) give the same CSLS answers as one block.
-        let (s1, i1) = space.translate(&queries, Retrieval::Csls { k: 10 }, 3).unwrap();
+        let (s1, i1) = space
+            .translate(&queries, Retrieval::Csls { k: 10 }, 3)
+            .unwrap();
         let mut small = Space::new(&x, &y).unwrap();
         small.block_bytes = 4 * 3000 * 7;
-        let (s2, i2) = small.translate(&queries, Retrieval::Csls { k: 10 }, 3).unwrap();
+        let (s2, i2) = small
+            .translate(&queries, Retrieval::Csls { k: 10 }, 3)
+            .unwrap();
         assert!(i1.equal(&i2));
         assert!((s1 - s2).abs().max().double_value(&[]) < 1e-5);
-        assert_eq!("csls".parse::<Retrieval>().unwrap(), Retrieval::Csls { k: 10 });
-        assert_eq!("csls5".parse::<Retrieval>().unwrap(), Retrieval::Csls { k: 5 });
+        assert_eq!(
+            "csls".parse::<Retrieval>().unwrap(),
+            Retrieval::Csls { k: 10 }
+        );
+        assert_eq!(
+            "csls5".parse::<Retrieval>().unwrap(),
+            Retrieval::Csls { k: 5 }
+        );
         assert!("knn".parse::<Retrieval>().is_err());
     }
 }

@@ -98,7 +98,9 @@ pub fn fit_supervised(
     mut on_step: impl FnMut(&Iteration),
 ) -> Result<Fitted> {
     if seed.is_empty() {
-        return Err(AlignError::Invalid("the seed dictionary has no pairs in the vocabularies".into()));
+        return Err(AlignError::Invalid(
+            "the seed dictionary has no pairs in the vocabularies".into(),
+        ));
     }
     let mut pairs = seed.to_vec();
     let mut best: Option<(f64, usize, Tensor, Space)> = None;
@@ -114,7 +116,12 @@ pub fn fit_supervised(
                 msg: "the selection criterion is not finite".into(),
             });
         }
-        let rec = Iteration { iteration: it, dictionary_pairs: pairs.len(), criterion, seconds: 0.0 };
+        let rec = Iteration {
+            iteration: it,
+            dictionary_pairs: pairs.len(),
+            criterion,
+            seconds: 0.0,
+        };
         if it < cfg.refine {
             let mut induced = induce(&mut space, &cfg.induce)?;
             if cfg.keep_seed {
@@ -129,7 +136,10 @@ pub fn fit_supervised(
             }
             pairs = induced;
         }
-        let rec = Iteration { seconds: t0.elapsed().as_secs_f64(), ..rec };
+        let rec = Iteration {
+            seconds: t0.elapsed().as_secs_f64(),
+            ..rec
+        };
         on_step(&rec);
         if best.as_ref().is_none_or(|b| criterion > b.0) {
             best = Some((criterion, it, w, space));
@@ -137,5 +147,10 @@ pub fn fit_supervised(
         history.push(rec);
     }
     let (_, best, w, space) = best.expect("at least one iteration");
-    Ok(Fitted { w, history, best, space })
+    Ok(Fitted {
+        w,
+        history,
+        best,
+        space,
+    })
 }

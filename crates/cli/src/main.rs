@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tch::Device;
 
 #[derive(Parser, Debug)]
-#[command(name = "embedlab", version, about = "Learn and probe representations: word translation with embeddings, autoencoders, flows")]
+#[command(
+    name = "embedlab",
+    version,
+    about = "Learn and probe representations: word translation with embeddings, autoencoders, flows"
+)]
 struct Cli {
     /// Seed for every random choice; the same seed repeats a run.
     #[arg(long, global = true, default_value_t = 0)]
@@ -83,7 +87,10 @@ fn main() -> Result<()> {
             let (src, tgt) = a.emb.load()?;
             let report = cmd::align::run_supervised(a, &src, &tgt, device)?;
             cmd::align::print_precision(
-                &format!("{:?}: {} test source words", a.method, report.precision[0].queries),
+                &format!(
+                    "{:?}: {} test source words",
+                    a.method, report.precision[0].queries
+                ),
                 &report.precision,
             );
             Ok(())

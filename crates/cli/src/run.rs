@@ -22,8 +22,12 @@ impl RunDir {
                 PathBuf::from("runs").join(format!("{kind}-{stamp}"))
             }
         };
-        std::fs::create_dir_all(&path).with_context(|| format!("cannot create run folder {}", path.display()))?;
-        let run = Self { path, metrics: vec![] };
+        std::fs::create_dir_all(&path)
+            .with_context(|| format!("cannot create run folder {}", path.display()))?;
+        let run = Self {
+            path,
+            metrics: vec![],
+        };
         run.write_json("env.json", &Env::current())?;
         Ok(run)
     }

@@ -32,9 +32,17 @@ pub fn peak_rss_bytes() -> Option<u64> {
 
 /// Parses `a:b` into a half-open range.
 pub fn parse_range(s: &str) -> Result<(usize, usize), String> {
-    let (a, b) = s.split_once(':').ok_or_else(|| format!("'{s}' is not a range like 0:5000"))?;
-    let a: usize = a.trim().parse().map_err(|_| format!("'{a}' is not a number"))?;
-    let b: usize = b.trim().parse().map_err(|_| format!("'{b}' is not a number"))?;
+    let (a, b) = s
+        .split_once(':')
+        .ok_or_else(|| format!("'{s}' is not a range like 0:5000"))?;
+    let a: usize = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{a}' is not a number"))?;
+    let b: usize = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{b}' is not a number"))?;
     if b <= a {
         return Err(format!("range {s} is empty"));
     }

@@ -29,8 +29,12 @@ impl Dictionary {
     /// MUSE format: two whitespace-separated words a line; blank lines skipped.
     pub fn read_muse(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-        let text = String::from_utf8(bytes)
-            .map_err(|e| DataError::format(path, format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to())))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            DataError::format(
+                path,
+                format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+            )
+        })?;
         let mut pairs = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let toks: Vec<&str> = line.split_whitespace().collect();
@@ -41,13 +45,19 @@ impl Dictionary {
                     return Err(DataError::parse(
                         path,
                         i + 1,
-                        format!("expected 'source target', found {n} fields: '{}'", line.trim()),
+                        format!(
+                            "expected 'source target', found {n} fields: '{}'",
+                            line.trim()
+                        ),
                     ))
                 }
             }
         }
         if pairs.is_empty() {
-            return Err(DataError::Empty { path: path.to_path_buf(), what: "dictionary".into() });
+            return Err(DataError::Empty {
+                path: path.to_path_buf(),
+                what: "dictionary".into(),
+            });
         }
         Ok(Self { pairs })
     }
@@ -80,7 +90,11 @@ impl Dictionary {
         for (i, line) in idx.lines().enumerate() {
             let f: Vec<&str> = line.split('\t').collect();
             if f.len() < 3 {
-                return Err(DataError::parse(&index, i + 1, "expected 'headword<TAB>offset<TAB>length'"));
+                return Err(DataError::parse(
+                    &index,
+                    i + 1,
+                    "expected 'headword<TAB>offset<TAB>length'",
+                ));
             }
             let head = f[0].trim();
             if head.starts_with("00database") || head.starts_with("00-database") {
@@ -88,13 +102,22 @@ impl Dictionary {
             }
             let (off, len) = match (b64(f[1]), b64(f[2])) {
                 (Some(o), Some(l)) => (o, l),
-                _ => return Err(DataError::parse(&index, i + 1, "offset/length are not dictd base64")),
+                _ => {
+                    return Err(DataError::parse(
+                        &index,
+                        i + 1,
+                        "offset/length are not dictd base64",
+                    ))
+                }
             };
             if off + len > body.len() {
                 return Err(DataError::parse(
                     &index,
                     i + 1,
-                    format!("entry '{head}' points past the end of the dictionary data ({} bytes)", body.len()),
+                    format!(
+                        "entry '{head}' points past the end of the dictionary data ({} bytes)",
+                        body.len()
+                    ),
                 ));
             }
             if head.contains(' ') || head.is_empty() {
@@ -106,7 +129,10 @@ impl Dictionary {
             }
         }
         if pairs.is_empty() {
-            return Err(DataError::Empty { path: index, what: "dictionary".into() });
+            return Err(DataError::Empty {
+                path: index,
+                what: "dictionary".into(),
+            });
         }
         let mut seen = HashSet::new();
         pairs.retain(|p| seen.insert(p.clone()));
@@ -115,7 +141,13 @@ impl Dictionary {
 
     /// Target→source pairs.
     pub fn inverted(&self) -> Self {
-        Self { pairs: self.pairs.iter().map(|(a, b)| (b.clone(), a.clone())).collect() }
+        Self {
+            pairs: self
+                .pairs
+                .iter()
+                .map(|(a, b)| (b.clone(), a.clone()))
+                .collect(),
+        }
     }
 
     /// Lowercased pairs, repeats removed.
@@ -134,7 +166,13 @@ impl Dictionary {
     pub fn merged(&self, other: &Self) -> Self {
         let mut seen: HashSet<(String, String)> = self.pairs.iter().cloned().collect();
         let mut pairs = self.pairs.clone();
-        pairs.extend(other.pairs.iter().filter(|p| seen.insert((*p).clone())).cloned());
+        pairs.extend(
+            other
+                .pairs
+                .iter()
+                .filter(|p| seen.insert((*p).clone()))
+                .cloned(),
+        );
         Self { pairs }
     }
 
@@ -265,7 +303,13 @@ pub struct Split {
 impl Resolved {
     /// Source rows in frequency order (lower row = more frequent).
     pub fn source_words(&self) -> Vec<usize> {
-        let mut s: Vec<usize> = self.pairs.iter().map(|p| p.0).collect::<HashSet<_>>().into_iter().collect();
+        let mut s: Vec<usize> = self
+            .pairs
+            .iter()
+            .map(|p| p.0)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
         s.sort_unstable();
         s
     }
@@ -274,14 +318,21 @@ impl Resolved {
     /// `train`, test takes ranks `test` (disjoint); each keeps all translations.
     pub fn split_ranges(&self, train: (usize, usize), test: (usize, usize)) -> Result<Split> {
         if train.0 < test.1 && test.0 < train.1 {
-            return Err(DataError::Invalid(format!("train ranks {train:?} overlap test ranks {test:?}")));
+            return Err(DataError::Invalid(format!(
+                "train ranks {train:?} overlap test ranks {test:?}"
+            )));
         }
         let words = self.source_words();
         let pick = |r: (usize, usize)| -> Vec<(usize, usize)> {
             let lo = r.0.min(words.len());
             let hi = r.1.min(words.len());
             let set: HashSet<usize> = words[lo..hi].iter().copied().collect();
-            let mut v: Vec<_> = self.pairs.iter().filter(|p| set.contains(&p.0)).copied().collect();
+            let mut v: Vec<_> = self
+                .pairs
+                .iter()
+                .filter(|p| set.contains(&p.0))
+                .copied()
+                .collect();
             v.sort_unstable();
             v
         };
@@ -299,7 +350,12 @@ impl Resolved {
             )));
         }
         let clip = |r: (usize, usize)| (r.0.min(words.len()), r.1.min(words.len()));
-        Ok(Split { train: tr, test: te, train_range: clip(train), test_range: clip(test) })
+        Ok(Split {
+            train: tr,
+            test: te,
+            train_range: clip(train),
+            test_range: clip(test),
+        })
     }
 
     /// MUSE's default (train 0–5000, test 5000–6500) where the dictionary is
@@ -339,6 +395,9 @@ mod tests {
         assert_eq!(b64("b"), Some(27));
         assert_eq!(b64("a-b"), None);
         let e = "run /rʌn/\n1. fonctionner\n2. fuite (de gaz)\n3. s'élancer, se précipiter\n";
-        assert_eq!(dictd_translations(e), vec!["fonctionner", "fuite", "s'élancer"]);
+        assert_eq!(
+            dictd_translations(e),
+            vec!["fonctionner", "fuite", "s'élancer"]
+        );
     }
 }

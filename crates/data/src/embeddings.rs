@@ -39,7 +39,11 @@ impl std::str::FromStr for EmbeddingFormat {
             "word2vec-bin" | "bin" => Self::Word2vecBin,
             "spacy" => Self::Spacy,
             "npy" => Self::Npy,
-            _ => return Err(format!("unknown embedding format '{s}' (vec, glove, bin, spacy, npy)")),
+            _ => {
+                return Err(format!(
+                    "unknown embedding format '{s}' (vec, glove, bin, spacy, npy)"
+                ))
+            }
         })
     }
 }
@@ -85,7 +89,12 @@ impl Embeddings {
                 return Err(DataError::Invalid(format!("word '{w}' appears twice")));
             }
         }
-        Ok(Self { words, index, dim, data })
+        Ok(Self {
+            words,
+            index,
+            dim,
+            data,
+        })
     }
     pub fn len(&self) -> usize {
         self.words.len()
@@ -124,9 +133,17 @@ impl Embeddings {
                 self.len()
             )));
         }
-        let t = t.to_kind(tch::Kind::Float).to_device(tch::Device::Cpu).contiguous();
+        let t = t
+            .to_kind(tch::Kind::Float)
+            .to_device(tch::Device::Cpu)
+            .contiguous();
         let data = Vec::<f32>::try_from(t.view(-1))?;
-        Ok(Self { words: self.words.clone(), index: self.index.clone(), dim: size[1] as usize, data })
+        Ok(Self {
+            words: self.words.clone(),
+            index: self.index.clone(),
+            dim: size[1] as usize,
+            data,
+        })
     }
     /// The first `n` words.
     pub fn truncate(mut self, n: usize) -> Self {
@@ -187,9 +204,16 @@ fn guess_format(path: &Path) -> Result<EmbeddingFormat> {
         if path.join("key2row").exists() || path.join("vocab").join("key2row").exists() {
             return Ok(EmbeddingFormat::Spacy);
         }
-        return Err(DataError::format(path, "a folder, but not a spaCy vocab/ (no key2row)"));
+        return Err(DataError::format(
+            path,
+            "a folder, but not a spaCy vocab/ (no key2row)",
+        ));
     }
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_lowercase();
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+        .to_lowercase();
     if name.ends_with(".npy") {
         return Ok(EmbeddingFormat::Npy);
     }
@@ -224,7 +248,9 @@ fn first_line(path: &Path) -> Result<String> {
 
 fn read_all(path: &Path) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
-    open_text(path)?.read_to_end(&mut bytes).map_err(|e| DataError::io(path, e))?;
+    open_text(path)?
+        .read_to_end(&mut bytes)
+        .map_err(|e| DataError::io(path, e))?;
     Ok(bytes)
 }
 
@@ -240,7 +266,14 @@ struct Builder<'a> {
 
 impl<'a> Builder<'a> {
     fn new(path: &'a Path, opts: &'a LoadOptions) -> Self {
-        Self { path, opts, words: vec![], index: HashMap::new(), data: vec![], dim: 0 }
+        Self {
+            path,
+            opts,
+            words: vec![],
+            index: HashMap::new(),
+            data: vec![],
+            dim: 0,
+        }
     }
     fn full(&self) -> bool {
         self.opts.max_vocab.is_some_and(|m| self.words.len() >= m)
@@ -266,12 +299,20 @@ impl<'a> Builder<'a> {
         if self.full() {
             return Ok(());
         }
-        let word = if self.opts.lowercase { word.to_lowercase() } else { word.to_string() };
+        let word = if self.opts.lowercase {
+            word.to_lowercase()
+        } else {
+            word.to_string()
+        };
         if self.index.contains_key(&word) {
             if self.opts.dedupe {
                 return Ok(());
             }
-            return Err(DataError::parse(self.path, line, format!("word '{word}' repeated")));
+            return Err(DataError::parse(
+                self.path,
+                line,
+                format!("word '{word}' repeated"),
+            ));
         }
         self.index.insert(word.clone(), self.words.len());
         self.words.push(word);
@@ -280,9 +321,17 @@ impl<'a> Builder<'a> {
     }
     fn finish(self) -> Result<Embeddings> {
         if self.words.is_empty() {
-            return Err(DataError::Empty { path: self.path.to_path_buf(), what: "vocabulary".into() });
+            return Err(DataError::Empty {
+                path: self.path.to_path_buf(),
+                what: "vocabulary".into(),
+            });
         }
-        Ok(Embeddings { words: self.words, index: self.index, dim: self.dim, data: self.data })
+        Ok(Embeddings {
+            words: self.words,
+            index: self.index,
+            dim: self.dim,
+            data: self.data,
+        })
     }
 }
 
@@ -301,7 +350,10 @@ fn parse_line(line: &[u8], dim: Option<usize>) -> std::result::Result<(String, V
     let word = toks[..toks.len() - nv].join(" ");
     let mut v = Vec::with_capacity(nv);
     for t in &toks[toks.len() - nv..] {
-        v.push(t.parse::<f32>().map_err(|_| format!("'{t}' is not a number"))?);
+        v.push(
+            t.parse::<f32>()
+                .map_err(|_| format!("'{t}' is not a number"))?,
+        );
     }
     Ok((word, v))
 }
@@ -313,32 +365,47 @@ fn read_text(path: &Path, header: bool, b: &mut Builder) -> Result<()> {
         lines.pop();
     }
     if lines.is_empty() {
-        return Err(DataError::Empty { path: path.to_path_buf(), what: "file".into() });
+        return Err(DataError::Empty {
+            path: path.to_path_buf(),
+            what: "file".into(),
+        });
     }
     let mut start = 0;
     let mut announced = None;
     let mut dim = None;
     if header {
         let h = String::from_utf8_lossy(lines[0]);
-        let nums: Vec<usize> = h.split_whitespace().filter_map(|t| t.parse().ok()).collect();
+        let nums: Vec<usize> = h
+            .split_whitespace()
+            .filter_map(|t| t.parse().ok())
+            .collect();
         if nums.len() != 2 || h.split_whitespace().count() != 2 {
-            return Err(DataError::parse(path, 1, format!("header must be 'count dim', got '{}'", h.trim())));
+            return Err(DataError::parse(
+                path,
+                1,
+                format!("header must be 'count dim', got '{}'", h.trim()),
+            ));
         }
         announced = Some(nums[0]);
         dim = Some(nums[1]);
         start = 1;
     }
+    if dim.is_none() {
+        // GloVe: the first line fixes the dimension for the rest.
+        let (_, v) = parse_line(lines[0], None).map_err(|m| DataError::parse(path, 1, m))?;
+        dim = Some(v.len());
+    }
     const CHUNK: usize = 16_384;
     let mut at = start;
     while at < lines.len() && !b.full() {
         let end = (at + CHUNK).min(lines.len());
-        let parsed: Vec<_> = lines[at..end].par_iter().map(|l| parse_line(l, dim)).collect();
+        let parsed: Vec<_> = lines[at..end]
+            .par_iter()
+            .map(|l| parse_line(l, dim))
+            .collect();
         for (k, p) in parsed.into_iter().enumerate() {
             let line_no = at + k + 1;
             let (w, v) = p.map_err(|m| DataError::parse(path, line_no, m))?;
-            if dim.is_none() {
-                dim = Some(v.len());
-            }
             b.push(&w, &v, line_no)?;
         }
         at = end;
@@ -362,9 +429,16 @@ fn read_word2vec_bin(path: &Path, b: &mut Builder) -> Result<()> {
         .position(|&c| c == b'\n')
         .ok_or_else(|| DataError::format(path, "no header line"))?;
     let h = String::from_utf8_lossy(&bytes[..nl]).to_string();
-    let nums: Vec<usize> = h.split_whitespace().filter_map(|t| t.parse().ok()).collect();
+    let nums: Vec<usize> = h
+        .split_whitespace()
+        .filter_map(|t| t.parse().ok())
+        .collect();
     if nums.len() != 2 {
-        return Err(DataError::parse(path, 1, format!("header must be 'count dim', got '{}'", h.trim())));
+        return Err(DataError::parse(
+            path,
+            1,
+            format!("header must be 'count dim', got '{}'", h.trim()),
+        ));
     }
     let (n, d) = (nums[0], nums[1]);
     let mut pos = nl + 1;
@@ -376,9 +450,12 @@ fn read_word2vec_bin(path: &Path, b: &mut Builder) -> Result<()> {
         while pos < bytes.len() && (bytes[pos] == b'\n' || bytes[pos] == b' ') {
             pos += 1;
         }
-        let sp = bytes[pos..].iter().position(|&c| c == b' ').ok_or_else(|| {
-            DataError::format(path, format!("record {}: truncated (no word)", rec + 1))
-        })?;
+        let sp = bytes[pos..]
+            .iter()
+            .position(|&c| c == b' ')
+            .ok_or_else(|| {
+                DataError::format(path, format!("record {}: truncated (no word)", rec + 1))
+            })?;
         let word = std::str::from_utf8(&bytes[pos..pos + sp])
             .map_err(|_| DataError::format(path, format!("record {}: word is not UTF-8", rec + 1)))?
             .to_string();
@@ -386,7 +463,10 @@ fn read_word2vec_bin(path: &Path, b: &mut Builder) -> Result<()> {
         if pos + 4 * d > bytes.len() {
             return Err(DataError::format(
                 path,
-                format!("record {} ('{word}'): truncated, {d} values announced", rec + 1),
+                format!(
+                    "record {} ('{word}'): truncated, {d} values announced",
+                    rec + 1
+                ),
             ));
         }
         for (j, x) in v.iter_mut().enumerate() {
@@ -399,7 +479,11 @@ fn read_word2vec_bin(path: &Path, b: &mut Builder) -> Result<()> {
 }
 
 fn read_spacy(path: &Path, b: &mut Builder) -> Result<()> {
-    let dir = if path.join("key2row").exists() { path.to_path_buf() } else { path.join("vocab") };
+    let dir = if path.join("key2row").exists() {
+        path.to_path_buf()
+    } else {
+        path.join("vocab")
+    };
     let vectors = read_npy(&dir.join("vectors"))?;
     let k2r_path = dir.join("key2row");
     let raw = std::fs::read(&k2r_path).map_err(|e| DataError::io(&k2r_path, e))?;
@@ -410,22 +494,32 @@ fn read_spacy(path: &Path, b: &mut Builder) -> Result<()> {
         .ok_or_else(|| DataError::format(&k2r_path, "msgpack value is not a map"))?;
     let strings_path = dir.join("strings.json");
     let text = std::fs::read(&strings_path).map_err(|e| DataError::io(&strings_path, e))?;
-    let strings: Vec<String> = serde_json::from_slice(&text)
-        .map_err(|e| DataError::format(&strings_path, format!("not a JSON list of strings: {e}")))?;
-    let by_key: HashMap<u64, &str> =
-        strings.par_iter().map(|s| (spacy_key(s), s.as_str())).collect();
+    let strings: Vec<String> = serde_json::from_slice(&text).map_err(|e| {
+        DataError::format(&strings_path, format!("not a JSON list of strings: {e}"))
+    })?;
+    let by_key: HashMap<u64, &str> = strings
+        .par_iter()
+        .map(|s| (spacy_key(s), s.as_str()))
+        .collect();
     // Insertion order is frequency order; a row's word is the first key that names it.
     let mut seen = vec![false; vectors.rows];
     let mut missing = 0usize;
     for (i, (k, r)) in map.iter().enumerate() {
         let (Some(key), Some(row)) = (k.as_u64(), r.as_u64()) else {
-            return Err(DataError::format(&k2r_path, format!("entry {}: key and row must be integers", i + 1)));
+            return Err(DataError::format(
+                &k2r_path,
+                format!("entry {}: key and row must be integers", i + 1),
+            ));
         };
         let row = row as usize;
         if row >= vectors.rows {
             return Err(DataError::format(
                 &k2r_path,
-                format!("entry {}: row {row} outside the {} vectors", i + 1, vectors.rows),
+                format!(
+                    "entry {}: row {row} outside the {} vectors",
+                    i + 1,
+                    vectors.rows
+                ),
             ));
         }
         if seen[row] {
@@ -436,13 +530,20 @@ fn read_spacy(path: &Path, b: &mut Builder) -> Result<()> {
             continue;
         };
         seen[row] = true;
-        b.push(word, &vectors.data[row * vectors.cols..(row + 1) * vectors.cols], i + 1)?;
+        b.push(
+            word,
+            &vectors.data[row * vectors.cols..(row + 1) * vectors.cols],
+            i + 1,
+        )?;
         if b.full() {
             break;
         }
     }
     if b.words.is_empty() && missing > 0 {
-        return Err(DataError::format(&strings_path, "no key of key2row is the hash of a string here"));
+        return Err(DataError::format(
+            &strings_path,
+            "no key of key2row is the hash of a string here",
+        ));
     }
     Ok(())
 }
@@ -462,8 +563,14 @@ fn find_index(npy: &Path) -> Result<PathBuf> {
     found.sort();
     match found.len() {
         1 => Ok(found.remove(0)),
-        0 => Err(DataError::format(npy, "no word index: pass one (a .parquet or .txt beside it)")),
-        _ => Err(DataError::format(npy, "several .parquet files beside it: pass the word index")),
+        0 => Err(DataError::format(
+            npy,
+            "no word index: pass one (a .parquet or .txt beside it)",
+        )),
+        _ => Err(DataError::format(
+            npy,
+            "several .parquet files beside it: pass the word index",
+        )),
     }
 }
 
@@ -480,9 +587,12 @@ pub fn read_parquet_words(path: &Path) -> Result<Vec<String>> {
     let mut words = Vec::new();
     for (i, row) in rows.enumerate() {
         let row = row.map_err(|e| DataError::format(path, format!("row {}: {e}", i + 1)))?;
-        let w = row
-            .get_string(0)
-            .map_err(|e| DataError::format(path, format!("row {}: first column is not a string: {e}", i + 1)))?;
+        let w = row.get_string(0).map_err(|e| {
+            DataError::format(
+                path,
+                format!("row {}: first column is not a string: {e}", i + 1),
+            )
+        })?;
         words.push(w.clone());
     }
     Ok(words)
@@ -499,12 +609,19 @@ fn read_npy_index(path: &Path, words: Option<&Path>, b: &mut Builder) -> Result<
         read_parquet_words(&index)?
     } else {
         let text = std::fs::read_to_string(&index).map_err(|e| DataError::io(&index, e))?;
-        text.lines().map(|l| l.trim_end_matches('\r').to_string()).collect()
+        text.lines()
+            .map(|l| l.trim_end_matches('\r').to_string())
+            .collect()
     };
     if words.len() != m.rows {
         return Err(DataError::format(
             &index,
-            format!("{} words for the {} rows of {}", words.len(), m.rows, path.display()),
+            format!(
+                "{} words for the {} rows of {}",
+                words.len(),
+                m.rows,
+                path.display()
+            ),
         ));
     }
     for (i, w) in words.iter().enumerate() {

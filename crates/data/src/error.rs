@@ -30,12 +30,22 @@ pub type Result<T> = std::result::Result<T, DataError>;
 
 impl DataError {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        DataError::Io { path: path.to_path_buf(), source }
+        DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
     pub fn parse(path: &Path, line: usize, msg: impl Into<String>) -> Self {
-        DataError::Parse { path: path.to_path_buf(), line, msg: msg.into() }
+        DataError::Parse {
+            path: path.to_path_buf(),
+            line,
+            msg: msg.into(),
+        }
     }
     pub fn format(path: &Path, msg: impl Into<String>) -> Self {
-        DataError::Format { path: path.to_path_buf(), msg: msg.into() }
+        DataError::Format {
+            path: path.to_path_buf(),
+            msg: msg.into(),
+        }
     }
 }

@@ -44,7 +44,11 @@ fn parse_header(path: &Path, text: &str) -> Result<Header> {
         .filter(|s| !s.is_empty())
         .map(|s| s.parse::<usize>().map_err(|_| bad("shape")))
         .collect::<Result<Vec<_>>>()?;
-    Ok(Header { descr, fortran, shape })
+    Ok(Header {
+        descr,
+        fortran,
+        shape,
+    })
 }
 
 /// Reads a 2-D float array (a 1-D array reads as one row).
@@ -55,7 +59,10 @@ pub fn read_npy(path: &Path) -> Result<Matrix> {
 
 pub(crate) fn parse_npy(path: &Path, bytes: &[u8]) -> Result<Matrix> {
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-        return Err(DataError::format(path, "not a .npy file (magic bytes missing)"));
+        return Err(DataError::format(
+            path,
+            "not a .npy file (magic bytes missing)",
+        ));
     }
     let major = bytes[6];
     let (hlen, start) = match major {
@@ -64,9 +71,17 @@ pub(crate) fn parse_npy(path: &Path, bytes: &[u8]) -> Result<Matrix> {
             if bytes.len() < 12 {
                 return Err(DataError::format(path, "truncated .npy header"));
             }
-            (u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize, 12)
+            (
+                u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize,
+                12,
+            )
         }
-        v => return Err(DataError::format(path, format!("unsupported .npy version {v}"))),
+        v => {
+            return Err(DataError::format(
+                path,
+                format!("unsupported .npy version {v}"),
+            ))
+        }
     };
     if bytes.len() < start + hlen {
         return Err(DataError::format(path, "truncated .npy header"));
@@ -77,7 +92,10 @@ pub(crate) fn parse_npy(path: &Path, bytes: &[u8]) -> Result<Matrix> {
         [n] => (1, *n),
         [r, c] => (*r, *c),
         s => {
-            return Err(DataError::format(path, format!("expected a 2-D array, shape is {s:?}")))
+            return Err(DataError::format(
+                path,
+                format!("expected a 2-D array, shape is {s:?}"),
+            ))
         }
     };
     let (width, big, is_f64) = match h.descr.as_str() {
@@ -86,7 +104,10 @@ pub(crate) fn parse_npy(path: &Path, bytes: &[u8]) -> Result<Matrix> {
         "<f8" | "=f8" | "|f8" => (8, false, true),
         ">f8" => (8, true, true),
         d => {
-            return Err(DataError::format(path, format!("unsupported dtype {d} (want f4 or f8)")))
+            return Err(DataError::format(
+                path,
+                format!("unsupported dtype {d} (want f4 or f8)"),
+            ))
         }
     };
     let n = rows * cols;
@@ -94,7 +115,11 @@ pub(crate) fn parse_npy(path: &Path, bytes: &[u8]) -> Result<Matrix> {
     if body.len() < n * width {
         return Err(DataError::format(
             path,
-            format!("truncated: {rows}x{cols} needs {} data bytes, file has {}", n * width, body.len()),
+            format!(
+                "truncated: {rows}x{cols} needs {} data bytes, file has {}",
+                n * width,
+                body.len()
+            ),
         ));
     }
     let mut data: Vec<f32> = body[..n * width]
@@ -148,7 +173,11 @@ mod tests {
     fn round_trip_and_fortran_order() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.npy");
-        let m = Matrix { rows: 2, cols: 3, data: vec![1., 2., 3., 4., 5., 6.] };
+        let m = Matrix {
+            rows: 2,
+            cols: 3,
+            data: vec![1., 2., 3., 4., 5., 6.],
+        };
         write_npy(&p, &m).unwrap();
         assert_eq!(read_npy(&p).unwrap(), m);
 
@@ -167,7 +196,11 @@ mod tests {
     fn truncated_file_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t.npy");
-        let m = Matrix { rows: 4, cols: 4, data: vec![0.5; 16] };
+        let m = Matrix {
+            rows: 4,
+            cols: 4,
+            data: vec![0.5; 16],
+        };
         write_npy(&p, &m).unwrap();
         let bytes = std::fs::read(&p).unwrap();
         std::fs::write(&p, &bytes[..bytes.len() - 5]).unwrap();

@@ -42,7 +42,10 @@ pub fn precision_at_k(
     let n = queries.len().max(1) as f64;
     Ok(Precision {
         retrieval: retrieval.name(),
-        at: hits.into_iter().map(|(k, h)| (k, 100.0 * h as f64 / n)).collect(),
+        at: hits
+            .into_iter()
+            .map(|(k, h)| (k, 100.0 * h as f64 / n))
+            .collect(),
         queries: queries.len(),
     })
 }

@@ -43,7 +43,12 @@ pub struct EmbArgs {
 }
 
 impl EmbArgs {
-    fn opts(&self, fmt: Option<EmbeddingFormat>, words: &Option<PathBuf>, max: usize) -> LoadOptions {
+    fn opts(
+        &self,
+        fmt: Option<EmbeddingFormat>,
+        words: &Option<PathBuf>,
+        max: usize,
+    ) -> LoadOptions {
         LoadOptions {
             max_vocab: Some(max),
             lowercase: self.lowercase,
@@ -58,11 +63,23 @@ impl EmbArgs {
             let t = Instant::now();
             let e = Embeddings::load(p, &o)?;
             pb.finish_and_clear();
-            eprintln!("loaded {}: {} words × {} in {:.2}s", p.display(), e.len(), e.dim(), t.elapsed().as_secs_f64());
+            eprintln!(
+                "loaded {}: {} words × {} in {:.2}s",
+                p.display(),
+                e.len(),
+                e.dim(),
+                t.elapsed().as_secs_f64()
+            );
             Ok(e)
         };
-        let s = load(&self.src, self.opts(self.src_format, &self.src_words, self.src_max_vocab))?;
-        let t = load(&self.tgt, self.opts(self.tgt_format, &self.tgt_words, self.tgt_max_vocab))?;
+        let s = load(
+            &self.src,
+            self.opts(self.src_format, &self.src_words, self.src_max_vocab),
+        )?;
+        let t = load(
+            &self.tgt,
+            self.opts(self.tgt_format, &self.tgt_words, self.tgt_max_vocab),
+        )?;
         Ok((s, t))
     }
 }
@@ -135,6 +152,10 @@ pub struct SupervisedArgs {
     /// Words of each side taking part in induction (MUSE: 15000).
     #[arg(long, default_value_t = 15_000)]
     pub refine_max_rank: usize,
+    /// Induce over the whole vocabularies and then drop pairs beyond
+    /// --refine-max-rank (MUSE's way) instead of searching only the top words.
+    #[arg(long)]
+    pub induce_full_vocabulary: bool,
     /// Keep the seed pairs in each refined dictionary.
     #[arg(long)]
     pub keep_seed: bool,
@@ -145,11 +166,24 @@ pub struct SupervisedArgs {
 
 impl SupervisedArgs {
     pub fn normalization(&self) -> Result<Normalization> {
-        Ok(self.normalize.as_deref().unwrap_or(self.method.default_normalize()).parse()?)
+        Ok(self
+            .normalize
+            .as_deref()
+            .unwrap_or(self.method.default_normalize())
+            .parse()?)
     }
     pub fn prep(&self) -> Result<(Prep, Prep)> {
         let n = self.normalization()?;
-        Ok((Prep { pca: self.src_pca, normalize: n.clone() }, Prep { pca: self.tgt_pca, normalize: n }))
+        Ok((
+            Prep {
+                pca: self.src_pca,
+                normalize: n.clone(),
+            },
+            Prep {
+                pca: self.tgt_pca,
+                normalize: n,
+            },
+        ))
     }
     fn dictionary(&self, path: &Path) -> Result<Dictionary> {
         let mut d = Dictionary::load(path)?;
@@ -198,7 +232,11 @@ fn pairs(
     args: &SupervisedArgs,
     src: &Embeddings,
     tgt: &Embeddings,
-) -> Result<(Vec<(usize, usize)>, Vec<(usize, usize)>, SupervisedReportDict)> {
+) -> Result<(
+    Vec<(usize, usize)>,
+    Vec<(usize, usize)>,
+    SupervisedReportDict,
+)> {
     let dict = args.dictionary(&args.dict)?;
     let resolved = dict.resolve(src, tgt);
     if resolved.pairs.is_empty() {
@@ -212,7 +250,10 @@ fn pairs(
         Some(tp) => {
             let test = args.dictionary(tp)?.resolve(src, tgt);
             if test.pairs.is_empty() {
-                bail!("{}: no test pair has both words in the vocabularies", tp.display());
+                bail!(
+                    "{}: no test pair has both words in the vocabularies",
+                    tp.display()
+                );
             }
             let stats = (resolved.stats.clone(), Some(test.stats.clone()), None);
             Ok((resolved.pairs, test.pairs, stats))
@@ -223,7 +264,11 @@ fn pairs(
                 (None, None) => resolved.split_default(5000, args.test_size)?,
                 _ => bail!("give both --train-ranks and --test-ranks, or neither"),
             };
-            let stats = (resolved.stats.clone(), None, Some((split.train_range, split.test_range)));
+            let stats = (
+                resolved.stats.clone(),
+                None,
+                Some((split.train_range, split.test_range)),
+            );
             Ok((split.train, split.test, stats))
         }
     }
@@ -240,23 +285,38 @@ pub const EVAL_RETRIEVALS: [Retrieval; 2] = [Retrieval::Nn, Retrieval::Csls { k:
 pub const EVAL_KS: [usize; 3] = [1, 5, 10];
 
 /// Runs the whole supervised pipeline on loaded embeddings and writes the run folder.
-pub fn run_supervised(args: &SupervisedArgs, src: &Embeddings, tgt: &Embeddings, device: Device) -> Result<SupervisedReport> {
+pub fn run_supervised(
+    args: &SupervisedArgs,
+    src: &Embeddings,
+    tgt: &Embeddings,
+    device: Device,
+) -> Result<SupervisedReport> {
     let t_all = Instant::now();
     let mut run = RunDir::create("align-supervised", args.out.as_deref())?;
     run.write_json("config.json", args)?;
     let (train, test, (dstats, tstats, ranks)) = pairs(args, src, tgt)?;
     let word_pairs = |p: &[(usize, usize)]| Dictionary {
-        pairs: p.iter().map(|&(s, t)| (src.word(s).to_string(), tgt.word(t).to_string())).collect(),
+        pairs: p
+            .iter()
+            .map(|&(s, t)| (src.word(s).to_string(), tgt.word(t).to_string()))
+            .collect(),
     };
     word_pairs(&train).save_muse(&run.file("dict.train.txt"))?;
     word_pairs(&test).save_muse(&run.file("dict.test.txt"))?;
-    let train_words = train.iter().map(|p| p.0).collect::<std::collections::HashSet<_>>().len();
+    let train_words = train
+        .iter()
+        .map(|p| p.0)
+        .collect::<std::collections::HashSet<_>>()
+        .len();
     eprintln!(
         "dictionary: {} train pairs ({} source words), {} test pairs ({} source words)",
         train.len(),
         train_words,
         test.len(),
-        test.iter().map(|p| p.0).collect::<std::collections::HashSet<_>>().len()
+        test.iter()
+            .map(|p| p.0)
+            .collect::<std::collections::HashSet<_>>()
+            .len()
     );
 
     let t = Instant::now();
@@ -276,11 +336,19 @@ pub fn run_supervised(args: &SupervisedArgs, src: &Embeddings, tgt: &Embeddings,
     let cfg = FitConfig {
         method: args.method.map(),
         refine: args.refine,
-        induce: InduceConfig { retrieval: Retrieval::Csls { k: 10 }, build: Build::Mutual, max_rank: args.refine_max_rank },
+        induce: InduceConfig {
+            retrieval: Retrieval::Csls { k: 10 },
+            build: Build::Mutual,
+            max_rank: args.refine_max_rank,
+            full_vocabulary: args.induce_full_vocabulary,
+        },
         keep_seed: args.keep_seed,
         criterion_words: 10_000,
     };
-    let pb = bar(args.refine as u64 + 1, format!("fit {:?}", args.method).to_lowercase());
+    let pb = bar(
+        args.refine as u64 + 1,
+        format!("fit {:?}", args.method).to_lowercase(),
+    );
     let mut steps = vec![];
     let fitted = fit_supervised(&x, &y, &train, &cfg, |it| {
         pb.inc(1);
@@ -326,7 +394,12 @@ pub fn run_supervised(args: &SupervisedArgs, src: &Embeddings, tgt: &Embeddings,
         iterations,
         selected_iteration,
         precision,
-        seconds: Timings { prepare, fit: fit_s, evaluate, total_after_load: t_all.elapsed().as_secs_f64() },
+        seconds: Timings {
+            prepare,
+            fit: fit_s,
+            evaluate,
+            total_after_load: t_all.elapsed().as_secs_f64(),
+        },
     };
     run.write_json("report.json", &report)?;
     eprintln!("run folder: {}", run.path.display());
@@ -344,7 +417,8 @@ pub fn save_map(path: &Path, w: &Tensor) -> Result<()> {
 
 /// Loads W from a run folder.
 pub fn load_map(path: &Path) -> Result<Tensor> {
-    let tensors = Tensor::read_safetensors(path).with_context(|| format!("{}: not a readable safetensors file", path.display()))?;
+    let tensors = Tensor::read_safetensors(path)
+        .with_context(|| format!("{}: not a readable safetensors file", path.display()))?;
     tensors
         .into_iter()
         .find(|(n, _)| n == "W")
@@ -355,7 +429,10 @@ pub fn load_map(path: &Path) -> Result<Tensor> {
 /// Prints a precision table.
 pub fn print_precision(title: &str, ps: &[Precision]) {
     println!("{title}");
-    println!("  {:<8} {:>7} {:>7} {:>7}  queries", "method", "P@1", "P@5", "P@10");
+    println!(
+        "  {:<8} {:>7} {:>7} {:>7}  queries",
+        "method", "P@1", "P@5", "P@10"
+    );
     for p in ps {
         println!(
             "  {:<8} {:>7.2} {:>7.2} {:>7.2}  {}",
@@ -379,9 +456,10 @@ pub struct LoadedRun {
 
 pub fn load_run(dir: &Path, device: Device) -> Result<LoadedRun> {
     let cfg = dir.join("config.json");
-    let text = std::fs::read_to_string(&cfg).with_context(|| format!("{}: not a run folder (no config.json)", dir.display()))?;
-    let args: SupervisedArgs =
-        serde_json::from_str(&text).with_context(|| format!("{}: not an align-supervised config", cfg.display()))?;
+    let text = std::fs::read_to_string(&cfg)
+        .with_context(|| format!("{}: not a run folder (no config.json)", dir.display()))?;
+    let args: SupervisedArgs = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not an align-supervised config", cfg.display()))?;
     let w = load_map(&dir.join("map.safetensors"))?.to_device(device);
     let (src, tgt) = args.emb.load()?;
     let (ps, pt) = args.prep()?;
@@ -396,5 +474,11 @@ pub fn load_run(dir: &Path, device: Device) -> Result<LoadedRun> {
             y.size()[1]
         );
     }
-    Ok(LoadedRun { mapped: x.matmul(&w), target: y, args, src, tgt })
+    Ok(LoadedRun {
+        mapped: x.matmul(&w),
+        target: y,
+        args,
+        src,
+        tgt,
+    })
 }

@@ -45,7 +45,9 @@ pub fn csls(a: &CslsBench, device: Device) -> Result<()> {
     let t = Instant::now();
     space.r_tgt(k)?;
     let r_target = t.elapsed().as_secs_f64();
-    let q: Vec<usize> = (0..a.queries).map(|i| i * (a.n as usize / a.queries.max(1))).collect();
+    let q: Vec<usize> = (0..a.queries)
+        .map(|i| i * (a.n as usize / a.queries.max(1)))
+        .collect();
     let t = Instant::now();
     let (_s, idx) = space.translate(&q, Retrieval::Csls { k }, 10)?;
     let translate = t.elapsed().as_secs_f64();

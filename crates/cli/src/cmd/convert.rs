@@ -58,7 +58,10 @@ pub fn convert(cmd: &ConvertCmd, device: Device) -> Result<()> {
                 words: a.words.clone(),
             };
             let e = Embeddings::load(&a.input, &opts)?;
-            let prep = Prep { pca: a.pca, normalize: a.normalize.parse::<Normalization>()? };
+            let prep = Prep {
+                pca: a.pca,
+                normalize: a.normalize.parse::<Normalization>()?,
+            };
             let (x, kept) = prep.apply(&e, device)?;
             e.with_tensor(&x)?.save_vec(&a.output)?;
             eprintln!(
@@ -66,7 +69,8 @@ pub fn convert(cmd: &ConvertCmd, device: Device) -> Result<()> {
                 a.output.display(),
                 e.len(),
                 x.size()[1],
-                kept.map(|k| format!(" (PCA kept {:.1}% of the variance)", 100.0 * k)).unwrap_or_default()
+                kept.map(|k| format!(" (PCA kept {:.1}% of the variance)", 100.0 * k))
+                    .unwrap_or_default()
             );
         }
         ConvertCmd::Dict(a) => {

@@ -1,7 +1,9 @@
 //! `embedlab demo`: the main job on the offline default data. For now it runs
 //! supervised en→fr and fr→en word translation with each map method and
 //! prints the precision tables; later capabilities join it as they land.
-use super::align::{print_precision, run_supervised, EmbArgs, Method, SupervisedArgs, SupervisedReport};
+use super::align::{
+    print_precision, run_supervised, EmbArgs, Method, SupervisedArgs, SupervisedReport,
+};
 use anyhow::{bail, Result};
 use clap::Args;
 use embedlab_data::Embeddings;
@@ -62,19 +64,30 @@ pub fn en_fr_args(data: &Path, reverse: bool, out: PathBuf) -> SupervisedArgs {
         tgt_pca: None,
         refine: 0,
         refine_max_rank: 15_000,
+        induce_full_vocabulary: false,
         keep_seed: false,
         out: Some(out),
     }
 }
 
 pub fn demo(a: &DemoArgs, device: Device) -> Result<()> {
-    for f in ["en/glove_6B_50d_emb.npy", "fr/vocab/key2row", "dict/freedict-eng-fra.index"] {
+    for f in [
+        "en/glove_6B_50d_emb.npy",
+        "fr/vocab/key2row",
+        "dict/freedict-eng-fra.index",
+    ] {
         if !a.data.join(f).exists() {
-            bail!("{} is missing: run scripts/fetch-data.sh (or `make demo`) first", a.data.join(f).display());
+            bail!(
+                "{} is missing: run scripts/fetch-data.sh (or `make demo`) first",
+                a.data.join(f).display()
+            );
         }
     }
     let root = a.out.clone().unwrap_or_else(|| {
-        PathBuf::from("runs").join(format!("demo-{}", chrono::Local::now().format("%Y%m%d-%H%M%S")))
+        PathBuf::from("runs").join(format!(
+            "demo-{}",
+            chrono::Local::now().format("%Y%m%d-%H%M%S")
+        ))
     });
     let mut rows = vec![];
     let mut cache: Option<(Embeddings, Embeddings)> = None;
@@ -88,7 +101,11 @@ pub fn demo(a: &DemoArgs, device: Device) -> Result<()> {
             (Method::Procrustes, 5, Some(50)),
         ];
         for (method, refine, pca) in plans {
-            let name = format!("{dir}-{method:?}{}", if refine > 0 { "-refine" } else { "" }).to_lowercase();
+            let name = format!(
+                "{dir}-{method:?}{}",
+                if refine > 0 { "-refine" } else { "" }
+            )
+            .to_lowercase();
             let mut args = en_fr_args(&a.data, reverse, root.join(&name));
             args.method = method;
             args.refine = refine;
@@ -104,8 +121,17 @@ pub fn demo(a: &DemoArgs, device: Device) -> Result<()> {
             let (s, t) = if reverse { (fr, en) } else { (en, fr) };
             eprintln!("== {name}");
             let report = run_supervised(&args, s, t, device)?;
-            print_precision(&format!("{name} ({} test words)", report.precision[0].queries), &report.precision);
-            rows.push(DemoRow { direction: dir.into(), method, refine, pca, report });
+            print_precision(
+                &format!("{name} ({} test words)", report.precision[0].queries),
+                &report.precision,
+            );
+            rows.push(DemoRow {
+                direction: dir.into(),
+                method,
+                refine,
+                pca,
+                report,
+            });
         }
     }
     embedlab_data::atomic::write_json_atomic(&root.join("summary.json"), &rows)?;

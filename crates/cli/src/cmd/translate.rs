@@ -28,14 +28,22 @@ pub struct TranslateArgs {
 pub fn translate(a: &TranslateArgs, device: Device) -> Result<()> {
     let retrieval: Retrieval = a.retrieval.parse()?;
     let r = load_run(&a.run, device)?;
-    let (from, to) = if a.reverse { (&r.tgt, &r.src) } else { (&r.src, &r.tgt) };
+    let (from, to) = if a.reverse {
+        (&r.tgt, &r.src)
+    } else {
+        (&r.src, &r.tgt)
+    };
     let mut space = Space::new(&r.mapped, &r.target)?;
     if a.reverse {
         space = space.reversed();
     }
     let mut unknown = vec![];
     for w in &a.words {
-        let key = if r.args.emb.lowercase { w.to_lowercase() } else { w.clone() };
+        let key = if r.args.emb.lowercase {
+            w.to_lowercase()
+        } else {
+            w.clone()
+        };
         let Some(i) = from.get(&key) else {
             unknown.push(w.clone());
             continue;
@@ -44,11 +52,20 @@ pub fn translate(a: &TranslateArgs, device: Device) -> Result<()> {
         println!("{w}:");
         for j in 0..idx.size()[1] {
             let t = idx.int64_value(&[0, j]) as usize;
-            println!("  {:>2}. {:<24} {:.4}", j + 1, to.word(t), scores.double_value(&[0, j]));
+            println!(
+                "  {:>2}. {:<24} {:.4}",
+                j + 1,
+                to.word(t),
+                scores.double_value(&[0, j])
+            );
         }
     }
     if !unknown.is_empty() {
-        bail!("not in the {} vocabulary: {}", if a.reverse { "target" } else { "source" }, unknown.join(", "));
+        bail!(
+            "not in the {} vocabulary: {}",
+            if a.reverse { "target" } else { "source" },
+            unknown.join(", ")
+        );
     }
     Ok(())
 }

@@ -1,0 +1,369 @@
+//! Embedding and dictionary formats: round trips and bad input.
+use embedlab_data::npy::{write_npy, Matrix};
+use embedlab_data::{Dictionary, EmbeddingFormat, Embeddings, LoadOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn opts() -> LoadOptions {
+    LoadOptions {
+        dedupe: true,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn vec_text_reads_words_in_order_with_options() {
+    let d = tempfile::tempdir().unwrap();
+    let p = write(
+        d.path(),
+        "a.vec",
+        "4 3\nThe 1 2 3\nthe 4 5 6\ncat 0.5 -1 2e-1\ndog 1 1 1\n",
+    );
+    let e = Embeddings::load(&p, &opts()).unwrap();
+    assert_eq!(e.words(), ["The", "the", "cat", "dog"]);
+    assert_eq!(e.dim(), 3);
+    assert_eq!(e.row(2), [0.5, -1.0, 0.2]);
+    // Lowercase + dedupe keeps the first (most frequent) casing's vector.
+    let e = Embeddings::load(
+        &p,
+        &LoadOptions {
+            lowercase: true,
+            ..opts()
+        },
+    )
+    .unwrap();
+    assert_eq!(e.words(), ["the", "cat", "dog"]);
+    assert_eq!(e.row(0), [1.0, 2.0, 3.0]);
+    // max_vocab counts distinct words.
+    let e = Embeddings::load(
+        &p,
+        &LoadOptions {
+            lowercase: true,
+            max_vocab: Some(2),
+            ..opts()
+        },
+    )
+    .unwrap();
+    assert_eq!(e.words(), ["the", "cat"]);
+    // Without dedupe a repeat is an error naming the line.
+    let err = Embeddings::load(
+        &p,
+        &LoadOptions {
+            lowercase: true,
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("a.vec:3") && err.to_string().contains("repeated"),
+        "{err}"
+    );
+}
+
+#[test]
+fn glove_text_has_no_header_and_gzip_works() {
+    let d = tempfile::tempdir().unwrap();
+    let text = "the 1 2\nof 3 4\nNew York 5 6\n";
+    let p = write(d.path(), "g.txt", text);
+    let e = Embeddings::load(&p, &opts()).unwrap();
+    assert_eq!(e.words(), ["the", "of", "New York"]);
+    let gz = d.path().join("g.txt.gz");
+    let mut enc =
+        flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), Default::default());
+    enc.write_all(text.as_bytes()).unwrap();
+    enc.finish().unwrap();
+    let e2 = Embeddings::load(&gz, &opts()).unwrap();
+    assert_eq!(e2.words(), e.words());
+    assert_eq!(e2.data(), e.data());
+}
+
+#[test]
+fn bad_text_files_name_file_and_line() {
+    let d = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "short.vec",
+            "2 3\na 1 2 3\nb 1 2\n",
+            "short.vec:3",
+            "expected 3 values, found 2",
+        ),
+        (
+            "garbled.vec",
+            "2 3\na 1 2 3\nb 1 x 3\n",
+            "garbled.vec:3",
+            "'x' is not a number",
+        ),
+        ("nan.vec", "1 3\na 1 NaN 3\n", "nan.vec:2", "not finite"),
+        ("header.vec", "3 x\na 1 2 3\n", "header.vec", "header"),
+        ("trunc.vec", "5 2\na 1 2\nb 3 4\n", "trunc.vec", "truncated"),
+        ("empty.txt", "", "empty.txt", "empty"),
+    ];
+    for (name, text, at, what) in cases {
+        let p = write(d.path(), name, text);
+        let fmt = if name.ends_with(".vec") {
+            Some(EmbeddingFormat::Vec)
+        } else {
+            None
+        };
+        let err = Embeddings::load(
+            &p,
+            &LoadOptions {
+                format: fmt,
+                ..opts()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains(at) && err.contains(what), "{name}: {err}");
+    }
+    let missing = Embeddings::load(&d.path().join("nope.vec"), &opts())
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("nope.vec"), "{missing}");
+}
+
+#[test]
+fn vec_round_trip() {
+    let d = tempfile::tempdir().unwrap();
+    let e = Embeddings::new(vec!["x".into(), "y".into()], 2, vec![0.1, -2.5, 1e-7, 3.0]).unwrap();
+    let p = d.path().join("o.vec");
+    e.save_vec(&p).unwrap();
+    let back = Embeddings::load(&p, &opts()).unwrap();
+    assert_eq!(back.words(), e.words());
+    assert_eq!(back.data(), e.data());
+}
+
+fn w2v_bin(words: &[(&str, [f32; 2])], announce: usize) -> Vec<u8> {
+    let mut b = format!("{announce} 2\n").into_bytes();
+    for (w, v) in words {
+        b.extend(w.as_bytes());
+        b.push(b' ');
+        for x in v {
+            b.extend(x.to_le_bytes());
+        }
+        b.push(b'\n');
+    }
+    b
+}
+
+#[test]
+fn word2vec_binary_reads_and_rejects_truncation() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("w.bin");
+    std::fs::write(
+        &p,
+        w2v_bin(&[("chat", [1.0, 2.0]), ("chien", [-1.0, 0.5])], 2),
+    )
+    .unwrap();
+    let e = Embeddings::load(&p, &opts()).unwrap();
+    assert_eq!(e.words(), ["chat", "chien"]);
+    assert_eq!(e.row(1), [-1.0, 0.5]);
+    let mut bytes = w2v_bin(&[("chat", [1.0, 2.0]), ("chien", [-1.0, 0.5])], 2);
+    bytes.truncate(bytes.len() - 4);
+    std::fs::write(&p, bytes).unwrap();
+    let err = Embeddings::load(&p, &opts()).unwrap_err().to_string();
+    assert!(
+        err.contains("w.bin") && err.contains("record 2") && err.contains("truncated"),
+        "{err}"
+    );
+}
+
+#[test]
+fn spacy_vocab_folder_takes_the_first_key_of_each_row() {
+    use embedlab_data::murmur::spacy_key;
+    let d = tempfile::tempdir().unwrap();
+    let v = d.path().join("vocab");
+    std::fs::create_dir(&v).unwrap();
+    write_npy(
+        &v.join("vectors"),
+        &Matrix {
+            rows: 2,
+            cols: 2,
+            data: vec![1., 2., 3., 4.],
+        },
+    )
+    .unwrap();
+    // Insertion order = frequency: "de" → row 1, "la" → row 0, then "De" aliases row 1.
+    let entries = vec![
+        (rmpv::Value::from(spacy_key("de")), rmpv::Value::from(1u64)),
+        (rmpv::Value::from(spacy_key("la")), rmpv::Value::from(0u64)),
+        (rmpv::Value::from(spacy_key("De")), rmpv::Value::from(1u64)),
+    ];
+    let mut buf = vec![];
+    rmpv::encode::write_value(&mut buf, &rmpv::Value::Map(entries)).unwrap();
+    std::fs::write(v.join("key2row"), buf).unwrap();
+    std::fs::write(v.join("strings.json"), r#"["la","De","de","unused"]"#).unwrap();
+    let e = Embeddings::load(d.path(), &opts()).unwrap();
+    assert_eq!(e.words(), ["de", "la"]);
+    assert_eq!(e.row(0), [3.0, 4.0]);
+    // A corrupt key2row is named.
+    std::fs::write(v.join("key2row"), [0xdfu8, 0, 0]).unwrap();
+    let err = Embeddings::load(&v, &opts()).unwrap_err().to_string();
+    assert!(err.contains("key2row"), "{err}");
+}
+
+#[test]
+fn npy_with_parquet_or_text_index() {
+    use parquet::data_type::{ByteArray, ByteArrayType};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use parquet::schema::parser::parse_message_type;
+    use std::sync::Arc;
+    let d = tempfile::tempdir().unwrap();
+    let npy = d.path().join("emb.npy");
+    write_npy(
+        &npy,
+        &Matrix {
+            rows: 3,
+            cols: 2,
+            data: vec![1., 2., 3., 4., 5., 6.],
+        },
+    )
+    .unwrap();
+    let schema = Arc::new(
+        parse_message_type("message schema { REQUIRED BYTE_ARRAY index (UTF8); }").unwrap(),
+    );
+    let file = std::fs::File::create(d.path().join("index.parquet")).unwrap();
+    let mut w =
+        SerializedFileWriter::new(file, schema, Arc::new(WriterProperties::builder().build()))
+            .unwrap();
+    let mut rg = w.next_row_group().unwrap();
+    let mut col = rg.next_column().unwrap().unwrap();
+    let vals: Vec<ByteArray> = ["the", ",", "of"]
+        .iter()
+        .map(|s| ByteArray::from(*s))
+        .collect();
+    col.typed::<ByteArrayType>()
+        .write_batch(&vals, None, None)
+        .unwrap();
+    col.close().unwrap();
+    rg.close().unwrap();
+    w.close().unwrap();
+    let e = Embeddings::load(&npy, &opts()).unwrap();
+    assert_eq!(e.words(), ["the", ",", "of"]);
+    assert_eq!(e.row(2), [5.0, 6.0]);
+    // A text index with the wrong number of words is an error naming it.
+    let idx = write(d.path(), "words.txt", "a\nb\n");
+    let err = Embeddings::load(
+        &npy,
+        &LoadOptions {
+            words: Some(idx),
+            ..opts()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("words.txt") && err.contains("2 words for the 3 rows"),
+        "{err}"
+    );
+}
+
+#[test]
+fn muse_dictionary_parses_and_rejects_bad_lines() {
+    let d = tempfile::tempdir().unwrap();
+    let p = write(d.path(), "d.txt", "cat chat\ncat minou\n\ndog\tchien\n");
+    let dict = Dictionary::load(&p).unwrap();
+    assert_eq!(dict.pairs.len(), 3);
+    assert_eq!(
+        dict.inverted().pairs[2],
+        ("chien".to_string(), "dog".to_string())
+    );
+    let p = write(d.path(), "bad.txt", "cat chat\ndog le chien\n");
+    let err = Dictionary::load(&p).unwrap_err().to_string();
+    assert!(
+        err.contains("bad.txt:2") && err.contains("3 fields"),
+        "{err}"
+    );
+    let p = write(d.path(), "empty.txt", "\n\n");
+    let err = Dictionary::load(&p).unwrap_err().to_string();
+    assert!(err.contains("empty.txt") && err.contains("empty"), "{err}");
+}
+
+fn b64(mut v: usize) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = vec![];
+    loop {
+        s.push(A[v % 64]);
+        v /= 64;
+        if v == 0 {
+            break;
+        }
+    }
+    s.reverse();
+    String::from_utf8(s).unwrap()
+}
+
+#[test]
+fn dictd_reads_entries_and_rejects_bad_offsets() {
+    let d = tempfile::tempdir().unwrap();
+    let entries = [
+        ("00databaseinfo", "00-database-info\nabout\n"),
+        ("cat", "cat /kæt/\n1. mégère, rosse\n2. chat\n"),
+        ("dog", "dog /dɔg/\nchien, clébard\n"),
+        ("ice cream", "ice cream\nglace\n"),
+    ];
+    let mut body = String::new();
+    let mut index = String::new();
+    for (h, e) in entries {
+        index.push_str(&format!("{h}\t{}\t{}\n", b64(body.len()), b64(e.len())));
+        body.push_str(e);
+    }
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(d.path().join("x.dict.dz")).unwrap(),
+        Default::default(),
+    );
+    enc.write_all(body.as_bytes()).unwrap();
+    enc.finish().unwrap();
+    let idx = write(d.path(), "x.index", &index);
+    let dict = Dictionary::load(&idx).unwrap();
+    let want: Vec<(String, String)> = [
+        ("cat", "mégère"),
+        ("cat", "rosse"),
+        ("cat", "chat"),
+        ("dog", "chien"),
+        ("dog", "clébard"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(dict.pairs, want);
+    write(d.path(), "x.index", &format!("{index}zebra\tBAAA\tB\n"));
+    let err = Dictionary::load(&idx).unwrap_err().to_string();
+    assert!(
+        err.contains("x.index:5") && err.contains("past the end"),
+        "{err}"
+    );
+}
+
+#[test]
+fn split_by_frequency_rank_keeps_all_translations() {
+    let words = |n: usize, p: &str| (0..n).map(|i| format!("{p}{i}")).collect::<Vec<_>>();
+    let src = Embeddings::new(words(20, "s"), 1, vec![0.0; 20]).unwrap();
+    let tgt = Embeddings::new(words(20, "t"), 1, vec![0.0; 20]).unwrap();
+    // Source words s0..s9 each with two translations, listed out of frequency order.
+    let mut pairs = vec![];
+    for i in (0..10).rev() {
+        pairs.push((format!("s{i}"), format!("t{i}")));
+        pairs.push((format!("s{i}"), format!("t{}", i + 10)));
+    }
+    pairs.push(("unknown".into(), "t1".into()));
+    let r = Dictionary { pairs }.resolve(&src, &tgt);
+    assert_eq!(r.stats.source_words_missing, 1);
+    let s = r.split_ranges((0, 6), (6, 9)).unwrap();
+    assert_eq!(s.train.len(), 12);
+    assert!(s.train.iter().all(|p| p.0 < 6));
+    assert_eq!(s.test.len(), 6);
+    assert!(s.test.iter().all(|p| (6..9).contains(&p.0)));
+    assert!(r.split_ranges((0, 6), (5, 9)).is_err());
+    // Too small for MUSE's 5000+1500: the last test_size words are the test set.
+    let s = r.split_default(5000, 3).unwrap();
+    assert_eq!((s.train_range, s.test_range), ((0, 7), (7, 10)));
+    assert!(r.split_default(5000, 10).is_err());
+}
