@@ -6,6 +6,7 @@ pub mod induce;
 pub mod maps;
 pub mod normalize;
 pub mod pca;
+pub mod rcsls;
 pub mod retrieval;
 pub mod supervised;
 

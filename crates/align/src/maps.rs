@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 /// How to fit `W` from paired rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum MapMethod {
     /// Least squares (Mikolov et al. 2013): min ||XW − Y||², any shapes.
@@ -12,6 +12,47 @@ pub enum MapMethod {
     /// Orthogonal Procrustes (Xing et al. 2015; Smith et al. 2017):
     /// W = UVᵀ from the SVD of XᵀY, semi-orthogonal when dimensions differ.
     Procrustes,
+    /// Procrustes, then RCSLS gradient steps (Joulin et al. 2018) with the
+    /// whole vocabularies as negatives.
+    Rcsls,
+    /// Artetxe et al. (2018, AAAI) multi-step framework: whiten both sides on
+    /// the dictionary, map orthogonally, re-weight by the singular values
+    /// (power `reweight` on each side), optionally de-whiten. Maps both sides.
+    Multistep { reweight: f64, dewhiten: bool },
+}
+
+/// A fitted map: `mapped source = X @ src`, `mapped target = Y @ tgt` (identity when `None`).
+#[derive(Debug)]
+pub struct Mapping {
+    pub src: Tensor,
+    pub tgt: Option<Tensor>,
+}
+
+impl Mapping {
+    pub fn map_src(&self, x: &Tensor) -> Tensor {
+        x.matmul(&self.src)
+    }
+    pub fn map_tgt(&self, y: &Tensor) -> Tensor {
+        match &self.tgt {
+            Some(t) => y.matmul(t),
+            None => y.shallow_clone(),
+        }
+    }
+    /// Checks the map fits `dx`-dimensional sources and `dy`-dimensional targets.
+    pub fn check_dims(&self, dx: i64, dy: i64) -> Result<()> {
+        let s = self.src.size();
+        let (want_t, out_t) = match &self.tgt {
+            Some(t) => (t.size()[0], t.size()[1]),
+            None => (dy, dy),
+        };
+        if s[0] != dx || want_t != dy || s[1] != out_t {
+            return Err(AlignError::Invalid(format!(
+                "the map takes {}→{} (source) and {want_t}→{out_t} (target), the vectors have {dx} and {dy} dimensions",
+                s[0], s[1]
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl std::str::FromStr for MapMethod {
@@ -82,17 +123,65 @@ pub fn procrustes(x: &Tensor, y: &Tensor) -> Result<Tensor> {
     check_finite(u.matmul(&v.tr()).to_kind(Kind::Float), "procrustes")
 }
 
-/// Fits `W` with `method` on rows `pairs` of `x` (source) and `y` (target).
-pub fn fit(method: MapMethod, x: &Tensor, y: &Tensor, pairs: &[(usize, usize)]) -> Result<Tensor> {
+/// `(MᵀM)^(-1/2)` for the rows of `m` (f64), as in VecMap's whitening.
+fn whitening(m: &Tensor) -> Result<Tensor> {
+    let (n, d) = m.size2()?;
+    if n < d {
+        return Err(AlignError::Numeric {
+            what: "whitening".into(),
+            msg: format!("{n} dictionary pairs cannot whiten {d} dimensions (need at least {d})"),
+        });
+    }
+    let (_u, s, v) = m.to_kind(Kind::Double).f_svd(true, true)?;
+    if s.min().double_value(&[]) <= 1e-10 * s.max().double_value(&[]) {
+        return Err(AlignError::Numeric {
+            what: "whitening".into(),
+            msg: "the dictionary vectors do not span their space (fewer pairs than dimensions?)"
+                .into(),
+        });
+    }
+    Ok(v.matmul(&s.reciprocal().diag_embed(0, -2, -1))
+        .matmul(&v.tr()))
+}
+
+/// The multi-step map (Artetxe et al. 2018) from paired rows `xs`, `ys`.
+pub fn multistep(xs: &Tensor, ys: &Tensor, reweight: f64, dewhiten: bool) -> Result<Mapping> {
+    check_pairs(xs, ys)?;
+    let (xs, ys) = (xs.to_kind(Kind::Double), ys.to_kind(Kind::Double));
+    let (wx1, wz1) = (whitening(&xs)?, whitening(&ys)?);
+    let m = xs.matmul(&wx1).tr().matmul(&ys.matmul(&wz1));
+    let (wx2, s, wz2) = m.f_svd(true, true)?; // m = wx2 diag(s) wz2ᵀ
+    let sw = s.pow_tensor_scalar(reweight).diag_embed(0, -2, -1);
+    let mut mx = wx1.matmul(&wx2).matmul(&sw);
+    let mut mz = wz1.matmul(&wz2).matmul(&sw);
+    if dewhiten {
+        mx = mx.matmul(&wx2.tr().matmul(&wx1.inverse()).matmul(&wx2));
+        mz = mz.matmul(&wz2.tr().matmul(&wz1.inverse()).matmul(&wz2));
+    }
+    Ok(Mapping {
+        src: check_finite(mx.to_kind(Kind::Float), "multistep (source)")?,
+        tgt: Some(check_finite(mz.to_kind(Kind::Float), "multistep (target)")?),
+    })
+}
+
+/// Fits a map with `method` on rows `pairs` of `x` (source) and `y` (target).
+pub fn fit(method: MapMethod, x: &Tensor, y: &Tensor, pairs: &[(usize, usize)]) -> Result<Mapping> {
     let dev = x.device();
     let si =
         Tensor::from_slice(&pairs.iter().map(|p| p.0 as i64).collect::<Vec<_>>()).to_device(dev);
     let ti =
         Tensor::from_slice(&pairs.iter().map(|p| p.1 as i64).collect::<Vec<_>>()).to_device(dev);
     let (xs, ys) = (x.index_select(0, &si), y.index_select(0, &ti));
+    let one = |w| Ok(Mapping { src: w, tgt: None });
     match method {
-        MapMethod::LeastSquares => least_squares(&xs, &ys, 0.0),
-        MapMethod::Procrustes => procrustes(&xs, &ys),
+        MapMethod::LeastSquares => one(least_squares(&xs, &ys, 0.0)?),
+        MapMethod::Procrustes => one(procrustes(&xs, &ys)?),
+        MapMethod::Rcsls => {
+            let w0 = procrustes(&xs, &ys)?;
+            let cfg = crate::rcsls::RcslsConfig::default();
+            one(crate::rcsls::rcsls(x, y, pairs, &w0, &cfg)?.0)
+        }
+        MapMethod::Multistep { reweight, dewhiten } => multistep(&xs, &ys, reweight, dewhiten),
     }
 }
 
@@ -164,6 +253,28 @@ mod tests {
             w2 = orthogonalize_step(&w2, 0.01);
         }
         assert!(dev(&w2) < dev(&w));
+    }
+
+    #[test]
+    fn multistep_without_reweighting_is_procrustes_between_whitened_spaces() {
+        // With an exact rotation, whitening both sides and mapping recovers
+        // pairs exactly; with reweight 0 and de-whitening the composite maps
+        // send paired rows onto each other.
+        tch::manual_seed(12);
+        let x = Tensor::randn([400, 10], (Kind::Float, Device::Cpu));
+        let r = random_rotation(10);
+        let y = x.matmul(&r);
+        for (reweight, dewhiten) in [(0.0, true), (0.5, true), (0.5, false)] {
+            let m = multistep(&x, &y, reweight, dewhiten).unwrap();
+            let err = (m.map_src(&x) - m.map_tgt(&y))
+                .abs()
+                .max()
+                .double_value(&[]);
+            assert!(err < 1e-3, "reweight {reweight} dewhiten {dewhiten}: {err}");
+        }
+        // Fewer pairs than dimensions cannot be whitened.
+        let few = multistep(&x.narrow(0, 0, 5), &y.narrow(0, 0, 5), 0.5, true);
+        assert!(few.unwrap_err().to_string().contains("whitening"));
     }
 
     #[test]

@@ -246,19 +246,15 @@ mod tests {
         let (scores, idx) = space
             .translate(&queries, Retrieval::Csls { k }, nt)
             .unwrap();
-        for q in 0..ns as usize {
+        for (q, wq) in want.iter().enumerate() {
             for r in 0..nt {
                 let j = idx.int64_value(&[q as i64, r]) as usize;
                 let got = scores.double_value(&[q as i64, r]) as f32;
-                assert!(
-                    (got - want[q][j]).abs() < 1e-5,
-                    "q{q} t{j}: {got} vs {}",
-                    want[q][j]
-                );
+                assert!((got - wq[j]).abs() < 1e-5, "q{q} t{j}: {got} vs {}", wq[j]);
             }
             // The best by CSLS is the brute-force argmax.
             let best = (0..nt as usize)
-                .max_by(|&a, &b| want[q][a].partial_cmp(&want[q][b]).unwrap())
+                .max_by(|&a, &b| wq[a].partial_cmp(&wq[b]).unwrap())
                 .unwrap();
             assert_eq!(idx.int64_value(&[q as i64, 0]) as usize, best);
         }

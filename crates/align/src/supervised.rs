@@ -4,7 +4,7 @@
 //! unsupervised criterion, never by the test set.
 use crate::error::{AlignError, Result};
 use crate::induce::{induce, mean_cosine, InduceConfig};
-use crate::maps::{fit, MapMethod};
+use crate::maps::{fit, MapMethod, Mapping};
 use crate::normalize::Normalization;
 use crate::pca::Pca;
 use crate::retrieval::{Retrieval, Space};
@@ -74,13 +74,15 @@ pub struct Iteration {
     pub dictionary_pairs: usize,
     /// MUSE's `mean_cosine-csls_knn_10-S2T-10000` for the map of this step.
     pub criterion: f64,
+    /// The score that picks the iteration (see `Select`).
+    pub selection: f64,
     pub seconds: f64,
 }
 
 /// A fitted map with its history.
 pub struct Fitted {
-    /// `[d_src, d_tgt]`: `mapped = X @ w`.
-    pub w: Tensor,
+    /// The map of the selected iteration.
+    pub map: Mapping,
     pub history: Vec<Iteration>,
     /// The iteration whose map `w` is.
     pub best: usize,
@@ -88,13 +90,28 @@ pub struct Fitted {
     pub space: Space,
 }
 
+/// A score for a mapped space (higher is better), e.g. precision on held-out pairs.
+pub type Validate<'a> = &'a mut dyn FnMut(&mut Space) -> Result<f64>;
+
+/// Which iteration's map `fit_supervised` returns.
+pub enum Select<'a> {
+    /// The best unsupervised criterion (MUSE's mean cosine).
+    Criterion,
+    /// The best score of a validation function.
+    Validation(Validate<'a>),
+    /// The last iteration.
+    Last,
+}
+
 /// Fits on `seed` pairs of `x` (prepared source) and `y` (prepared target),
-/// then refines; `on_step` sees each iteration as it ends.
+/// then refines; `on_step` sees each iteration as it ends; `select` says
+/// which iteration's map is returned.
 pub fn fit_supervised(
     x: &Tensor,
     y: &Tensor,
     seed: &[(usize, usize)],
     cfg: &FitConfig,
+    mut select: Select,
     mut on_step: impl FnMut(&Iteration),
 ) -> Result<Fitted> {
     if seed.is_empty() {
@@ -103,12 +120,12 @@ pub fn fit_supervised(
         ));
     }
     let mut pairs = seed.to_vec();
-    let mut best: Option<(f64, usize, Tensor, Space)> = None;
+    let mut best: Option<(f64, usize, Mapping, Space)> = None;
     let mut history = Vec::new();
     for it in 0..=cfg.refine {
         let t0 = std::time::Instant::now();
         let w = fit(cfg.method, x, y, &pairs)?;
-        let mut space = Space::new(&x.matmul(&w), y)?;
+        let mut space = Space::new(&w.map_src(x), &w.map_tgt(y))?;
         let criterion = mean_cosine(&mut space, Retrieval::Csls { k: 10 }, cfg.criterion_words)?;
         if !criterion.is_finite() {
             return Err(AlignError::Numeric {
@@ -116,10 +133,16 @@ pub fn fit_supervised(
                 msg: "the selection criterion is not finite".into(),
             });
         }
+        let selection = match &mut select {
+            Select::Validation(v) => v(&mut space)?,
+            Select::Criterion => criterion,
+            Select::Last => it as f64,
+        };
         let rec = Iteration {
             iteration: it,
             dictionary_pairs: pairs.len(),
             criterion,
+            selection,
             seconds: 0.0,
         };
         if it < cfg.refine {
@@ -141,14 +164,14 @@ pub fn fit_supervised(
             ..rec
         };
         on_step(&rec);
-        if best.as_ref().is_none_or(|b| criterion > b.0) {
-            best = Some((criterion, it, w, space));
+        if best.as_ref().is_none_or(|b| selection > b.0) {
+            best = Some((selection, it, w, space));
         }
         history.push(rec);
     }
-    let (_, best, w, space) = best.expect("at least one iteration");
+    let (_, best, map, space) = best.expect("at least one iteration");
     Ok(Fitted {
-        w,
+        map,
         history,
         best,
         space,

@@ -63,6 +63,8 @@ enum AlignCmd {
 enum BenchCmd {
     /// CSLS evaluation at scale (random vectors): time and peak memory.
     Csls(cmd::bench::CslsBench),
+    /// Loading a large .vec file (random vectors): time.
+    Load(cmd::bench::LoadBench),
 }
 
 fn main() -> Result<()> {
@@ -99,5 +101,6 @@ fn main() -> Result<()> {
         Cmd::Export(a) => cmd::translate::export(a, device),
         Cmd::Convert(c) => cmd::convert::convert(c, device),
         Cmd::Bench(BenchCmd::Csls(a)) => cmd::bench::csls(a, device),
+        Cmd::Bench(BenchCmd::Load(a)) => cmd::bench::load(a),
     }
 }

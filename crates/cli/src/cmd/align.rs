@@ -4,7 +4,8 @@ use crate::util::{bar, parse_range, spinner};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use embedlab_align::induce::{Build, InduceConfig};
-use embedlab_align::supervised::{fit_supervised, FitConfig, Iteration, Prep};
+use embedlab_align::maps::Mapping;
+use embedlab_align::supervised::{fit_supervised, FitConfig, Iteration, Prep, Select};
 use embedlab_align::{MapMethod, Normalization, Retrieval};
 use embedlab_data::{Dictionary, EmbeddingFormat, Embeddings, LoadOptions};
 use embedlab_metrics::{precision_at_k, Precision};
@@ -94,6 +95,11 @@ pub enum Method {
     Xing,
     /// Orthogonal Procrustes; default normalisation renorm,center,renorm.
     Procrustes,
+    /// Procrustes refined by RCSLS (Joulin et al. 2018); default normalisation renorm,center,renorm.
+    Rcsls,
+    /// Artetxe et al. 2018 multi-step framework (whiten, orthogonal map,
+    /// re-weight by √σ, de-whiten; maps both sides); default normalisation renorm,center,renorm.
+    Multistep,
 }
 
 impl Method {
@@ -101,13 +107,18 @@ impl Method {
         match self {
             Method::Lstsq => MapMethod::LeastSquares,
             Method::Xing | Method::Procrustes => MapMethod::Procrustes,
+            Method::Rcsls => MapMethod::Rcsls,
+            Method::Multistep => MapMethod::Multistep {
+                reweight: 0.5,
+                dewhiten: true,
+            },
         }
     }
     pub fn default_normalize(self) -> &'static str {
         match self {
             Method::Lstsq => "none",
             Method::Xing => "renorm",
-            Method::Procrustes => "renorm,center,renorm",
+            Method::Procrustes | Method::Rcsls | Method::Multistep => "renorm,center,renorm",
         }
     }
 }
@@ -156,6 +167,14 @@ pub struct SupervisedArgs {
     /// --refine-max-rank (MUSE's way) instead of searching only the top words.
     #[arg(long)]
     pub induce_full_vocabulary: bool,
+    /// Hold out this fraction of the training source words (every n-th by
+    /// frequency), pick the number of refinement iterations by CSLS P@1 on
+    /// them (the fewest within one standard error of the best), then refit
+    /// on all training pairs; 0 picks by MUSE's unsupervised mean-cosine
+    /// criterion instead.
+    /// Only used with --refine.
+    #[arg(long, default_value_t = 0.1)]
+    pub validation: f64,
     /// Keep the seed pairs in each refined dictionary.
     #[arg(long)]
     pub keep_seed: bool,
@@ -209,6 +228,7 @@ pub struct SupervisedReport {
     pub pca_variance_kept: (Option<f64>, Option<f64>),
     pub train_pairs: usize,
     pub train_source_words: usize,
+    pub validation_source_words: usize,
     pub test_pairs: usize,
     pub dictionary: embedlab_data::dictionary::ResolveStats,
     pub test_dictionary: Option<embedlab_data::dictionary::ResolveStats>,
@@ -227,16 +247,15 @@ pub struct Timings {
     pub total_after_load: f64,
 }
 
+/// (source row, target row) pairs.
+type Pairs = Vec<(usize, usize)>;
+
 /// Builds train/test pairs from the arguments.
 fn pairs(
     args: &SupervisedArgs,
     src: &Embeddings,
     tgt: &Embeddings,
-) -> Result<(
-    Vec<(usize, usize)>,
-    Vec<(usize, usize)>,
-    SupervisedReportDict,
-)> {
+) -> Result<(Pairs, Pairs, SupervisedReportDict)> {
     let dict = args.dictionary(&args.dict)?;
     let resolved = dict.resolve(src, tgt);
     if resolved.pairs.is_empty() {
@@ -280,6 +299,33 @@ type SupervisedReportDict = (
     Option<((usize, usize), (usize, usize))>,
 );
 
+/// Splits off every n-th training source word (by frequency) for validation.
+fn hold_out(train: &[(usize, usize)], fraction: f64) -> Result<(Pairs, Pairs)> {
+    if !(0.0..0.5).contains(&fraction) {
+        bail!("--validation must be in [0, 0.5), got {fraction}");
+    }
+    if fraction == 0.0 {
+        return Ok((train.to_vec(), vec![]));
+    }
+    let mut words: Vec<usize> = train.iter().map(|p| p.0).collect();
+    words.sort_unstable();
+    words.dedup();
+    let every = (1.0 / fraction).round().max(2.0) as usize;
+    let held: std::collections::HashSet<usize> = words
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % every == every - 1)
+        .map(|(_, &w)| w)
+        .collect();
+    if held.is_empty() {
+        bail!(
+            "--validation {fraction}: too few training words ({}) to hold any out",
+            words.len()
+        );
+    }
+    Ok(train.iter().partition(|p| !held.contains(&p.0)))
+}
+
 /// The methods every evaluation reports.
 pub const EVAL_RETRIEVALS: [Retrieval; 2] = [Retrieval::Nn, Retrieval::Csls { k: 10 }];
 pub const EVAL_KS: [usize; 3] = [1, 5, 10];
@@ -308,6 +354,22 @@ pub fn run_supervised(
         .map(|p| p.0)
         .collect::<std::collections::HashSet<_>>()
         .len();
+    for (name, st) in [
+        ("dictionary", Some(&dstats)),
+        ("test dictionary", tstats.as_ref()),
+    ] {
+        if let Some(st) = st {
+            eprintln!(
+                "{name}: {} of {} pairs found ({} of {} source words); {} source and {} target words not in the vocabularies",
+                st.pairs_found,
+                st.pairs_in_file,
+                st.source_words_found,
+                st.source_words_in_file,
+                st.source_words_missing,
+                st.target_words_missing
+            );
+        }
+    }
     eprintln!(
         "dictionary: {} train pairs ({} source words), {} test pairs ({} source words)",
         train.len(),
@@ -319,6 +381,11 @@ pub fn run_supervised(
             .len()
     );
 
+    let (train, valid) = if args.refine > 0 {
+        hold_out(&train, args.validation)?
+    } else {
+        (train, vec![])
+    };
     let t = Instant::now();
     let (ps, pt) = args.prep()?;
     let (x, kept_s) = ps.apply(src, device)?;
@@ -349,20 +416,58 @@ pub fn run_supervised(
         args.refine as u64 + 1,
         format!("fit {:?}", args.method).to_lowercase(),
     );
+    let mut validate = |space: &mut embedlab_align::Space| -> embedlab_align::Result<f64> {
+        Ok(precision_at_k(space, &valid, Retrieval::Csls { k: 10 }, &[1])?.at[&1])
+    };
+    let select = if valid.is_empty() {
+        Select::Criterion
+    } else {
+        Select::Validation(&mut validate)
+    };
     let mut steps = vec![];
-    let fitted = fit_supervised(&x, &y, &train, &cfg, |it| {
+    let mut fitted = fit_supervised(&x, &y, &train, &cfg, select, |it| {
         pb.inc(1);
-        pb.set_message(format!("criterion {:.4}", it.criterion));
+        pb.set_message(format!("selection {:.4}", it.selection));
         steps.push(it.clone());
     })?;
+    if !valid.is_empty() {
+        // One-standard-error rule: the fewest iterations whose validation P@1
+        // is within one standard error of the best (the validation set is small).
+        let n = valid
+            .iter()
+            .map(|p| p.0)
+            .collect::<std::collections::HashSet<_>>()
+            .len() as f64;
+        let top = steps.iter().map(|s| s.selection).fold(f64::MIN, f64::max);
+        let se = 100.0 * ((top / 100.0) * (1.0 - top / 100.0) / n).sqrt();
+        let chosen = steps
+            .iter()
+            .position(|s| s.selection >= top - se)
+            .unwrap_or(fitted.best);
+        // The number of iterations is chosen; refit it on all the training pairs.
+        let all: Vec<(usize, usize)> = train.iter().chain(&valid).copied().collect();
+        let cfg = FitConfig {
+            refine: chosen,
+            ..cfg.clone()
+        };
+        pb.set_message(format!(
+            "refit {} iteration(s) on train+validation",
+            chosen + 1
+        ));
+        fitted = fit_supervised(&x, &y, &all, &cfg, Select::Last, |_| {})?;
+        fitted.best = chosen;
+    }
     pb.finish_and_clear();
     for s in &steps {
-        run.log(&serde_json::json!({"event": "iteration", "iteration": s.iteration,
-            "dictionary_pairs": s.dictionary_pairs, "criterion": s.criterion, "seconds": s.seconds}))?;
+        run.log(
+            &serde_json::json!({"event": "iteration", "iteration": s.iteration,
+            "dictionary_pairs": s.dictionary_pairs, "criterion": s.criterion,
+            "selection": s.selection, "seconds": s.seconds}),
+        )?;
     }
     let fit_s = t.elapsed().as_secs_f64();
-    save_map(&run.file("map.safetensors"), &fitted.w)?;
-    let iterations = fitted.history;
+    save_map(&run.file("map.safetensors"), &fitted.map)?;
+    let iterations = steps;
     let selected_iteration = fitted.best;
 
     let t = Instant::now();
@@ -385,8 +490,13 @@ pub fn run_supervised(
         src_dim: x.size()[1] as usize,
         tgt_dim: y.size()[1] as usize,
         pca_variance_kept: (kept_s, kept_t),
-        train_pairs: train.len(),
+        train_pairs: train.len() + valid.len(),
         train_source_words: train_words,
+        validation_source_words: valid
+            .iter()
+            .map(|p| p.0)
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
         test_pairs: test.len(),
         dictionary: dstats,
         test_dictionary: tstats,
@@ -406,24 +516,35 @@ pub fn run_supervised(
     Ok(report)
 }
 
-/// Saves W atomically as safetensors.
-pub fn save_map(path: &Path, w: &Tensor) -> Result<()> {
+/// Saves the map atomically as safetensors: `W` (source side) and, for
+/// two-sided maps, `W_tgt`.
+pub fn save_map(path: &Path, m: &Mapping) -> Result<()> {
     let tmp = path.with_extension("safetensors.tmp");
-    Tensor::write_safetensors(&[("W", &w.to_device(Device::Cpu).contiguous())], &tmp)
+    let mut named = vec![("W", m.src.to_device(Device::Cpu).contiguous())];
+    if let Some(t) = &m.tgt {
+        named.push(("W_tgt", t.to_device(Device::Cpu).contiguous()));
+    }
+    Tensor::write_safetensors(&named, &tmp)
         .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 
-/// Loads W from a run folder.
-pub fn load_map(path: &Path) -> Result<Tensor> {
+/// Loads a map saved by `save_map`.
+pub fn load_map(path: &Path, device: Device) -> Result<Mapping> {
     let tensors = Tensor::read_safetensors(path)
         .with_context(|| format!("{}: not a readable safetensors file", path.display()))?;
-    tensors
-        .into_iter()
-        .find(|(n, _)| n == "W")
-        .map(|(_, t)| t)
-        .with_context(|| format!("{}: no tensor named W", path.display()))
+    let mut src = None;
+    let mut tgt = None;
+    for (n, t) in tensors {
+        match n.as_str() {
+            "W" => src = Some(t.to_device(device)),
+            "W_tgt" => tgt = Some(t.to_device(device)),
+            _ => {}
+        }
+    }
+    let src = src.with_context(|| format!("{}: no tensor named W", path.display()))?;
+    Ok(Mapping { src, tgt })
 }
 
 /// Prints a precision table.
@@ -460,23 +581,17 @@ pub fn load_run(dir: &Path, device: Device) -> Result<LoadedRun> {
         .with_context(|| format!("{}: not a run folder (no config.json)", dir.display()))?;
     let args: SupervisedArgs = serde_json::from_str(&text)
         .with_context(|| format!("{}: not an align-supervised config", cfg.display()))?;
-    let w = load_map(&dir.join("map.safetensors"))?.to_device(device);
+    let map_path = dir.join("map.safetensors");
+    let map = load_map(&map_path, device)?;
     let (src, tgt) = args.emb.load()?;
     let (ps, pt) = args.prep()?;
     let (x, _) = ps.apply(&src, device)?;
     let (y, _) = pt.apply(&tgt, device)?;
-    if x.size()[1] != w.size()[0] || y.size()[1] != w.size()[1] {
-        bail!(
-            "{}: map is {:?} but the prepared vectors have {} and {} dimensions (embeddings changed?)",
-            dir.display(),
-            w.size(),
-            x.size()[1],
-            y.size()[1]
-        );
-    }
+    map.check_dims(x.size()[1], y.size()[1])
+        .with_context(|| format!("{} (embeddings changed?)", map_path.display()))?;
     Ok(LoadedRun {
-        mapped: x.matmul(&w),
-        target: y,
+        mapped: map.map_src(&x),
+        target: map.map_tgt(&y),
         args,
         src,
         tgt,

@@ -66,3 +66,48 @@ pub fn csls(a: &CslsBench, device: Device) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(&res)?);
     Ok(())
 }
+
+#[derive(Args, Debug)]
+pub struct LoadBench {
+    /// Words in the synthetic .vec file.
+    #[arg(long, default_value_t = 200_000)]
+    pub n: usize,
+    #[arg(long, default_value_t = 300)]
+    pub dim: usize,
+    /// Where to write the file (default: a temporary folder, removed after).
+    #[arg(long)]
+    pub file: Option<std::path::PathBuf>,
+}
+
+/// Writes an `n × dim` .vec of random vectors and times loading it back.
+pub fn load(a: &LoadBench) -> Result<()> {
+    use embedlab_data::{Embeddings, LoadOptions};
+    let tmp = std::env::temp_dir().join(format!("embedlab-bench-{}.vec", std::process::id()));
+    let path = a.file.clone().unwrap_or_else(|| tmp.clone());
+    let x = Tensor::randn([a.n as i64, a.dim as i64], (Kind::Float, Device::Cpu));
+    let words = (0..a.n).map(|i| format!("w{i}")).collect();
+    let data = Vec::<f32>::try_from(x.view(-1))?;
+    Embeddings::new(words, a.dim, data)?.save_vec(&path)?;
+    let bytes = std::fs::metadata(&path)?.len();
+    let t = Instant::now();
+    let e = Embeddings::load(
+        &path,
+        &LoadOptions {
+            dedupe: true,
+            ..Default::default()
+        },
+    )?;
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!((e.len(), e.dim()), (a.n, a.dim));
+    if a.file.is_none() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({
+            "n": a.n, "dim": a.dim, "file_mib": bytes as f64 / 1048576.0,
+            "seconds_load": secs, "rayon_threads": rayon::current_num_threads(),
+        }))?
+    );
+    Ok(())
+}

@@ -65,6 +65,7 @@ pub fn en_fr_args(data: &Path, reverse: bool, out: PathBuf) -> SupervisedArgs {
         refine: 0,
         refine_max_rank: 15_000,
         induce_full_vocabulary: false,
+        validation: 0.1,
         keep_seed: false,
         out: Some(out),
     }
@@ -99,6 +100,8 @@ pub fn demo(a: &DemoArgs, device: Device) -> Result<()> {
             (Method::Xing, 0, Some(50)),
             (Method::Procrustes, 0, Some(50)),
             (Method::Procrustes, 5, Some(50)),
+            (Method::Multistep, 0, Some(50)),
+            (Method::Multistep, 5, Some(50)),
         ];
         for (method, refine, pca) in plans {
             let name = format!(

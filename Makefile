@@ -1,0 +1,32 @@
+# The two set-up-and-run commands of the README:
+#   make demo   — set up (libtorch, data), build, run the main job
+#   make test   — set up libtorch, run the whole test suite
+.PHONY: demo test setup data build clippy fmt bench-csls bench-muse
+
+demo: setup data build
+	./target/release/embedlab demo
+
+test: setup
+	cargo test --workspace
+
+setup:
+	./scripts/setup.sh
+
+data:
+	./scripts/fetch-data.sh
+
+build: setup
+	cargo build --release
+
+clippy: setup
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+bench-csls: build
+	./target/release/embedlab bench csls --n 200000 --dim 300
+
+# needs MUSE_DIR (a MUSE checkout); see bench/muse_supervised.sh
+bench-muse: build data
+	./bench/muse_supervised.sh

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Supervised word translation: embedlab beside MUSE's supervised.py, on the
+# same vectors, dictionaries and machine, timing each whole pipeline (load,
+# normalise, Procrustes + 5 refinement iterations, evaluate).
+#
+#   MUSE_DIR=/path/to/MUSE bench/muse_supervised.sh
+#
+# MUSE is not part of embedlab: check out its public repository yourself and
+# point MUSE_DIR at it. Its Python needs torch, numpy and scipy (faiss-cpu
+# optional, used when present); .venv is used for it (run scripts/setup.sh,
+# then `.venv/bin/pip install scipy faiss-cpu`).
+#
+# Cases (MUSE needs equal dimensions, so the 300-d French side is reduced to 50
+# by PCA for both tools):
+#   en-fr   GloVe 6B 50d (top 200k) → fastText fr (PCA 50), FreeDict eng-fra
+#   fr-en   the reverse, FreeDict fra-eng
+#   rot     GloVe 50d → a randomly rotated, noisy copy of itself (known answer)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${MUSE_DIR:?set MUSE_DIR to a checkout of MUSE}"
+E=${EMBEDLAB:-target/release/embedlab}
+PY=${PYTHON:-.venv/bin/python}
+OUT=${OUT:-bench/out/muse-supervised}
+CASES=${CASES:-"en-fr fr-en rot"}
+mkdir -p "$OUT"
+[ -x "$E" ] || cargo build --release
+[ -f data/en/glove_6B_50d_emb.npy ] || scripts/fetch-data.sh
+
+# Inputs: both tools read the same .vec files and MUSE-format dictionaries.
+[ -f "$OUT/en.vec" ] || $E convert embeddings data/en/glove_6B_50d_emb.npy "$OUT/en.vec" --max-vocab 200000 --lowercase
+[ -f "$OUT/fr50.vec" ] || $E convert embeddings data/fr/vocab "$OUT/fr50.vec" --lowercase --pca 50
+if [ ! -f "$OUT/rot.vec" ]; then
+  "$PY" - "$OUT/en.vec" "$OUT/rot.vec" <<'PYEOF'
+import sys, numpy as np
+src, dst = sys.argv[1:]
+lines = open(src, encoding="utf-8").read().split("\n")[1:]
+lines = [l for l in lines if l]
+words = [l.split(" ", 1)[0] for l in lines]
+x = np.array([np.array(l.split(" ")[1:], dtype=np.float32) for l in lines])
+rng = np.random.default_rng(0)
+q, _ = np.linalg.qr(rng.standard_normal((x.shape[1], x.shape[1])))
+y = x @ q + 0.01 * np.linalg.norm(x, axis=1).mean() * rng.standard_normal(x.shape)
+with open(dst, "w", encoding="utf-8") as f:
+    f.write(f"{len(words)} {x.shape[1]}\n")
+    for w, v in zip(words, y):
+        f.write(w + " " + " ".join(f"{a:.6f}" for a in v) + "\n")
+PYEOF
+  awk 'NR>1 && NR<=6501 {print $1" "$1}' "$OUT/en.vec" > "$OUT/rot.all.txt"
+  head -n 5000 "$OUT/rot.all.txt" > "$OUT/rot.train.txt"
+  tail -n 1500 "$OUT/rot.all.txt" > "$OUT/rot.test.txt"
+fi
+# FreeDict splits as embedlab makes them (MUSE-style, by source frequency).
+split_dict() { # name src tgt dictd
+  [ -f "$OUT/$1.test.txt" ] && return 0
+  $E align supervised --src "$2" --tgt "$3" --dict "$4" --lowercase --out "$OUT/split-$1" >/dev/null 2>&1
+  cp "$OUT/split-$1/dict.train.txt" "$OUT/$1.train.txt"
+  cp "$OUT/split-$1/dict.test.txt" "$OUT/$1.test.txt"
+}
+split_dict en-fr "$OUT/en.vec" "$OUT/fr50.vec" data/dict/freedict-eng-fra.index
+split_dict fr-en "$OUT/fr50.vec" "$OUT/en.vec" data/dict/freedict-fra-eng.index
+
+peak() { awk '/Maximum resident/ {printf "%.0f", $6/1024}' "$1"; }
+
+for c in $CASES; do
+  case $c in
+    en-fr) S=$OUT/en.vec; T=$OUT/fr50.vec; SL=en; TL=fr ;;
+    fr-en) S=$OUT/fr50.vec; T=$OUT/en.vec; SL=fr; TL=en ;;
+    rot) S=$OUT/en.vec; T=$OUT/rot.vec; SL=en; TL=es ;;
+  esac
+  for m in multistep procrustes; do
+    echo "== $c: embedlab $m"
+    rm -rf "$OUT/embedlab-$m-$c"
+    /usr/bin/time -v -o "$OUT/embedlab-$m-$c.time" $E align supervised --src "$S" --tgt "$T" \
+      --dict "$OUT/$c.train.txt" --dict-test "$OUT/$c.test.txt" --method $m \
+      --normalize renorm,center,renorm --refine 5 --refine-max-rank 10000 \
+      --out "$OUT/embedlab-$m-$c" > "$OUT/embedlab-$m-$c.log" 2>&1
+  done
+  echo "== $c: MUSE"
+  rm -rf "$OUT/muse-$c"
+  ( cd "$MUSE_DIR" && /usr/bin/time -v -o "$OLDPWD/$OUT/muse-$c.time" "$OLDPWD/$PY" supervised.py --cuda False \
+      --src_lang $SL --tgt_lang $TL --emb_dim 50 --src_emb "$OLDPWD/$S" --tgt_emb "$OLDPWD/$T" \
+      --dico_train "$OLDPWD/$OUT/$c.train.txt" --dico_eval "$OLDPWD/$OUT/$c.test.txt" \
+      --n_refinement 5 --normalize_embeddings renorm,center,renorm --export "" \
+      --exp_path "$OLDPWD/$OUT/muse-$c" --seed 0 ) > "$OUT/muse-$c.log" 2>&1
+done
+
+"$PY" - "$OUT" $CASES <<'PYEOF'
+import json, re, sys
+out, cases = sys.argv[1], sys.argv[2:]
+def wall(path):
+    t = open(path).read()
+    m = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", t)
+    parts = [float(p) for p in m.group(1).split(":")]
+    secs = 0
+    for p in parts: secs = secs * 60 + p
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", t).group(1)) / 1024
+    return secs, rss
+rows = []
+for c in cases:
+    logs = [json.loads(l.split("__log__:", 1)[1]) for l in open(f"{out}/muse-{c}.log") if "__log__:" in l]
+    # MUSE keeps the iteration with the best precision_at_1-csls_knn_10 (on the test dictionary).
+    best = max(logs, key=lambda d: d["precision_at_1-csls_knn_10"])
+    ms, mr = wall(f"{out}/muse-{c}.time")
+    rows.append(dict(case=c, tool="MUSE procrustes", p1_nn=best["precision_at_1-nn"],
+        p1_csls=best["precision_at_1-csls_knn_10"], p10_csls=best["precision_at_10-csls_knn_10"],
+        selected_iteration=best["n_iter"], iter0_p1_csls=logs[0]["precision_at_1-csls_knn_10"],
+        seconds=ms, peak_mib=mr, speedup=1.0))
+    for m in ["multistep", "procrustes"]:
+        rep = json.load(open(f"{out}/embedlab-{m}-{c}/report.json"))
+        ours = {p["retrieval"]: p["at"] for p in rep["precision"]}
+        es, er = wall(f"{out}/embedlab-{m}-{c}.time")
+        rows.append(dict(case=c, tool=f"embedlab {m}", p1_nn=ours["nn"]["1"], p1_csls=ours["csls10"]["1"],
+            p10_csls=ours["csls10"]["10"], selected_iteration=rep["selected_iteration"], seconds=es,
+            peak_mib=er, speedup=ms / es))
+json.dump(rows, open(f"{out}/summary.json", "w"), indent=1)
+print(f"{'case':6} {'tool':22} {'P@1 nn':>7} {'P@1 csls':>8} {'P@10 csls':>9} {'iter':>4} {'seconds':>8} {'speed-up':>8} {'peak MiB':>8}")
+for r in rows:
+    print(f"{r['case']:6} {r['tool']:22} {r['p1_nn']:7.2f} {r['p1_csls']:8.2f} {r['p10_csls']:9.2f} {r['selected_iteration']:4d} "
+          f"{r['seconds']:8.1f} {r['speedup']:7.1f}x {r['peak_mib']:8.0f}")
+PYEOF
