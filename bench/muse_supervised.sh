@@ -14,7 +14,11 @@
 # by PCA for both tools):
 #   en-fr   GloVe 6B 50d (top 200k) → fastText fr (PCA 50), FreeDict eng-fra
 #   fr-en   the reverse, FreeDict fra-eng
-#   rot     GloVe 50d → a randomly rotated, noisy copy of itself (known answer)
+#   rot     GloVe 50d → a randomly rotated, noisy copy of itself (known answer);
+#           top 50k words on both sides (at 200k × 200k every CSLS pass costs
+#           minutes here, and MUSE makes several per iteration)
+#
+# SUMMARY_ONLY=1 re-prints the table from the runs already in $OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${MUSE_DIR:?set MUSE_DIR to a checkout of MUSE}"
@@ -62,10 +66,12 @@ split_dict fr-en "$OUT/fr50.vec" "$OUT/en.vec" data/dict/freedict-fra-eng.index
 peak() { awk '/Maximum resident/ {printf "%.0f", $6/1024}' "$1"; }
 
 for c in $CASES; do
+  [ -n "${SUMMARY_ONLY:-}" ] && break
+  V=200000
   case $c in
     en-fr) S=$OUT/en.vec; T=$OUT/fr50.vec; SL=en; TL=fr ;;
     fr-en) S=$OUT/fr50.vec; T=$OUT/en.vec; SL=fr; TL=en ;;
-    rot) S=$OUT/en.vec; T=$OUT/rot.vec; SL=en; TL=es ;;
+    rot) S=$OUT/en.vec; T=$OUT/rot.vec; SL=en; TL=es; V=50000 ;;
   esac
   for m in multistep procrustes; do
     echo "== $c: embedlab $m"
@@ -73,6 +79,7 @@ for c in $CASES; do
     /usr/bin/time -v -o "$OUT/embedlab-$m-$c.time" $E align supervised --src "$S" --tgt "$T" \
       --dict "$OUT/$c.train.txt" --dict-test "$OUT/$c.test.txt" --method $m \
       --normalize renorm,center,renorm --refine 5 --refine-max-rank 10000 \
+      --src-max-vocab $V --tgt-max-vocab $V \
       --out "$OUT/embedlab-$m-$c" > "$OUT/embedlab-$m-$c.log" 2>&1
   done
   echo "== $c: MUSE"
@@ -80,7 +87,7 @@ for c in $CASES; do
   ( cd "$MUSE_DIR" && /usr/bin/time -v -o "$OLDPWD/$OUT/muse-$c.time" "$OLDPWD/$PY" supervised.py --cuda False \
       --src_lang $SL --tgt_lang $TL --emb_dim 50 --src_emb "$OLDPWD/$S" --tgt_emb "$OLDPWD/$T" \
       --dico_train "$OLDPWD/$OUT/$c.train.txt" --dico_eval "$OLDPWD/$OUT/$c.test.txt" \
-      --n_refinement 5 --normalize_embeddings renorm,center,renorm --export "" \
+      --n_refinement 5 --normalize_embeddings renorm,center,renorm --export "" --max_vocab $V \
       --exp_path "$OLDPWD/$OUT/muse-$c" --seed 0 ) > "$OUT/muse-$c.log" 2>&1
 done
 

@@ -8,6 +8,7 @@ pub mod normalize;
 pub mod pca;
 pub mod rcsls;
 pub mod retrieval;
+pub mod selflearn;
 pub mod supervised;
 
 pub use error::{AlignError, Result};

@@ -57,6 +57,9 @@ enum Cmd {
 enum AlignCmd {
     /// With a seed dictionary: least squares, Xing, Procrustes (+ refinement).
     Supervised(Box<cmd::align::SupervisedArgs>),
+    /// Without a seed dictionary: self-learning (VecMap-style), from the
+    /// similarity structure alone or from identical strings.
+    Unsupervised(Box<cmd::unsupervised::UnsupervisedArgs>),
 }
 
 #[derive(Subcommand, Debug)]
@@ -97,6 +100,7 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
+        Cmd::Align(AlignCmd::Unsupervised(a)) => cmd::unsupervised::unsupervised(a, device),
         Cmd::Translate(a) => cmd::translate::translate(a, device),
         Cmd::Export(a) => cmd::translate::export(a, device),
         Cmd::Convert(c) => cmd::convert::convert(c, device),

@@ -314,6 +314,23 @@ impl Resolved {
         s
     }
 
+    /// The pairs whose source word's frequency rank (among this dictionary's
+    /// source words) lies in `ranks`, sorted.
+    pub fn in_ranks(&self, ranks: (usize, usize)) -> Vec<(usize, usize)> {
+        let words = self.source_words();
+        let lo = ranks.0.min(words.len());
+        let hi = ranks.1.min(words.len());
+        let set: HashSet<usize> = words[lo..hi].iter().copied().collect();
+        let mut v: Vec<_> = self
+            .pairs
+            .iter()
+            .filter(|p| set.contains(&p.0))
+            .copied()
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
     /// MUSE-style split: the source words sorted by frequency; train takes ranks
     /// `train`, test takes ranks `test` (disjoint); each keeps all translations.
     pub fn split_ranges(&self, train: (usize, usize), test: (usize, usize)) -> Result<Split> {
@@ -323,20 +340,7 @@ impl Resolved {
             )));
         }
         let words = self.source_words();
-        let pick = |r: (usize, usize)| -> Vec<(usize, usize)> {
-            let lo = r.0.min(words.len());
-            let hi = r.1.min(words.len());
-            let set: HashSet<usize> = words[lo..hi].iter().copied().collect();
-            let mut v: Vec<_> = self
-                .pairs
-                .iter()
-                .filter(|p| set.contains(&p.0))
-                .copied()
-                .collect();
-            v.sort_unstable();
-            v
-        };
-        let (tr, te) = (pick(train), pick(test));
+        let (tr, te) = (self.in_ranks(train), self.in_ranks(test));
         if tr.is_empty() {
             return Err(DataError::Invalid(format!(
                 "no training pairs: the dictionary has {} usable source words, train ranks are {train:?}",

@@ -388,6 +388,14 @@ pub fn run_supervised(
     };
     let t = Instant::now();
     let (ps, pt) = args.prep()?;
+    run.write_json(
+        "prep.json",
+        &RunPrep {
+            emb: args.emb.clone(),
+            src: ps.clone(),
+            tgt: pt.clone(),
+        },
+    )?;
     let (x, kept_s) = ps.apply(src, device)?;
     let (y, kept_t) = pt.apply(tgt, device)?;
     let prepare = t.elapsed().as_secs_f64();
@@ -566,9 +574,18 @@ pub fn print_precision(title: &str, ps: &[Precision]) {
     }
 }
 
+/// How a run prepared its two sides: saved as `prep.json` by every `align`
+/// command so that `translate` and `export` can rebuild the mapped spaces.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunPrep {
+    pub emb: EmbArgs,
+    pub src: Prep,
+    pub tgt: Prep,
+}
+
 /// A run folder's pieces, for `translate` and `export`.
 pub struct LoadedRun {
-    pub args: SupervisedArgs,
+    pub emb: EmbArgs,
     pub src: Embeddings,
     pub tgt: Embeddings,
     pub mapped: Tensor,
@@ -576,15 +593,15 @@ pub struct LoadedRun {
 }
 
 pub fn load_run(dir: &Path, device: Device) -> Result<LoadedRun> {
-    let cfg = dir.join("config.json");
+    let cfg = dir.join("prep.json");
     let text = std::fs::read_to_string(&cfg)
-        .with_context(|| format!("{}: not a run folder (no config.json)", dir.display()))?;
-    let args: SupervisedArgs = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not an align-supervised config", cfg.display()))?;
+        .with_context(|| format!("{}: not an align run folder (no prep.json)", dir.display()))?;
+    let prep: RunPrep = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a valid prep.json", cfg.display()))?;
+    let (args, ps, pt) = (prep.emb, prep.src, prep.tgt);
     let map_path = dir.join("map.safetensors");
     let map = load_map(&map_path, device)?;
-    let (src, tgt) = args.emb.load()?;
-    let (ps, pt) = args.prep()?;
+    let (src, tgt) = args.load()?;
     let (x, _) = ps.apply(&src, device)?;
     let (y, _) = pt.apply(&tgt, device)?;
     map.check_dims(x.size()[1], y.size()[1])
@@ -592,7 +609,7 @@ pub fn load_run(dir: &Path, device: Device) -> Result<LoadedRun> {
     Ok(LoadedRun {
         mapped: map.map_src(&x),
         target: map.map_tgt(&y),
-        args,
+        emb: args,
         src,
         tgt,
     })

@@ -3,3 +3,4 @@ pub mod bench;
 pub mod convert;
 pub mod demo;
 pub mod translate;
+pub mod unsupervised;

@@ -39,7 +39,7 @@ pub fn translate(a: &TranslateArgs, device: Device) -> Result<()> {
     }
     let mut unknown = vec![];
     for w in &a.words {
-        let key = if r.args.emb.lowercase {
+        let key = if r.emb.lowercase {
             w.to_lowercase()
         } else {
             w.clone()
