@@ -117,7 +117,7 @@ fn induce_csls(x: &Tensor, z: &Tensor, k: i64, keep: f64) -> Result<(Vec<(usize,
             if keep < 1.0 {
                 // Stochastic induction: drop each similarity with probability 1 − keep.
                 let mask = Tensor::rand_like(&s).ge(1.0 - keep);
-                s = s * mask;
+                s *= mask;
             }
             // CSLS up to the query's constant: 2cos − r_b (r_a does not change the argmax).
             let c = s * 2.0 - rb.unsqueeze(0) - ra.narrow(0, i, len).unsqueeze(1);
