@@ -164,14 +164,21 @@ pub fn multistep(xs: &Tensor, ys: &Tensor, reweight: f64, dewhiten: bool) -> Res
     })
 }
 
+/// The rows of `x` and `y` named by `pairs`, as two aligned matrices.
+pub fn paired_rows(x: &Tensor, y: &Tensor, pairs: &[(usize, usize)]) -> (Tensor, Tensor) {
+    let index = |f: fn(&(usize, usize)) -> usize| {
+        Tensor::from_slice(&pairs.iter().map(|p| f(p) as i64).collect::<Vec<_>>())
+            .to_device(x.device())
+    };
+    (
+        x.index_select(0, &index(|p| p.0)),
+        y.index_select(0, &index(|p| p.1)),
+    )
+}
+
 /// Fits a map with `method` on rows `pairs` of `x` (source) and `y` (target).
 pub fn fit(method: MapMethod, x: &Tensor, y: &Tensor, pairs: &[(usize, usize)]) -> Result<Mapping> {
-    let dev = x.device();
-    let si =
-        Tensor::from_slice(&pairs.iter().map(|p| p.0 as i64).collect::<Vec<_>>()).to_device(dev);
-    let ti =
-        Tensor::from_slice(&pairs.iter().map(|p| p.1 as i64).collect::<Vec<_>>()).to_device(dev);
-    let (xs, ys) = (x.index_select(0, &si), y.index_select(0, &ti));
+    let (xs, ys) = paired_rows(x, y, pairs);
     let one = |w| Ok(Mapping { src: w, tgt: None });
     match method {
         MapMethod::LeastSquares => one(least_squares(&xs, &ys, 0.0)?),

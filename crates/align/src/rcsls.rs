@@ -94,12 +94,7 @@ pub fn rcsls(
     if pairs.is_empty() {
         return Err(AlignError::Invalid("RCSLS needs training pairs".into()));
     }
-    let dev = x.device();
-    let si =
-        Tensor::from_slice(&pairs.iter().map(|p| p.0 as i64).collect::<Vec<_>>()).to_device(dev);
-    let ti =
-        Tensor::from_slice(&pairs.iter().map(|p| p.1 as i64).collect::<Vec<_>>()).to_device(dev);
-    let (xs, ys) = (x.index_select(0, &si), y.index_select(0, &ti));
+    let (xs, ys) = crate::maps::paired_rows(x, y, pairs);
     let zs = x.narrow(0, 0, x.size()[0].min(cfg.max_neg));
     let zt = y.narrow(0, 0, y.size()[0].min(cfg.max_neg));
     let mut w = w0.detach().copy();

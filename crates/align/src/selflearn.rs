@@ -17,7 +17,7 @@
 //!
 //! A seed dictionary (e.g. identical strings) may replace step 1.
 use crate::error::{AlignError, Result};
-use crate::maps::{multistep, procrustes, Mapping};
+use crate::maps::{multistep, paired_rows, procrustes, Mapping};
 use crate::normalize::{unit_rows, Normalization};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -155,7 +155,6 @@ pub fn self_learn(
         Some(_) => return Err(AlignError::Invalid("the seed dictionary is empty".into())),
         None => initial_dictionary(x, z, cfg)?,
     };
-    let dev = x.device();
     let nx = cfg.cutoff.min(x.size()[0]);
     let nz = cfg.cutoff.min(z.size()[0]);
     let (xc, zc) = (x.narrow(0, 0, nx), z.narrow(0, 0, nz));
@@ -163,11 +162,8 @@ pub fn self_learn(
     let mut best = f64::NEG_INFINITY;
     let mut last_improvement = 0;
     for it in 0..cfg.max_iterations {
-        let si =
-            Tensor::from_slice(&dict.iter().map(|p| p.0 as i64).collect::<Vec<_>>()).to_device(dev);
-        let ti =
-            Tensor::from_slice(&dict.iter().map(|p| p.1 as i64).collect::<Vec<_>>()).to_device(dev);
-        let w = procrustes(&x.index_select(0, &si), &z.index_select(0, &ti))?;
+        let (xd, zd) = paired_rows(x, z, &dict);
+        let w = procrustes(&xd, &zd)?;
         let (pairs, objective) = induce_csls(
             &unit_rows(&xc.matmul(&w)),
             &unit_rows(&zc),
@@ -199,11 +195,8 @@ pub fn self_learn(
             last_improvement = it;
         }
     }
-    let si =
-        Tensor::from_slice(&dict.iter().map(|p| p.0 as i64).collect::<Vec<_>>()).to_device(dev);
-    let ti =
-        Tensor::from_slice(&dict.iter().map(|p| p.1 as i64).collect::<Vec<_>>()).to_device(dev);
-    let map = multistep(&x.index_select(0, &si), &z.index_select(0, &ti), 0.5, true)?;
+    let (xd, zd) = paired_rows(x, z, &dict);
+    let map = multistep(&xd, &zd, 0.5, true)?;
     Ok((map, dict))
 }
 

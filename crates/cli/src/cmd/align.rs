@@ -594,10 +594,29 @@ pub struct LoadedRun {
 
 pub fn load_run(dir: &Path, device: Device) -> Result<LoadedRun> {
     let cfg = dir.join("prep.json");
-    let text = std::fs::read_to_string(&cfg)
-        .with_context(|| format!("{}: not an align run folder (no prep.json)", dir.display()))?;
-    let prep: RunPrep = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not a valid prep.json", cfg.display()))?;
+    let prep: RunPrep = if cfg.exists() {
+        let text = std::fs::read_to_string(&cfg)
+            .with_context(|| format!("cannot read {}", cfg.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a valid prep.json", cfg.display()))?
+    } else {
+        // Runs made before prep.json existed: rebuild it from the supervised config.
+        let old = dir.join("config.json");
+        let text = std::fs::read_to_string(&old).with_context(|| {
+            format!(
+                "{}: not an align run folder (no prep.json or config.json)",
+                dir.display()
+            )
+        })?;
+        let args: SupervisedArgs = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not an align run config", old.display()))?;
+        let (src, tgt) = args.prep()?;
+        RunPrep {
+            emb: args.emb,
+            src,
+            tgt,
+        }
+    };
     let (args, ps, pt) = (prep.emb, prep.src, prep.tgt);
     let map_path = dir.join("map.safetensors");
     let map = load_map(&map_path, device)?;
