@@ -126,17 +126,23 @@ pub fn run_unsupervised(args: &UnsupervisedArgs, device: Device) -> Result<Unsup
     };
     let pb = spinner("self-learning");
     let mut steps: Vec<Step> = vec![];
+    let mut log_error = None;
     let (map, dict) = self_learn(&x, &z, seed.as_deref(), &cfg, |s| {
         pb.set_message(format!(
             "self-learning: iteration {} keep {:.2} objective {:.4} pairs {}",
             s.iteration, s.keep_prob, s.objective, s.dictionary_pairs
         ));
+        // Logged as it happens, so a long run can be followed in metrics.jsonl.
+        let line = serde_json::json!({"event": "iteration", "iteration": s.iteration, "keep_prob": s.keep_prob,
+            "objective": s.objective, "dictionary_pairs": s.dictionary_pairs});
+        if let Err(e) = run.log(&line) {
+            log_error.get_or_insert(e);
+        }
         steps.push(s.clone());
     })?;
     pb.finish_and_clear();
-    for s in &steps {
-        run.log(&serde_json::json!({"event": "iteration", "iteration": s.iteration, "keep_prob": s.keep_prob,
-            "objective": s.objective, "dictionary_pairs": s.dictionary_pairs}))?;
+    if let Some(e) = log_error {
+        return Err(e);
     }
     save_map(&run.file("map.safetensors"), &map)?;
     let (precision, test) = match &args.dict_test {
