@@ -59,7 +59,7 @@ impl Default for SelfLearnConfig {
 pub struct Step {
     pub iteration: usize,
     pub keep_prob: f64,
-    /// Mean CSLS similarity of the induced pairs (both directions).
+    /// Mean over both directions of each word's best cosine similarity.
     pub objective: f64,
     pub dictionary_pairs: usize,
 }
@@ -105,7 +105,7 @@ fn induce_csls(x: &Tensor, z: &Tensor, k: i64, keep: f64) -> Result<(Vec<(usize,
     let rz = topk_mean(z, x, k)?; // r for each target word
     let mut pairs = Vec::with_capacity((nx + nz) as usize);
     let mut objective = 0.0;
-    for (a, b, ra, rb, fwd) in [(x, z, &rx, &rz, true), (z, x, &rz, &rx, false)] {
+    for (a, b, rb, fwd) in [(x, z, &rz, true), (z, x, &rx, false)] {
         let na = a.size()[0];
         let bs = crate::retrieval::block_rows(b.size()[0], crate::retrieval::BLOCK_BYTES).min(na);
         let mut i = 0;
@@ -113,17 +113,17 @@ fn induce_csls(x: &Tensor, z: &Tensor, k: i64, keep: f64) -> Result<(Vec<(usize,
         let mut arg_all = Vec::with_capacity(na as usize);
         while i < na {
             let len = bs.min(na - i);
-            let mut s = a.narrow(0, i, len).matmul(&b.tr());
+            let s = a.narrow(0, i, len).matmul(&b.tr());
+            // The objective: the best plain similarity of each word.
+            best_all.push(s.amax([1i64].as_slice(), false));
+            // CSLS up to the query's constant: cos − r_b/2.
+            let mut c = s - rb.unsqueeze(0) * 0.5;
             if keep < 1.0 {
-                // Stochastic induction: drop each similarity with probability 1 − keep.
-                let mask = Tensor::rand_like(&s).ge(1.0 - keep);
-                s *= mask;
+                // Stochastic induction (as VecMap): each score is zeroed with probability 1 − keep.
+                let mask = Tensor::rand_like(&c).ge(1.0 - keep);
+                c *= mask;
             }
-            // CSLS up to the query's constant: 2cos − r_b (r_a does not change the argmax).
-            let c = s * 2.0 - rb.unsqueeze(0) - ra.narrow(0, i, len).unsqueeze(1);
-            let (v, j) = c.max_dim(1, false);
-            best_all.push(v);
-            arg_all.push(j);
+            arg_all.push(c.argmax(1, false));
             i += len;
         }
         let v = Tensor::cat(&best_all, 0);
