@@ -304,3 +304,87 @@ fn bad_inputs_fail_with_clear_messages() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+#[test]
+fn unsupervised_self_learning_recovers_a_permuted_rotated_copy() {
+    let d = tempfile::tempdir().unwrap();
+    tch::manual_seed(77);
+    let (n, dim) = (400, 12);
+    // Anisotropic vectors (decaying spectrum), as real embeddings are.
+    let scale = Tensor::arange(dim, (Kind::Float, Device::Cpu))
+        .g_add_scalar(1.0)
+        .reciprocal();
+    let x = Tensor::randn([n, dim], (Kind::Float, Device::Cpu)) * scale;
+    let perm = Tensor::randperm(n, (Kind::Int64, Device::Cpu));
+    let (q, _) = Tensor::linalg_qr(
+        &Tensor::randn([dim, dim], (Kind::Double, Device::Cpu)),
+        "reduced",
+    );
+    let y = x.index_select(0, &perm).matmul(&q.to_kind(Kind::Float));
+    let perm = Vec::<i64>::try_from(perm).unwrap();
+    let src: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
+    // Target row j is source row perm[j]: name it after that source word.
+    let tgt: Vec<String> = perm.iter().map(|&i| format!("t{i}")).collect();
+    write_vec(&d.path().join("s.vec"), &src, &x);
+    write_vec(&d.path().join("t.vec"), &tgt, &y);
+    let dict: String = (0..n).map(|i| format!("s{i} t{i}\n")).collect();
+    std::fs::write(d.path().join("test.txt"), dict).unwrap();
+    let p = |f: &str| d.path().join(f).to_str().unwrap().to_string();
+    let run = d.path().join("run");
+    let out = embedlab(&[
+        "align",
+        "unsupervised",
+        "--src",
+        &p("s.vec"),
+        "--tgt",
+        &p("t.vec"),
+        "--dict-test",
+        &p("test.txt"),
+        "--init-vocab",
+        "400",
+        "--cutoff",
+        "400",
+        "--patience",
+        "3",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = report(&run);
+    assert!(p_at_1(&r, "csls10") >= 99.0, "{r}");
+    assert!(r["iterations"].as_u64().unwrap() > 3);
+    let jsonl = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert!(
+        jsonl
+            .lines()
+            .filter(|l| l.contains("\"iteration\""))
+            .count()
+            > 3
+    );
+    // The saved map translates like a supervised one.
+    let out = embedlab(&["translate", "--run", run.to_str().unwrap(), "-k", "1", "s7"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("s7:\n   1. t7 "),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Identical strings cannot seed two vocabularies that share no word.
+    let out = embedlab(&[
+        "align",
+        "unsupervised",
+        "--src",
+        &p("s.vec"),
+        "--tgt",
+        &p("t.vec"),
+        "--init",
+        "identical",
+        "--out",
+        &p("run2"),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no word is spelled the same"));
+}
