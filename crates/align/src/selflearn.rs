@@ -64,9 +64,15 @@ pub struct Step {
     pub dictionary_pairs: usize,
 }
 
+/// Score-block size for self-learning. Its loop allocates several
+/// block-sized temporaries per block (scores, random mask, CSLS scores); kept
+/// under glibc's 32 MiB mmap threshold they are recycled by malloc instead of
+/// being mapped and faulted in afresh every time.
+const SELF_LEARN_BLOCK_BYTES: i64 = 16 << 20;
+
 /// Mean of the k largest values of each row of `a @ bᵀ`, in row blocks.
 fn topk_mean(a: &Tensor, b: &Tensor, k: i64) -> Result<Tensor> {
-    crate::retrieval::knn_mean_sim(a, b, k, crate::retrieval::BLOCK_BYTES)
+    crate::retrieval::knn_mean_sim(a, b, k, SELF_LEARN_BLOCK_BYTES)
 }
 
 /// The sorted square-root similarity description of the first `n` rows.
@@ -107,7 +113,7 @@ fn induce_csls(x: &Tensor, z: &Tensor, k: i64, keep: f64) -> Result<(Vec<(usize,
     let mut objective = 0.0;
     for (a, b, rb, fwd) in [(x, z, &rz, true), (z, x, &rx, false)] {
         let na = a.size()[0];
-        let bs = crate::retrieval::block_rows(b.size()[0], crate::retrieval::BLOCK_BYTES).min(na);
+        let bs = crate::retrieval::block_rows(b.size()[0], SELF_LEARN_BLOCK_BYTES).min(na);
         let mut i = 0;
         let mut best_all = Vec::with_capacity(na as usize);
         let mut arg_all = Vec::with_capacity(na as usize);
