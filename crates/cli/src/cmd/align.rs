@@ -205,15 +205,20 @@ impl SupervisedArgs {
         ))
     }
     fn dictionary(&self, path: &Path) -> Result<Dictionary> {
-        let mut d = Dictionary::load(path)?;
-        if self.invert_dict {
-            d = d.inverted();
-        }
-        if self.emb.lowercase {
-            d = d.lowercased();
-        }
-        Ok(d)
+        read_dictionary(path, self.invert_dict, self.emb.lowercase)
     }
+}
+
+/// Reads a dictionary (MUSE or dictd), optionally swapped and lowercased.
+pub fn read_dictionary(path: &Path, invert: bool, lowercase: bool) -> Result<Dictionary> {
+    let mut d = Dictionary::load(path)?;
+    if invert {
+        d = d.inverted();
+    }
+    if lowercase {
+        d = d.lowercased();
+    }
+    Ok(d)
 }
 
 /// What a supervised run reports (report.json).

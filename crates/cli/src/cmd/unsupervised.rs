@@ -1,7 +1,9 @@
 //! `embedlab align unsupervised`: word translation without a seed dictionary
 //! (self-learning from the similarity-structure initialisation, or from
 //! identical strings).
-use super::align::{print_precision, save_map, EmbArgs, RunPrep, EVAL_KS, EVAL_RETRIEVALS};
+use super::align::{
+    print_precision, read_dictionary, save_map, EmbArgs, RunPrep, EVAL_KS, EVAL_RETRIEVALS,
+};
 use crate::run::RunDir;
 use crate::util::{parse_range, spinner};
 use anyhow::{bail, Result};
@@ -9,7 +11,7 @@ use clap::{Args, ValueEnum};
 use embedlab_align::selflearn::{identical_strings, self_learn, SelfLearnConfig, Step};
 use embedlab_align::supervised::Prep;
 use embedlab_align::{Normalization, Space};
-use embedlab_data::{Dictionary, Embeddings};
+use embedlab_data::Embeddings;
 use embedlab_metrics::{precision_at_k, Precision};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -185,14 +187,7 @@ fn evaluate(
     Vec<Precision>,
     Option<embedlab_data::dictionary::ResolveStats>,
 )> {
-    let mut d = Dictionary::load(path)?;
-    if args.invert_dict {
-        d = d.inverted();
-    }
-    if args.emb.lowercase {
-        d = d.lowercased();
-    }
-    let r = d.resolve(src, tgt);
+    let r = read_dictionary(path, args.invert_dict, args.emb.lowercase)?.resolve(src, tgt);
     let pairs = match args.test_ranks {
         Some(rk) => r.in_ranks(rk),
         None => r.pairs.clone(),
