@@ -1,13 +1,15 @@
 # The two set-up-and-run commands of the README:
 #   make demo   — set up (libtorch, data), build, run the main job
-#   make test   — set up libtorch, run the whole test suite
+#   make test   — set up libtorch and the offline data, run the whole test
+#                 suite (including the tests on real vectors, #[ignore]d for a
+#                 plain `cargo test` because they need data/)
 .PHONY: demo test setup data build clippy fmt bench-csls bench-muse
 
 demo: setup data build
 	./target/release/embedlab demo
 
-test: setup
-	cargo test --workspace
+test: setup data
+	cargo test --workspace -- --include-ignored
 
 setup:
 	./scripts/setup.sh
