@@ -35,22 +35,10 @@ impl Default for RcslsConfig {
 }
 
 /// Indices `[q, k]` of the k rows of `base` with the largest dot product
-/// with each row of `queries` (blocked; no gradient).
+/// with each row of `queries` (no gradient).
 fn knn_indices(queries: &Tensor, base: &Tensor, k: i64) -> Result<Tensor> {
     let _guard = tch::no_grad_guard();
-    let (nq, _) = queries.size2()?;
-    let (nb, _) = base.size2()?;
-    let bs = crate::retrieval::block_rows(nb, crate::retrieval::BLOCK_BYTES).min(nq.max(1));
-    let bt = base.tr();
-    let mut out = vec![];
-    let mut i = 0;
-    while i < nq {
-        let len = bs.min(nq - i);
-        let s = queries.narrow(0, i, len).matmul(&bt);
-        out.push(s.topk(k.min(nb), 1, true, false).1);
-        i += len;
-    }
-    Ok(Tensor::cat(&out, 0))
+    Ok(crate::retrieval::blocked_topk(queries, base, k, crate::retrieval::BLOCK_BYTES)?.1)
 }
 
 /// The RCSLS loss of `w` for pairs `(xs, ys)` with negatives `zs` (source) and `zt` (target).

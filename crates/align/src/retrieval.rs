@@ -51,31 +51,46 @@ pub fn block_rows(n: i64, block_bytes: i64) -> i64 {
     (block_bytes / 4 / n.max(1)).clamp(1, 8192)
 }
 
-/// For each row of `queries`, the mean cosine to its `k` nearest rows of
-/// `base` (both already unit-length): CSLS's r term.
-pub fn knn_mean_sim(queries: &Tensor, base: &Tensor, k: i64, block_bytes: i64) -> Result<Tensor> {
+/// For each row of `queries`, the `k` largest dot products with rows of
+/// `base` (values and indices, `[nq, k]`, in decreasing order), in blocks.
+pub fn blocked_topk(
+    queries: &Tensor,
+    base: &Tensor,
+    k: i64,
+    block_bytes: i64,
+) -> Result<(Tensor, Tensor)> {
     let (nq, _) = queries.size2()?;
     let (nb, _) = base.size2()?;
     let k = k.min(nb);
     if k < 1 {
-        return Err(AlignError::Invalid("CSLS needs a non-empty space".into()));
+        return Err(AlignError::Invalid(
+            "a nearest-neighbour search needs a non-empty space".into(),
+        ));
     }
     let bs = block_rows(nb, block_bytes).min(nq.max(1));
     let bt = base.tr();
     // One score buffer reused by every block: no page faults from fresh
     // multi-megabyte allocations in the loop.
     let buf = Tensor::empty([bs, nb], (queries.kind(), queries.device()));
-    let mut out = Vec::with_capacity(((nq + bs - 1) / bs) as usize);
+    let (mut vals, mut idx) = (vec![], vec![]);
     let mut i = 0;
     while i < nq {
         let len = bs.min(nq - i);
         let s = buf.narrow(0, 0, len);
         let _ = queries.narrow(0, i, len).f_mm_out(&s, &bt)?;
-        let (top, _) = s.topk(k, 1, true, false);
-        out.push(top.mean_dim([1i64].as_slice(), false, Kind::Float));
+        let (v, j) = s.topk(k, 1, true, true);
+        vals.push(v);
+        idx.push(j);
         i += len;
     }
-    Ok(Tensor::cat(&out, 0))
+    Ok((Tensor::cat(&vals, 0), Tensor::cat(&idx, 0)))
+}
+
+/// For each row of `queries`, the mean cosine to its `k` nearest rows of
+/// `base` (both already unit-length): CSLS's r term.
+pub fn knn_mean_sim(queries: &Tensor, base: &Tensor, k: i64, block_bytes: i64) -> Result<Tensor> {
+    let (top, _) = blocked_topk(queries, base, k, block_bytes)?;
+    Ok(top.mean_dim([1i64].as_slice(), false, Kind::Float))
 }
 
 /// Two unit-normalised spaces with lazily computed CSLS terms.
