@@ -1,6 +1,7 @@
 //! embedlab alignment layer: normalisation, PCA, linear maps (least squares,
 //! Procrustes), NN/CSLS retrieval, dictionary induction and refinement.
 //! Depends on the data layer only.
+pub mod adversarial;
 pub mod error;
 pub mod induce;
 pub mod maps;

@@ -72,6 +72,7 @@ enum BenchCmd {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    util::keep_freed_memory();
     tch::manual_seed(cli.seed);
     if let Some(n) = cli.threads {
         tch::set_num_threads(n);

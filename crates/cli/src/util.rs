@@ -48,3 +48,18 @@ pub fn parse_range(s: &str) -> Result<(usize, usize), String> {
     }
     Ok((a, b))
 }
+
+/// Makes glibc's malloc keep large freed blocks for reuse. libtorch
+/// allocates its temporaries afresh on every operation; by default glibc
+/// serves blocks over 128 KiB with `mmap` and returns them on `free`, so a
+/// training step touching a few 2048×2048 matrices pays for zeroing fresh
+/// pages every time (the adversarial discriminator step ran 20–25% slower).
+/// Freed blocks of up to 32 MiB (glibc's limit) now stay in the heap.
+pub fn keep_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only changes allocator parameters; called once at start-up.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}

@@ -149,14 +149,8 @@ pub struct SupervisedArgs {
     pub test_size: usize,
     #[arg(long, value_enum, default_value_t = Method::Procrustes)]
     pub method: Method,
-    /// Normalisation chain for both sides (default: the method's).
-    #[arg(long)]
-    pub normalize: Option<String>,
-    /// Reduce the source to K dimensions with PCA (before normalising).
-    #[arg(long)]
-    pub src_pca: Option<usize>,
-    #[arg(long)]
-    pub tgt_pca: Option<usize>,
+    #[command(flatten)]
+    pub prep: PrepArgs,
     /// Refinement iterations: re-induce the dictionary (mutual CSLS neighbours) and refit.
     #[arg(long, default_value_t = 0)]
     pub refine: usize,
@@ -183,16 +177,28 @@ pub struct SupervisedArgs {
     pub out: Option<PathBuf>,
 }
 
-impl SupervisedArgs {
-    pub fn normalization(&self) -> Result<Normalization> {
-        Ok(self
-            .normalize
-            .as_deref()
-            .unwrap_or(self.method.default_normalize())
-            .parse()?)
+/// How both sides are prepared before mapping (shared by every aligner).
+#[derive(Args, Debug, Clone, Serialize, Deserialize)]
+pub struct PrepArgs {
+    /// Normalisation chain for both sides, e.g. renorm,center,renorm or none
+    /// (default: the method's).
+    #[arg(long)]
+    pub normalize: Option<String>,
+    /// Reduce the source to K dimensions with PCA (before normalising).
+    #[arg(long)]
+    pub src_pca: Option<usize>,
+    #[arg(long)]
+    pub tgt_pca: Option<usize>,
+}
+
+impl PrepArgs {
+    /// The normalisation chain, `default` when none was given.
+    pub fn normalization(&self, default: &str) -> Result<Normalization> {
+        Ok(self.normalize.as_deref().unwrap_or(default).parse()?)
     }
-    pub fn prep(&self) -> Result<(Prep, Prep)> {
-        let n = self.normalization()?;
+    /// Source and target preparations.
+    pub fn sides(&self, default: &str) -> Result<(Prep, Prep)> {
+        let n = self.normalization(default)?;
         Ok((
             Prep {
                 pca: self.src_pca,
@@ -203,6 +209,15 @@ impl SupervisedArgs {
                 normalize: n,
             },
         ))
+    }
+}
+
+impl SupervisedArgs {
+    pub fn normalization(&self) -> Result<Normalization> {
+        self.prep.normalization(self.method.default_normalize())
+    }
+    pub fn prep(&self) -> Result<(Prep, Prep)> {
+        self.prep.sides(self.method.default_normalize())
     }
     fn dictionary(&self, path: &Path) -> Result<Dictionary> {
         read_dictionary(path, self.invert_dict, self.emb.lowercase)

@@ -59,9 +59,11 @@ pub fn en_fr_args(data: &Path, reverse: bool, out: PathBuf) -> SupervisedArgs {
         test_ranks: None,
         test_size: 1500,
         method: Method::Procrustes,
-        normalize: None,
-        src_pca: None,
-        tgt_pca: None,
+        prep: super::align::PrepArgs {
+            normalize: None,
+            src_pca: None,
+            tgt_pca: None,
+        },
         refine: 0,
         refine_max_rank: 15_000,
         induce_full_vocabulary: false,
@@ -113,9 +115,9 @@ pub fn demo(a: &DemoArgs, device: Device) -> Result<()> {
             args.method = method;
             args.refine = refine;
             if reverse {
-                args.src_pca = pca;
+                args.prep.src_pca = pca;
             } else {
-                args.tgt_pca = pca;
+                args.prep.tgt_pca = pca;
             }
             if cache.is_none() {
                 cache = Some(args.emb.load()?);
