@@ -33,7 +33,8 @@ use tch::{Device, Kind, Tensor};
 #[serde(rename_all = "kebab-case")]
 pub enum Precision {
     F32,
-    /// bfloat16 products, float32 weights and updates.
+    /// bfloat16 products in the discriminator's own steps, float32 weights
+    /// and updates; the map's gradient is always computed in float32.
     Bf16,
 }
 
@@ -164,9 +165,8 @@ impl Discriminator {
         let (mut weights, mut biases) = (vec![], vec![]);
         for w in sizes.windows(2) {
             let bound = 1.0 / (w[0] as f64).sqrt();
-            let u = |shape: &[i64]| {
-                Tensor::rand(shape, (Kind::Float, device)) * (2.0 * bound) - bound
-            };
+            let u =
+                |shape: &[i64]| Tensor::rand(shape, (Kind::Float, device)) * (2.0 * bound) - bound;
             weights.push(u(&[w[0], w[1]]));
             biases.push(u(&[w[1]]));
         }
@@ -194,10 +194,7 @@ impl Discriminator {
             inputs.push(h);
             h = if l == last { a } else { a.prelu(&slope) };
         }
-        (
-            h.to_kind(Kind::Float).view(-1),
-            Trace { inputs, weights },
-        )
+        (h.to_kind(Kind::Float).view(-1), Trace { inputs, weights })
     }
 
     /// Logits of `x` in evaluation mode (no dropout), float32.
@@ -240,7 +237,11 @@ impl Discriminator {
                 } else {
                     let _ = self.weights[l].g_add_(&h.tr().matmul(&gs));
                 }
-                let _ = self.biases[l].g_add_(&gs.sum_dim_intlist([0i64].as_slice(), false, Kind::Float));
+                let _ = self.biases[l].g_add_(&gs.sum_dim_intlist(
+                    [0i64].as_slice(),
+                    false,
+                    Kind::Float,
+                ));
             }
             match below {
                 Some(gb) => g = gb,
@@ -424,7 +425,10 @@ impl Adversarial {
                 "W_best" => &mut m.best_w,
                 n => {
                     let parts: Vec<&str> = n.split('.').collect();
-                    match (parts.as_slice(), parts.get(1).and_then(|i| i.parse::<usize>().ok())) {
+                    match (
+                        parts.as_slice(),
+                        parts.get(1).and_then(|i| i.parse::<usize>().ok()),
+                    ) {
                         (["dis", _, "weight"], Some(i)) if i < m.dis.weights.len() => {
                             &mut m.dis.weights[i]
                         }
@@ -487,33 +491,46 @@ impl Adversarial {
         while self.state.epochs_done < cfg.epochs && !self.state.stopped {
             let epoch = self.state.epochs_done;
             let t0 = Instant::now();
-            let mut loss_sum = Tensor::zeros([], (Kind::Float, dev));
+            let mut loss_sum = 0.0;
             let mut recent = Tensor::zeros([], (Kind::Float, dev));
             let (mut steps, mut recent_steps) = (0usize, 0usize);
             let iterations = cfg.epoch_size.div_ceil(bs as usize);
             for it in 0..iterations {
                 tch::no_grad(|| {
-                    for _ in 0..cfg.dis_steps {
-                        let si = Tensor::randint(mf_src, [bs], (Kind::Int64, dev));
-                        let ti = Tensor::randint(mf_tgt, [bs], (Kind::Int64, dev));
+                    // One draw of words for the whole iteration; the map is
+                    // fixed during the discriminator steps, so their source
+                    // words are mapped in one product.
+                    let k = cfg.dis_steps as i64;
+                    let si = Tensor::randint(mf_src, [(k + 1) * bs], (Kind::Int64, dev));
+                    let ti = Tensor::randint(mf_tgt, [k * bs], (Kind::Int64, dev));
+                    let xs = x.index_select(0, &si);
+                    let mapped = xs.narrow(0, 0, k * bs).matmul(&self.w);
+                    let zt = z.index_select(0, &ti);
+                    for j in 0..k {
                         let input = Tensor::cat(
-                            &[x.index_select(0, &si).matmul(&self.w), z.index_select(0, &ti)],
+                            &[mapped.narrow(0, j * bs, bs), zt.narrow(0, j * bs, bs)],
                             0,
                         );
-                        let l = self.dis.train_step(&input, &y_dis, cfg.dis_lr, cfg.precision);
-                        loss_sum += &l;
-                        recent += l;
-                        steps += 1;
-                        recent_steps += 1;
+                        recent += self
+                            .dis
+                            .train_step(&input, &y_dis, cfg.dis_lr, cfg.precision);
                     }
-                    let si = Tensor::randint(mf_src, [bs], (Kind::Int64, dev));
-                    let xs = x.index_select(0, &si);
-                    let g = self.dis.input_grad(&xs.matmul(&self.w), &y_map, 2 * bs, cfg.precision);
+                    recent_steps += cfg.dis_steps;
+                    let xs = xs.narrow(0, k * bs, bs);
+                    // The map's gradient in float32 whatever the discriminator's
+                    // precision: one pass without weight gradients, cheap next to
+                    // the discriminator steps, and the map is what the run is for.
+                    let g =
+                        self.dis
+                            .input_grad(&xs.matmul(&self.w), &y_map, 2 * bs, Precision::F32);
                     let w = &self.w - xs.tr().matmul(&g) * self.state.map_lr;
                     self.w = orthogonalize_step(&w, cfg.map_beta);
                 });
                 if (it + 1) % report_every == 0 || it + 1 == iterations {
-                    let l = recent.double_value(&[]) / recent_steps.max(1) as f64;
+                    let sum = recent.double_value(&[]);
+                    loss_sum += sum;
+                    steps += recent_steps;
+                    let l = sum / recent_steps.max(1) as f64;
                     if !l.is_finite() {
                         return Err(AlignError::Numeric {
                             what: format!("adversarial epoch {epoch}"),
@@ -553,7 +570,7 @@ impl Adversarial {
             }
             self.state.epochs.push(EpochLog {
                 epoch,
-                dis_loss: loss_sum.double_value(&[]) / steps.max(1) as f64,
+                dis_loss: loss_sum / steps.max(1) as f64,
                 dis_src_prob: ps,
                 dis_tgt_prob: pt,
                 criterion: c,
@@ -673,8 +690,16 @@ mod tests {
     /// Autograd's loss and gradients for the same discriminator.
     fn autograd(d: &Discriminator, x: &Tensor, y: &Tensor) -> (Tensor, Vec<Tensor>, Vec<Tensor>) {
         let x = x.copy().set_requires_grad(true);
-        let ws: Vec<Tensor> = d.weights.iter().map(|w| w.copy().set_requires_grad(true)).collect();
-        let bs: Vec<Tensor> = d.biases.iter().map(|b| b.copy().set_requires_grad(true)).collect();
+        let ws: Vec<Tensor> = d
+            .weights
+            .iter()
+            .map(|w| w.copy().set_requires_grad(true))
+            .collect();
+        let bs: Vec<Tensor> = d
+            .biases
+            .iter()
+            .map(|b| b.copy().set_requires_grad(true))
+            .collect();
         let mut h = x.shallow_clone();
         for (l, (w, b)) in ws.iter().zip(&bs).enumerate() {
             h = h.matmul(w) + b;
@@ -682,9 +707,9 @@ mod tests {
                 h = h.maximum(&(&h * 0.2));
             }
         }
-        let loss = h
-            .view(-1)
-            .binary_cross_entropy_with_logits::<Tensor>(y, None, None, Reduction::Mean);
+        let loss =
+            h.view(-1)
+                .binary_cross_entropy_with_logits::<Tensor>(y, None, None, Reduction::Mean);
         loss.backward();
         (
             x.grad(),
@@ -712,7 +737,11 @@ mod tests {
         // Input gradient (the map step's), averaged over the same rows.
         let mut d = copy(&d0);
         let g = d.input_grad(&x, &y, 10, Precision::F32);
-        assert!(max_diff(&g, &gx) < 1e-6, "input gradient off by {}", max_diff(&g, &gx));
+        assert!(
+            max_diff(&g, &gx) < 1e-6,
+            "input gradient off by {}",
+            max_diff(&g, &gx)
+        );
         // The fused SGD step moves every weight by −lr × its gradient.
         let lr = 0.5;
         let loss = d.train_step(&x, &y, lr, Precision::F32);
@@ -755,8 +784,8 @@ mod tests {
         let mut m = Adversarial::new(5, &cfg, Device::Cpu);
         m.w = Tensor::randn([5, 5], (Kind::Float, Device::Cpu));
         m.state.epochs_done = 2;
-        let back = Adversarial::from_tensors(m.tensors(), m.state.clone(), &cfg, 5, Device::Cpu)
-            .unwrap();
+        let back =
+            Adversarial::from_tensors(m.tensors(), m.state.clone(), &cfg, 5, Device::Cpu).unwrap();
         let x = Tensor::randn([7, 5], (Kind::Float, Device::Cpu));
         assert_eq!(max_diff(&m.dis.logits(&x), &back.dis.logits(&x)), 0.0);
         assert_eq!(max_diff(&m.w, &back.w), 0.0);

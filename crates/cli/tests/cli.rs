@@ -356,7 +356,7 @@ fn unsupervised_self_learning_recovers_a_permuted_rotated_copy() {
     );
     let r = report(&run);
     assert!(p_at_1(&r, "csls10") >= 99.0, "{r}");
-    assert!(r["iterations"].as_u64().unwrap() > 3);
+    assert!(r["self_learning"]["iterations"].as_u64().unwrap() > 3);
     let jsonl = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     assert!(
         jsonl
@@ -387,4 +387,95 @@ fn unsupervised_self_learning_recovers_a_permuted_rotated_copy() {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no word is spelled the same"));
+}
+
+#[test]
+fn adversarial_runs_checkpoints_and_resumes_at_the_next_epoch() {
+    let d = tempfile::tempdir().unwrap();
+    let (src, tgt, dict) = rotated_pair(d.path(), 300, 8, 0.01);
+    let run = d.path().join("run");
+    let args = |epochs: &str, hidden: &str, resume: bool| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "align",
+            "unsupervised",
+            "--method",
+            "adversarial",
+            "--src",
+            src.to_str().unwrap(),
+            "--tgt",
+            tgt.to_str().unwrap(),
+            "--dict-test",
+            dict.to_str().unwrap(),
+            "--epochs",
+            epochs,
+            "--epoch-size",
+            "640",
+            "--dis-hidden",
+            hidden,
+            "--refinement",
+            "2",
+            "--criterion-words",
+            "300",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.push(if resume { "--resume" } else { "--out" }.into());
+        a.push(run.to_str().unwrap().into());
+        a
+    };
+    let call = |a: Vec<String>| embedlab(&a.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    let out = call(args("1", "16", false));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in [
+        "checkpoint.safetensors",
+        "checkpoint.json",
+        "map.safetensors",
+        "report.json",
+    ] {
+        assert!(run.join(f).exists(), "{f} missing");
+    }
+    let r = report(&run);
+    assert_eq!(
+        r["adversarial"]["epochs"].as_array().unwrap().len(),
+        1,
+        "{r}"
+    );
+    assert_eq!(r["adversarial"]["refinement"].as_array().unwrap().len(), 2);
+    assert!(r["adversarial"]["criterion"].as_f64().unwrap() > 0.0);
+    let jsonl = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert!(jsonl.contains("\"event\":\"epoch\""), "{jsonl}");
+    // Resuming with two epochs runs the second one only.
+    let out = call(args("2", "16", true));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("resuming after epoch 1 of 2"), "{err}");
+    let r = report(&run);
+    let epochs: Vec<u64> = r["adversarial"]["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["epoch"].as_u64().unwrap())
+        .collect();
+    assert_eq!(epochs, vec![0, 1]);
+    // Other options than the checkpoint's are refused, naming the file.
+    let out = call(args("3", "32", true));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("checkpoint.json") && err.contains("other adversarial options"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    // The map translates like any other run's.
+    let out = embedlab(&["translate", "--run", run.to_str().unwrap(), "-k", "1", "s3"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -148,17 +148,40 @@ pub struct UnsupervisedArgs {
     #[arg(long, value_enum, default_value_t = Init::Structure, help_heading = "Self-learning (--method self-learning)")]
     pub init: Init,
     /// Words of each side described by the unsupervised initialisation.
-    #[arg(long, default_value_t = 4000, help_heading = "Self-learning (--method self-learning)")]
+    #[arg(
+        long,
+        default_value_t = 4000,
+        help_heading = "Self-learning (--method self-learning)"
+    )]
     pub init_vocab: i64,
     /// Words of each side taking part in dictionary induction.
-    #[arg(long, default_value_t = 20_000, help_heading = "Self-learning (--method self-learning)")]
+    #[arg(
+        long,
+        default_value_t = 20_000,
+        help_heading = "Self-learning (--method self-learning)"
+    )]
     pub cutoff: i64,
     /// Initial keep probability of stochastic dictionary induction.
-    #[arg(long, default_value_t = 0.1, help_heading = "Self-learning (--method self-learning)")]
+    #[arg(
+        long,
+        default_value_t = 0.1,
+        help_heading = "Self-learning (--method self-learning)"
+    )]
     pub keep_prob: f64,
     /// Iterations without improvement before the keep probability doubles.
-    #[arg(long, default_value_t = 50, help_heading = "Self-learning (--method self-learning)")]
+    #[arg(
+        long,
+        default_value_t = 50,
+        help_heading = "Self-learning (--method self-learning)"
+    )]
     pub patience: usize,
+    /// Stop after this many iterations at most.
+    #[arg(
+        long,
+        default_value_t = 2000,
+        help_heading = "Self-learning (--method self-learning)"
+    )]
+    pub max_iterations: usize,
     #[command(flatten)]
     pub adv: AdversarialArgs,
     /// Continue the adversarial run in this folder from its last checkpoint
@@ -291,6 +314,7 @@ fn run_self_learning(
         cutoff: args.cutoff,
         keep_prob: args.keep_prob,
         patience: args.patience,
+        max_iterations: args.max_iterations,
         ..Default::default()
     };
     let pb = spinner("self-learning");
