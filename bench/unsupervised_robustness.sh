@@ -22,20 +22,22 @@ SEEDS=${SEEDS:-"1 2 3 4 5"}
 V=20000
 EPOCH_SIZE=${EPOCH_SIZE:-200000}
 DIS_HIDDEN=${DIS_HIDDEN:-512}
-MAX_IT=${MAX_IT:-60}
+MAX_IT=${MAX_IT:-40}
+THREADS=${THREADS:-0}   # libtorch threads per run (0: its default)
 mkdir -p "$OUT"
 [ -x "$E" ] || cargo build --release
 [ -f "$IN/fr-en.test.txt" ] || { echo "run bench/muse_supervised.sh first (it makes $IN)"; exit 2; }
 
-for t in $TASKS; do
-  [ -n "${SUMMARY_ONLY:-}" ] && break
-  case $t in
-    rot) S=$IN/en.vec; T=$IN/rot.vec; D=$IN/rot.test.txt ;;
-    en-fr) S=$IN/en.vec; T=$IN/fr50.vec; D=$IN/en-fr.test.txt ;;
-    fr-en) S=$IN/fr50.vec; T=$IN/en.vec; D=$IN/fr-en.test.txt ;;
-  esac
-  for m in $METHODS; do
-    for s in $SEEDS; do
+# Seeds outermost: an interrupted run still covers every task and method.
+for s in $SEEDS; do
+  for t in $TASKS; do
+    [ -n "${SUMMARY_ONLY:-}" ] && break 2
+    case $t in
+      rot) S=$IN/en.vec; T=$IN/rot.vec; D=$IN/rot.test.txt ;;
+      en-fr) S=$IN/en.vec; T=$IN/fr50.vec; D=$IN/en-fr.test.txt ;;
+      fr-en) S=$IN/fr50.vec; T=$IN/en.vec; D=$IN/fr-en.test.txt ;;
+    esac
+    for m in $METHODS; do
       r=$t-$m-s$s
       [ -f "$OUT/$r/report.json" ] && continue
       echo "== $r"
@@ -43,7 +45,8 @@ for t in $TASKS; do
         adversarial) extra="--epoch-size $EPOCH_SIZE --dis-hidden $DIS_HIDDEN --refinement 5" ;;
         self-learning) extra="--init structure --cutoff 10000 --patience 10 --max-iterations $MAX_IT" ;;
       esac
-      $E --seed "$s" align unsupervised --method "$m" --src "$S" --tgt "$T" \
+      thr=(); [ "$THREADS" != 0 ] && thr=(--threads "$THREADS")
+      $E --seed "$s" "${thr[@]}" align unsupervised --method "$m" --src "$S" --tgt "$T" \
         --src-max-vocab $V --tgt-max-vocab $V --dict-test "$D" $extra \
         --out "$OUT/$r" > "$OUT/$r.log" 2>&1 || echo "   failed: see $OUT/$r.log"
     done
