@@ -32,6 +32,19 @@ impl RunDir {
         Ok(run)
     }
 
+    /// Reopens an existing run folder to continue it: `metrics.jsonl` keeps
+    /// its lines and new ones follow them.
+    pub fn reopen(path: &Path) -> Result<Self> {
+        let mut run = Self::create("", Some(path))?;
+        let metrics = run.file("metrics.jsonl");
+        if metrics.exists() {
+            let text = std::fs::read_to_string(&metrics)
+                .with_context(|| format!("cannot read {}", metrics.display()))?;
+            run.metrics = text.lines().map(str::to_string).collect();
+        }
+        Ok(run)
+    }
+
     pub fn file(&self, name: &str) -> PathBuf {
         self.path.join(name)
     }

@@ -462,6 +462,13 @@ fn adversarial_runs_checkpoints_and_resumes_at_the_next_epoch() {
         .map(|e| e["epoch"].as_u64().unwrap())
         .collect();
     assert_eq!(epochs, vec![0, 1]);
+    // metrics.jsonl keeps the first run's lines and adds the second epoch's.
+    let jsonl = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let epoch_lines: Vec<&str> = jsonl
+        .lines()
+        .filter(|l| l.contains("\"event\":\"epoch\""))
+        .collect();
+    assert_eq!(epoch_lines.len(), 2, "{jsonl}");
     // Other options than the checkpoint's are refused, naming the file.
     let out = call(args("3", "32", true));
     let err = String::from_utf8_lossy(&out.stderr);

@@ -230,8 +230,10 @@ pub struct UnsupervisedReport {
 pub fn run_unsupervised(args: &UnsupervisedArgs, device: Device) -> Result<UnsupervisedReport> {
     let (src, tgt) = args.emb.load()?;
     let t0 = Instant::now();
-    let out = args.resume.as_deref().or(args.out.as_deref());
-    let mut run = RunDir::create("align-unsupervised", out)?;
+    let mut run = match &args.resume {
+        Some(dir) => RunDir::reopen(dir)?,
+        None => RunDir::create("align-unsupervised", args.out.as_deref())?,
+    };
     run.write_json("config.json", args)?;
     let (ps, pt) = args.prep.sides("renorm,center,renorm")?;
     run.write_json(
