@@ -3,7 +3,7 @@
 #   make test   — set up libtorch and the offline data, run the whole test
 #                 suite (including the tests on real vectors, #[ignore]d for a
 #                 plain `cargo test` because they need data/)
-.PHONY: demo test setup data build clippy fmt bench-csls bench-muse
+.PHONY: demo test setup data build clippy fmt bench-csls bench-muse bench-muse-unsupervised bench-unsupervised-robustness
 
 demo: setup data build
 	./target/release/embedlab demo
@@ -32,3 +32,10 @@ bench-csls: build
 # needs MUSE_DIR (a MUSE checkout); see bench/muse_supervised.sh
 bench-muse: build data
 	./bench/muse_supervised.sh
+
+# needs MUSE_DIR; see bench/muse_unsupervised.sh
+bench-muse-unsupervised: build data
+	./bench/muse_unsupervised.sh
+
+bench-unsupervised-robustness: build data
+	./bench/unsupervised_robustness.sh

@@ -10,6 +10,11 @@ use embedlab_align::selflearn::{self_learn, SelfLearnConfig};
 use embedlab_align::Normalization;
 use embedlab_data::{Embeddings, LoadOptions};
 use std::path::PathBuf;
+use std::sync::Mutex;
+
+/// The tests here each keep libtorch's threads busy for minutes: run them one
+/// at a time (two at once on two cores oversubscribe and slow both badly).
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 use tch::{Device, Kind, Tensor};
 
 fn glove() -> Embeddings {
@@ -72,6 +77,7 @@ fn p_at_1(xs: &Tensor, zs: &Tensor) -> f64 {
 #[test]
 #[ignore = "needs data/ (scripts/fetch-data.sh); run by make test"]
 fn self_learning_recovers_a_rotation_of_real_vectors_with_a_shifted_vocabulary() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let en = glove();
     for seed in [1i64, 2, 3] {
         let (x, z) = rotated_task(&en, seed);
@@ -94,6 +100,7 @@ fn adversarial_recovers_a_rotation_of_real_vectors_with_a_shifted_vocabulary() {
     // unsupervised criterion tells the runs that found the rotation from the
     // others without any dictionary. So: a majority of the seeds recover it,
     // and the criterion separates every success from every failure.
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let en = glove();
     let mut results = vec![];
     for seed in SEEDS {

@@ -547,11 +547,21 @@ pub fn run_supervised(
 /// Saves the map atomically as safetensors: `W` (source side) and, for
 /// two-sided maps, `W_tgt`.
 pub fn save_map(path: &Path, m: &Mapping) -> Result<()> {
-    let tmp = path.with_extension("safetensors.tmp");
-    let mut named = vec![("W", m.src.to_device(Device::Cpu).contiguous())];
+    let mut named = vec![("W".to_string(), m.src.shallow_clone())];
     if let Some(t) = &m.tgt {
-        named.push(("W_tgt", t.to_device(Device::Cpu).contiguous()));
+        named.push(("W_tgt".to_string(), t.shallow_clone()));
     }
+    write_safetensors_atomic(path, named)
+}
+
+/// Writes named tensors (moved to the CPU) to `path` as safetensors, through a
+/// temporary file renamed into place.
+pub fn write_safetensors_atomic(path: &Path, named: Vec<(String, Tensor)>) -> Result<()> {
+    let tmp = path.with_extension("safetensors.tmp");
+    let named: Vec<(String, Tensor)> = named
+        .into_iter()
+        .map(|(n, t)| (n, t.to_device(Device::Cpu).contiguous()))
+        .collect();
     Tensor::write_safetensors(&named, &tmp)
         .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
