@@ -40,3 +40,37 @@ pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<
         w.write_all(b"\n")
     })
 }
+
+/// Writes named tensors (moved to the CPU) as safetensors, through a
+/// temporary file renamed into place: a crash never leaves a torn checkpoint.
+pub fn write_safetensors_atomic(path: &Path, named: Vec<(String, tch::Tensor)>) -> Result<()> {
+    let tmp = path.with_extension(format!("safetensors.{}.tmp", std::process::id()));
+    let named: Vec<(String, tch::Tensor)> = named
+        .into_iter()
+        .map(|(n, t)| (n, t.to_device(tch::Device::Cpu).contiguous()))
+        .collect();
+    if let Err(e) = tch::Tensor::write_safetensors(&named, &tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(DataError::format(path, format!("cannot write safetensors: {e}")));
+    }
+    let res = std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .and_then(|_| std::fs::rename(&tmp, path));
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(DataError::io(path, e));
+    }
+    Ok(())
+}
+
+/// Reads a safetensors file, naming the file when it is not one.
+pub fn read_safetensors(path: &Path) -> Result<Vec<(String, tch::Tensor)>> {
+    if !path.is_file() {
+        return Err(DataError::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        ));
+    }
+    tch::Tensor::read_safetensors(path)
+        .map_err(|e| DataError::format(path, format!("not a readable safetensors file: {e}")))
+}

@@ -4,9 +4,11 @@ pub mod atomic;
 pub mod dictionary;
 pub mod embeddings;
 pub mod error;
+pub mod images;
 pub mod murmur;
 pub mod npy;
 
 pub use dictionary::{Dictionary, Resolved, Split};
 pub use embeddings::{EmbeddingFormat, Embeddings, LoadOptions};
 pub use error::{DataError, Result};
+pub use images::{load_image_dataset, ImageDataset, ImageSet};

@@ -554,18 +554,9 @@ pub fn save_map(path: &Path, m: &Mapping) -> Result<()> {
     write_safetensors_atomic(path, named)
 }
 
-/// Writes named tensors (moved to the CPU) to `path` as safetensors, through a
-/// temporary file renamed into place.
+/// Writes named tensors atomically as safetensors (see the data layer).
 pub fn write_safetensors_atomic(path: &Path, named: Vec<(String, Tensor)>) -> Result<()> {
-    let tmp = path.with_extension("safetensors.tmp");
-    let named: Vec<(String, Tensor)> = named
-        .into_iter()
-        .map(|(n, t)| (n, t.to_device(Device::Cpu).contiguous()))
-        .collect();
-    Tensor::write_safetensors(&named, &tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    Ok(embedlab_data::atomic::write_safetensors_atomic(path, named)?)
 }
 
 /// Loads a map saved by `save_map`.
