@@ -51,7 +51,10 @@ pub fn write_safetensors_atomic(path: &Path, named: Vec<(String, tch::Tensor)>) 
         .collect();
     if let Err(e) = tch::Tensor::write_safetensors(&named, &tmp) {
         let _ = std::fs::remove_file(&tmp);
-        return Err(DataError::format(path, format!("cannot write safetensors: {e}")));
+        return Err(DataError::format(
+            path,
+            format!("cannot write safetensors: {e}"),
+        ));
     }
     let res = std::fs::File::open(&tmp)
         .and_then(|f| f.sync_all())

@@ -164,7 +164,11 @@ pub fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
             path,
             format!(
                 "{} IDX data: header {dims:?} needs {want} bytes, file has {have}",
-                if have < want { "truncated" } else { "oversized" }
+                if have < want {
+                    "truncated"
+                } else {
+                    "oversized"
+                }
             ),
         ));
     }
@@ -281,9 +285,9 @@ pub fn read_image_csv(path: &Path, default_label: LabelColumn) -> Result<ImageSe
             .map_err(|_| DataError::parse(path, i + 1, format!("label `{lab}` is not 0–255")))?;
         labels.push(lab);
         for p in pix {
-            let v: f64 = p
-                .parse()
-                .map_err(|_| DataError::parse(path, i + 1, format!("pixel `{p}` is not a number")))?;
+            let v: f64 = p.parse().map_err(|_| {
+                DataError::parse(path, i + 1, format!("pixel `{p}` is not a number"))
+            })?;
             if !(0.0..=255.0).contains(&v) {
                 return Err(DataError::parse(
                     path,
@@ -370,7 +374,10 @@ pub fn load_image_dataset(path: &Path) -> Result<ImageDataset> {
             .unwrap_or_else(|| p.display().to_string())
     };
     if path.is_dir() {
-        if let Some(tr) = find_file(path, &["train-images-idx3-ubyte", "train-images.idx3-ubyte"]) {
+        if let Some(tr) = find_file(
+            path,
+            &["train-images-idx3-ubyte", "train-images.idx3-ubyte"],
+        ) {
             let need = |stems: &[&str]| {
                 find_file(path, stems).ok_or_else(|| {
                     DataError::format(path, format!("IDX folder without {}[.gz]", stems[0]))
@@ -441,7 +448,10 @@ pub fn load_image_dataset(path: &Path) -> Result<ImageDataset> {
         }
         let max = *all.labels.iter().max().unwrap_or(&0) as usize;
         return Ok(ImageDataset {
-            name: lower.trim_end_matches(".gz").trim_end_matches(".csv").into(),
+            name: lower
+                .trim_end_matches(".gz")
+                .trim_end_matches(".csv")
+                .into(),
             train: all.select(&train_idx),
             test: all.select(&test_idx),
             classes: (0..=max.max(9)).map(|d| d.to_string()).collect(),
@@ -500,7 +510,10 @@ mod tests {
             write_mnist_dir(d.path(), 12, 5, gzip);
             let ds = load_image_dataset(d.path()).unwrap();
             assert_eq!((ds.train.n, ds.test.n), (12, 5));
-            assert_eq!((ds.train.height, ds.train.width, ds.train.channels), (4, 4, 1));
+            assert_eq!(
+                (ds.train.height, ds.train.width, ds.train.channels),
+                (4, 4, 1)
+            );
             assert_eq!(ds.train.pixels[17], 17);
             assert_eq!(ds.train.labels[11], 1);
             assert_eq!(ds.classes.len(), 10);
@@ -574,13 +587,19 @@ mod tests {
         let b = std::fs::read(&p).unwrap();
         std::fs::write(&p, &b[..b.len() - 100]).unwrap();
         let e = load_image_dataset(d.path()).unwrap_err().to_string();
-        assert!(e.contains("data_batch_2.bin") && e.contains("truncated"), "{e}");
+        assert!(
+            e.contains("data_batch_2.bin") && e.contains("truncated"),
+            "{e}"
+        );
         cifar_file(&p, 1);
         let mut b = std::fs::read(&p).unwrap();
         b[0] = 42;
         std::fs::write(&p, b).unwrap();
         let e = load_image_dataset(d.path()).unwrap_err().to_string();
-        assert!(e.contains("data_batch_2.bin:1") && e.contains("label byte 42"), "{e}");
+        assert!(
+            e.contains("data_batch_2.bin:1") && e.contains("label byte 42"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -602,10 +621,14 @@ mod tests {
         let one = read_image_csv(&p, LabelColumn::Last).unwrap();
         assert_eq!((one.labels[0], one.pixels.clone()), (3, vec![0, 1, 2, 3]));
         std::fs::write(&p, "0,1,2,3,4\n0,1,2\n").unwrap();
-        let e = read_image_csv(&p, LabelColumn::Last).unwrap_err().to_string();
+        let e = read_image_csv(&p, LabelColumn::Last)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("digits.csv:2") && e.contains("3 fields"), "{e}");
         std::fs::write(&p, "0,1,2,300,4\n").unwrap();
-        let e = read_image_csv(&p, LabelColumn::Last).unwrap_err().to_string();
+        let e = read_image_csv(&p, LabelColumn::Last)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("outside 0–255"), "{e}");
     }
 }

@@ -556,7 +556,9 @@ pub fn save_map(path: &Path, m: &Mapping) -> Result<()> {
 
 /// Writes named tensors atomically as safetensors (see the data layer).
 pub fn write_safetensors_atomic(path: &Path, named: Vec<(String, Tensor)>) -> Result<()> {
-    Ok(embedlab_data::atomic::write_safetensors_atomic(path, named)?)
+    Ok(embedlab_data::atomic::write_safetensors_atomic(
+        path, named,
+    )?)
 }
 
 /// Loads a map saved by `save_map`.
