@@ -1,6 +1,9 @@
-//! embedlab evaluation metrics. Word translation: precision@k of a mapped
+//! embedlab evaluation metrics. Representations: a linear probe
+//! ([`probe`]) and exact nearest neighbours ([`neighbours`]). Word translation: precision@k of a mapped
 //! space against a test dictionary, as MUSE computes it (a source word counts
 //! as correct at k when any of its gold translations is among its top k).
+pub mod neighbours;
+pub mod probe;
 pub mod retrieval;
 
 pub use retrieval::{precision_at_k, Precision};

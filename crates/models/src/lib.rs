@@ -7,6 +7,8 @@ pub mod autoencoder;
 pub mod batches;
 pub mod checkpoint;
 pub mod error;
+pub mod identity;
+pub mod latent;
 pub mod likelihood;
 pub mod optim;
 pub mod train;

@@ -1,0 +1,161 @@
+//! From codes to images: samples, class-conditional samples,
+//! interpolations and traversals of single latent dimensions.
+use crate::autoencoder::{AutoEncoder, Family};
+use crate::error::{ModelError, Result};
+use tch::{Kind, Tensor};
+
+/// A Gaussian fitted to codes (mean and Cholesky factor of the
+/// covariance): how a plain AE can be sampled at all.
+pub struct GaussianFit {
+    pub mean: Tensor,
+    pub chol: Tensor,
+}
+
+impl GaussianFit {
+    pub fn fit(codes: &Tensor) -> Result<Self> {
+        let n = codes.size()[0];
+        if n < 2 {
+            return Err(ModelError::Invalid(
+                "fitting a Gaussian needs ≥ 2 codes".into(),
+            ));
+        }
+        let c = codes.to_kind(Kind::Double);
+        let mean = c.mean_dim(0, true, Kind::Double);
+        let d = &c - &mean;
+        let k = codes.size()[1];
+        let cov = d.tr().matmul(&d) / (n - 1) as f64
+            + Tensor::eye(k, (Kind::Double, codes.device())) * 1e-6;
+        let chol = cov.linalg_cholesky(false);
+        Ok(Self { mean, chol })
+    }
+    pub fn sample(&self, n: i64) -> Tensor {
+        let k = self.mean.size()[1];
+        let e = Tensor::randn([n, k], (Kind::Double, self.mean.device()));
+        (&self.mean + e.matmul(&self.chol.tr())).to_kind(Kind::Float)
+    }
+}
+
+/// Unconditional samples: from the prior for a VAE, from a Gaussian fitted
+/// to the training codes (`codes`) for an AE. Conditional models sample
+/// `n` of each class in `classes`.
+pub fn samples(
+    m: &AutoEncoder,
+    n: i64,
+    codes: Option<&Tensor>,
+    classes: Option<&Tensor>,
+) -> Result<Tensor> {
+    let _g = tch::no_grad_guard();
+    let z = match (m.cfg.family, codes) {
+        (Family::Vae, _) => Tensor::randn([n, m.cfg.latent], (Kind::Float, m.device())),
+        (Family::Ae, Some(c)) => GaussianFit::fit(c)?.sample(n),
+        (Family::Ae, None) => {
+            return Err(ModelError::Invalid(
+                "sampling an AE needs its training codes to fit a Gaussian to".into(),
+            ))
+        }
+    };
+    m.decode_mean(&z, classes)
+}
+
+/// Linear interpolation between the codes of two images, `steps` images
+/// from a to b (the label of `a` conditions a conditional model).
+pub fn interpolate(
+    m: &AutoEncoder,
+    a: &Tensor,
+    b: &Tensor,
+    label: Option<&Tensor>,
+    steps: i64,
+) -> Result<Tensor> {
+    let _g = tch::no_grad_guard();
+    let za = m.embed(&a.unsqueeze(0), label)?;
+    let zb = m.embed(&b.unsqueeze(0), label)?;
+    let t = Tensor::linspace(0.0, 1.0, steps, (Kind::Float, m.device())).unsqueeze(1);
+    let z = &za * (1.0 - &t) + &zb * &t;
+    let lab = label.map(|l| l.expand([steps], false));
+    m.decode_mean(&z, lab.as_ref())
+}
+
+/// The same interpolation in pixel space (a cross-fade), for comparison.
+pub fn crossfade(a: &Tensor, b: &Tensor, steps: i64) -> Tensor {
+    let t = Tensor::linspace(0.0, 1.0, steps, (Kind::Float, a.device())).reshape([steps, 1, 1, 1]);
+    a.unsqueeze(0) * (1.0 - &t) + b.unsqueeze(0) * &t
+}
+
+/// Traversals: row i varies latent dimension `dims[i]` of `base` over
+/// `values`, the others fixed. Returns len(dims) · len(values) images.
+pub fn traverse(
+    m: &AutoEncoder,
+    base: &Tensor,
+    dims: &[i64],
+    values: &[f64],
+    label: Option<&Tensor>,
+) -> Result<Tensor> {
+    let _g = tch::no_grad_guard();
+    let mut zs = vec![];
+    for &d in dims {
+        if d < 0 || d >= m.cfg.latent {
+            return Err(ModelError::Invalid(format!(
+                "latent dimension {d} does not exist (the code has {})",
+                m.cfg.latent
+            )));
+        }
+        for &v in values {
+            let z = base.reshape([1, -1]).copy();
+            let _ = z.get(0).get(d).fill_(v);
+            zs.push(z);
+        }
+    }
+    let z = Tensor::cat(&zs, 0);
+    let lab = label.map(|l| l.expand([z.size()[0]], false));
+    m.decode_mean(&z, lab.as_ref())
+}
+
+/// The codes of a whole image set, in batches.
+pub fn encode_all(m: &AutoEncoder, x: &Tensor, y: &Tensor, batch: i64) -> Result<Tensor> {
+    let _g = tch::no_grad_guard();
+    let n = x.size()[0];
+    let mut out = vec![];
+    let mut s = 0;
+    while s < n {
+        let len = batch.min(n - s);
+        let xb = x.narrow(0, s, len);
+        let yb = y.narrow(0, s, len);
+        out.push(m.embed(&xb, Some(&yb).filter(|_| m.cfg.conditional))?);
+        s += len;
+    }
+    Ok(Tensor::cat(&out, 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gaussian_fit_recovers_mean_and_covariance() {
+        tch::manual_seed(0);
+        let a = Tensor::from_slice(&[2.0f64, 0.0, 1.0, 0.5]).reshape([2, 2]);
+        let codes = (Tensor::randn([20000, 2], (Kind::Double, tch::Device::Cpu)).matmul(&a.tr())
+            + Tensor::from_slice(&[1.0f64, -3.0]))
+        .to_kind(Kind::Float);
+        let g = GaussianFit::fit(&codes).unwrap();
+        let s = g.sample(20000).to_kind(Kind::Double);
+        let m = s.mean_dim(0, false, Kind::Double);
+        assert!(
+            (m.double_value(&[0]) - 1.0).abs() < 0.1 && (m.double_value(&[1]) + 3.0).abs() < 0.1
+        );
+        let d = &s - m;
+        let cov = d.tr().matmul(&d) / 19999.0;
+        let want = a.matmul(&a.tr());
+        let err = (cov - want).abs().max().double_value(&[]);
+        assert!(err < 0.15, "{err}");
+    }
+
+    #[test]
+    fn crossfade_ends_at_both_images() {
+        let a = Tensor::zeros([1, 2, 2], (Kind::Float, tch::Device::Cpu));
+        let b = Tensor::ones([1, 2, 2], (Kind::Float, tch::Device::Cpu));
+        let c = crossfade(&a, &b, 5);
+        assert!(c.get(0).equal(&a) && c.get(4).equal(&b));
+        assert!((c.get(2).mean(Kind::Float).double_value(&[]) - 0.5).abs() < 1e-6);
+    }
+}
