@@ -38,6 +38,14 @@ enum DeviceArg {
 enum Cmd {
     /// The main job: short real runs on the offline default data.
     Demo(cmd::demo::DemoArgs),
+    /// Train an autoencoder (ae, vae, cae, cvae) on images, or the 8-3-8
+    /// identity network.
+    Train(Box<cmd::autoenc::TrainArgs>),
+    /// Test ELBO and importance-weighted NLL of a trained run.
+    Eval(cmd::autoenc::EvalArgs),
+    /// Look inside a trained run's latent space.
+    #[command(subcommand)]
+    Latent(cmd::autoenc::LatentCmd),
     /// Map one language's embeddings onto another's.
     #[command(subcommand)]
     Align(AlignCmd),
@@ -89,6 +97,9 @@ fn main() -> Result<()> {
     };
     match &cli.cmd {
         Cmd::Demo(a) => cmd::demo::demo(a, device),
+        Cmd::Train(a) => cmd::autoenc::train_cmd(a, cli.seed, device),
+        Cmd::Eval(a) => cmd::autoenc::eval_cmd(a, device),
+        Cmd::Latent(c) => cmd::autoenc::latent_cmd(c, device),
         Cmd::Align(AlignCmd::Supervised(a)) => {
             let (src, tgt) = a.emb.load()?;
             let report = cmd::align::run_supervised(a, &src, &tgt, device)?;

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 
 pub struct RunDir {
     pub path: PathBuf,
-    metrics: Vec<String>,
 }
 
 impl RunDir {
@@ -24,24 +23,38 @@ impl RunDir {
         };
         std::fs::create_dir_all(&path)
             .with_context(|| format!("cannot create run folder {}", path.display()))?;
-        let run = Self {
-            path,
-            metrics: vec![],
-        };
+        let run = Self { path };
+        let metrics = run.file("metrics.jsonl");
+        if metrics.exists() {
+            std::fs::remove_file(&metrics)
+                .with_context(|| format!("cannot start {} afresh", metrics.display()))?;
+        }
         run.write_json("env.json", &Env::current())?;
         Ok(run)
     }
 
     /// Reopens an existing run folder to continue it: `metrics.jsonl` keeps
-    /// its lines and new ones follow them.
+    /// its lines (less a torn last line, if a crash left one) and new ones
+    /// follow them.
     pub fn reopen(path: &Path) -> Result<Self> {
-        let mut run = Self::create("", Some(path))?;
+        if !path.is_dir() {
+            anyhow::bail!("{}: no such run folder", path.display());
+        }
+        let run = Self {
+            path: path.to_path_buf(),
+        };
         let metrics = run.file("metrics.jsonl");
         if metrics.exists() {
             let text = std::fs::read_to_string(&metrics)
                 .with_context(|| format!("cannot read {}", metrics.display()))?;
-            run.metrics = text.lines().map(str::to_string).collect();
+            if !text.is_empty() && !text.ends_with('\n') {
+                let keep = text.rfind('\n').map_or(0, |i| i + 1);
+                write_atomic(&metrics, |w: &mut dyn Write| {
+                    w.write_all(&text.as_bytes()[..keep])
+                })?;
+            }
         }
+        run.write_json("env.json", &Env::current())?;
         Ok(run)
     }
 
@@ -53,16 +66,20 @@ impl RunDir {
         Ok(write_json_atomic(&self.file(name), value)?)
     }
 
-    /// Appends one JSON line to `metrics.jsonl` (rewritten atomically).
+    /// Appends one JSON line to `metrics.jsonl` (written and synced as
+    /// one `write`, so a crash leaves at most a torn last line).
     pub fn log<T: Serialize>(&mut self, value: &T) -> Result<()> {
-        self.metrics.push(serde_json::to_string(value)?);
-        let lines = &self.metrics;
-        write_atomic(&self.file("metrics.jsonl"), |w: &mut dyn Write| {
-            for l in lines {
-                writeln!(w, "{l}")?;
-            }
-            Ok(())
-        })?;
+        let mut line = serde_json::to_string(value)?;
+        line.push('\n');
+        let path = self.file("metrics.jsonl");
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        f.write_all(line.as_bytes())
+            .and_then(|_| f.sync_data())
+            .with_context(|| format!("cannot append to {}", path.display()))?;
         Ok(())
     }
 }

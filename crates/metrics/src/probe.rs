@@ -3,11 +3,11 @@
 //! vs learned codes). Features are standardised with the training
 //! statistics; the classifier is trained full-batch with L2 weight decay
 //! by Adam, seeded.
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module, OptimizerConfig};
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
-#[derive(Serialize, Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct ProbeResult {
     pub features: i64,
     pub train_images: i64,
@@ -85,6 +85,7 @@ pub fn linear_probe(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tch::Device;
 
     #[test]
     fn separable_classes_are_found_and_xor_is_not() {

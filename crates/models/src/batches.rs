@@ -42,6 +42,32 @@ impl Split {
             y: self.y.narrow(0, 0, n),
         }
     }
+    /// `n` images evenly spaced through the split (all of it when n ≥ its
+    /// size): a fair sample when the file is sorted by class.
+    pub fn spread(&self, n: i64) -> Split {
+        let len = self.len();
+        if n >= len {
+            return self.head(len);
+        }
+        let idx: Vec<i64> = (0..n).map(|i| i * len / n).collect();
+        let idx = Tensor::from_slice(&idx).to_device(self.x.device());
+        Split {
+            x: self.x.index_select(0, &idx),
+            y: self.y.index_select(0, &idx),
+        }
+    }
+    /// Image `i` alone, as a split of one.
+    pub fn narrow_split(&self, i: i64) -> Split {
+        Split {
+            x: self.x.narrow(0, i, 1),
+            y: self.y.narrow(0, i, 1),
+        }
+    }
+    /// Index of the first image of class `c`, if any.
+    pub fn first_of_class(&self, c: i64) -> Option<i64> {
+        let hits = self.y.eq(c).nonzero();
+        (hits.size()[0] > 0).then(|| hits.int64_value(&[0, 0]))
+    }
     /// Batches in a random order (from libtorch's generator, seeded by the
     /// caller), the last one possibly smaller.
     pub fn shuffled_batches(&self, batch: i64) -> impl Iterator<Item = (Tensor, Tensor)> + '_ {

@@ -1,4 +1,5 @@
 pub mod align;
+pub mod autoenc;
 pub mod bench;
 pub mod convert;
 pub mod demo;
