@@ -64,9 +64,8 @@ pub fn train_identity(seed: i64, steps: usize, lr: f64) -> IdentityResult {
             None,
             tch::Reduction::Mean,
         );
-        opt.zero_grad();
-        loss.backward();
-        opt.step();
+        let g = opt.gradients(&loss);
+        opt.step(&g);
         last = loss.double_value(&[]);
     }
     let _g = tch::no_grad_guard();

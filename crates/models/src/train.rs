@@ -201,12 +201,11 @@ pub fn train<M: Trainable>(
             let b = x.size()[0];
             let progress = epoch as f64 + step as f64 / steps as f64;
             let l = model.batch_loss(&x, &y, progress)?;
-            opt.zero_grad();
-            l.loss.backward();
+            let mut grads = opt.gradients(&l.loss);
             if let Some(c) = cfg.clip_norm {
-                let _ = opt.clip_grad_norm(c);
+                let _ = Adam::clip_grad_norm(&mut grads, c);
             }
-            opt.step();
+            opt.step(&grads);
             let _ = total.g_add_(&(l.loss.detach() * b as f64));
             if sums.is_empty() {
                 sums = l
