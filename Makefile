@@ -3,7 +3,7 @@
 #   make test   — set up libtorch and the offline data, run the whole test
 #                 suite (including the tests on real vectors, #[ignore]d for a
 #                 plain `cargo test` because they need data/)
-.PHONY: demo test setup data build clippy fmt bench-csls bench-muse bench-muse-unsupervised bench-unsupervised-robustness
+.PHONY: demo test setup data build clippy fmt bench-csls bench-muse bench-muse-unsupervised bench-unsupervised-robustness bench-vae bench-autoencoders
 
 demo: setup data build
 	./target/release/embedlab demo
@@ -39,3 +39,11 @@ bench-muse-unsupervised: build data
 
 bench-unsupervised-robustness: build data
 	./bench/unsupervised_robustness.sh
+
+# embedlab's MLP and conv VAEs beside a PyTorch reference: speed and test NLL
+bench-vae: build data
+	./bench/vae_vs_pytorch.sh
+
+# AE/VAE/CAE/CVAE on Fashion-MNIST and the MNIST subset (docs/autoencoders.md)
+bench-autoencoders: build data
+	./bench/autoencoders.sh

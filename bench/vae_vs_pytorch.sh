@@ -72,8 +72,8 @@ def speeds(path):
     if os.path.isfile(m):
         return [json.loads(l)["images_per_second"] for l in open(m) if json.loads(l)["epoch"] > 1]
     return []
-print("| model | embedlab images/s | PyTorch (default Adam) | ratio | PyTorch (fused Adam) | ratio |")
-print("|---|---|---|---|---|---|")
+header = ["| model | embedlab images/s | PyTorch (default Adam) | ratio | PyTorch (fused Adam) | ratio |",
+          "|---|---|---|---|---|---|"]
 for arch in ("mlp", "conv"):
     e = sum((speeds(p) for p in sorted(glob.glob(f"{out}/speed-{arch}-embedlab-*")) if os.path.isdir(p)), [])
     p = sum((speeds(p) for p in sorted(glob.glob(f"{out}/speed-{arch}-pytorch-*.jsonl"))), [])
@@ -81,6 +81,8 @@ for arch in ("mlp", "conv"):
     if e and p and f:
         me, mp, mf = statistics.median(e), statistics.median(p), statistics.median(f)
         rng = lambda v: f"{statistics.median(v):.0f} ({min(v):.0f}–{max(v):.0f})"
+        while header:
+            print(header.pop(0))
         print(f"| {arch} VAE | {rng(e)} | {rng(p)} | **{me/mp:.2f}** | {rng(f)} | {me/mf:.2f} |")
 fe = os.path.join(out, "fidelity-embedlab", "report.json")
 fp = os.path.join(out, "fidelity-pytorch.jsonl")
@@ -93,5 +95,5 @@ if os.path.isfile(fe) and os.path.isfile(fp):
     tr = json.load(open(fe))["training"]["train_seconds"]
     print(f"| embedlab | {r['elbo']:.2f} | {r['nll_iwae']:.2f} | {r['iwae_k']} | {r['iwae_images']} | {tr:.0f} |")
     print(f"| PyTorch | {p['test_elbo']:.2f} | {p['nll_iwae']:.2f} | {p['iwae_k']} | {p['iwae_images']} | {p['train_seconds']:.0f} |")
-    print(f"\n|NLL difference| = {abs(r['nll_iwae'] - p['nll_iwae']):.2f} nats (target ≤ 1)")
+    print(f"\n|NLL difference| = {abs(r['nll_iwae'] - p['nll_iwae']):.3f} nats (target ≤ 1)")
 PY

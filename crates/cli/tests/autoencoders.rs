@@ -296,3 +296,86 @@ fn corrupt_data_and_identity_network() {
     assert!(out.contains("8/8 inputs reconstructed"), "{out}");
     assert!(out.contains("10000000"), "{out}");
 }
+
+#[test]
+fn cifar_batches_train_a_conv_vae_with_colour_grids() {
+    let d = tempfile::tempdir().unwrap();
+    // Two training batches and a test batch of 32×32 RGB images: class c is
+    // a colour (red, green, blue, grey) with noise.
+    let mut state = 7u32;
+    let mut write = |name: &str, n: usize| {
+        let mut b = Vec::new();
+        for i in 0..n {
+            let c = i % 4;
+            b.push(c as u8);
+            for ch in 0..3 {
+                for _ in 0..1024 {
+                    state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    let noise = (state >> 27) as u8;
+                    let on = c == 3 || ch == c;
+                    b.push(if on { 200 + noise } else { noise });
+                }
+            }
+        }
+        std::fs::write(d.path().join(name), b).unwrap();
+    };
+    write("data_batch_1.bin", 48);
+    write("data_batch_2.bin", 48);
+    write("test_batch.bin", 24);
+    let run = d.path().join("run");
+    let out = ok(&embedlab(&[
+        "train",
+        "vae",
+        "--data",
+        d.path().to_str().unwrap(),
+        "--arch",
+        "conv",
+        "--likelihood",
+        "gaussian",
+        "--latent",
+        "4",
+        "--hidden",
+        "32",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--valid",
+        "16",
+        "--iwae-k",
+        "20",
+        "--iwae-images",
+        "4",
+        "--out",
+        run.to_str().unwrap(),
+    ]));
+    assert!(
+        out.contains("96 training, 24 test images of 3×32×32"),
+        "{out}"
+    );
+    let img = image_size(&run.join("samples.png"));
+    // 10 columns of 64-pixel (2× scaled) images with 2-pixel gutters.
+    assert_eq!(img.0, 10 * 64 + 11 * 2);
+    let r = json(&run.join("report.json"));
+    assert!(r["test"]["nll_iwae"].as_f64().unwrap().is_finite(), "{r}");
+    // A truncated batch is refused by name.
+    let p = d.path().join("data_batch_2.bin");
+    let b = std::fs::read(&p).unwrap();
+    std::fs::write(&p, &b[..b.len() - 1]).unwrap();
+    let o = embedlab(&["train", "vae", "--data", d.path().to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("data_batch_2.bin") && err.contains("truncated"),
+        "{err}"
+    );
+}
+
+/// Width and height from a PNG header.
+fn image_size(p: &Path) -> (u32, u32) {
+    let b = std::fs::read(p).unwrap();
+    assert_eq!(&b[1..4], b"PNG");
+    (
+        u32::from_be_bytes([b[16], b[17], b[18], b[19]]),
+        u32::from_be_bytes([b[20], b[21], b[22], b[23]]),
+    )
+}

@@ -121,17 +121,12 @@ impl AeConfig {
 
 enum Encoder {
     Mlp(Vec<nn::Linear>, nn::Linear),
-    Conv(nn::Conv2D, nn::Conv2D, nn::Linear, nn::Linear),
+    Conv(Box<(nn::Conv2D, nn::Conv2D, nn::Linear, nn::Linear)>),
 }
 
 enum Decoder {
     Mlp(Vec<nn::Linear>, nn::Linear),
-    Conv(
-        nn::Linear,
-        nn::Linear,
-        nn::ConvTranspose2D,
-        nn::ConvTranspose2D,
-    ),
+    Conv(Box<(nn::Linear, nn::Linear, nn::ConvTranspose2D, nn::ConvTranspose2D)>),
 }
 
 /// An autoencoder of the family, its parameters in `vs`.
@@ -180,12 +175,12 @@ impl AutoEncoder {
                     ..Default::default()
                 };
                 let h = cfg.hidden[0];
-                Encoder::Conv(
+                Encoder::Conv(Box::new((
                     nn::conv2d(&e / "c1", cfg.channels, 32, 4, cc),
                     nn::conv2d(&e / "c2", 32, 64, 4, cc),
                     nn::linear(&e / "fc", 64 * s_h * s_w + c, h, Default::default()),
                     nn::linear(&e / "out", h, cfg.code_out(), Default::default()),
-                )
+                )))
             }
         };
         let dec = match cfg.arch {
@@ -207,12 +202,12 @@ impl AutoEncoder {
                     ..Default::default()
                 };
                 let h = cfg.hidden[0];
-                Decoder::Conv(
+                Decoder::Conv(Box::new((
                     nn::linear(&p / "fc", k + c, h, Default::default()),
                     nn::linear(&p / "fc2", h, 64 * s_h * s_w, Default::default()),
                     nn::conv_transpose2d(&p / "t1", 64, 32, 4, tc),
                     nn::conv_transpose2d(&p / "t2", 32, cfg.channels, 4, tc),
-                )
+                )))
             }
         };
         let x_logvar = match cfg.likelihood {
@@ -258,7 +253,8 @@ impl AutoEncoder {
                 }
                 out.forward(&h)
             }
-            Encoder::Conv(c1, c2, fc, out) => {
+            Encoder::Conv(layers) => {
+                let (c1, c2, fc, out) = &**layers;
                 let img = x.reshape([n, self.cfg.channels, self.cfg.height, self.cfg.width]);
                 let mut h = c2.forward(&c1.forward(&img).relu()).relu().flatten(1, -1);
                 if let Some(o) = &oh {
@@ -298,7 +294,8 @@ impl AutoEncoder {
                 }
                 out.forward(&h)
             }
-            Decoder::Conv(fc, fc2, t1, t2) => {
+            Decoder::Conv(layers) => {
+                let (fc, fc2, t1, t2) = &**layers;
                 let h = fc2.forward(&fc.forward(&h).relu()).relu().reshape([
                     n,
                     64,

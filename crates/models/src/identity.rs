@@ -24,7 +24,7 @@ impl IdentityResult {
     pub fn table(&self) -> String {
         let mut s = String::from("input     hidden (3 units)        code  output\n");
         for (i, c) in self.codes.iter().enumerate() {
-            let mut onehot = vec!['0'; 8];
+            let mut onehot = ['0'; 8];
             onehot[i] = '1';
             let bits: String = c
                 .iter()

@@ -110,6 +110,22 @@ pub fn traverse(
     m.decode_mean(&z, lab.as_ref())
 }
 
+/// Variance of each code dimension across images (for a VAE, of the
+/// posterior means: Burda et al.'s unit activity). Dimensions the model
+/// ignores have (near) zero activity.
+pub fn activity(codes: &Tensor) -> Vec<f64> {
+    let v = codes.to_kind(Kind::Double).var_dim(0, true, false);
+    Vec::<f64>::try_from(&v.to_device(tch::Device::Cpu)).unwrap_or_default()
+}
+
+/// Dimensions in order of decreasing activity.
+pub fn by_activity(codes: &Tensor) -> Vec<i64> {
+    let a = activity(codes);
+    let mut idx: Vec<i64> = (0..a.len() as i64).collect();
+    idx.sort_by(|&i, &j| a[j as usize].total_cmp(&a[i as usize]));
+    idx
+}
+
 /// The codes of a whole image set, in batches.
 pub fn encode_all(m: &AutoEncoder, x: &Tensor, y: &Tensor, batch: i64) -> Result<Tensor> {
     let _g = tch::no_grad_guard();
@@ -148,6 +164,16 @@ mod tests {
         let want = a.matmul(&a.tr());
         let err = (cov - want).abs().max().double_value(&[]);
         assert!(err < 0.15, "{err}");
+    }
+
+    #[test]
+    fn activity_ranks_the_dimensions_by_spread() {
+        tch::manual_seed(0);
+        let scales = Tensor::from_slice(&[0.01f32, 2.0, 0.5]);
+        let codes = Tensor::randn([5000, 3], (Kind::Float, tch::Device::Cpu)) * scales;
+        assert_eq!(by_activity(&codes), [1, 2, 0]);
+        let a = activity(&codes);
+        assert!((a[1] - 4.0).abs() < 0.3 && a[0] < 0.01, "{a:?}");
     }
 
     #[test]

@@ -296,9 +296,9 @@ mod tests {
                 x[i] -= 0.1 * mh / (vh.sqrt() + 1e-8);
             }
         }
-        for i in 0..2 {
+        for (i, want) in x.iter().enumerate() {
             let got = p.double_value(&[i as i64]);
-            assert!((got - x[i]).abs() < 1e-12, "{got} vs {}", x[i]);
+            assert!((got - want).abs() < 1e-12, "{got} vs {want}");
         }
     }
 

@@ -245,7 +245,7 @@ impl Trainable for Poisoned {
     fn batch_loss(&self, x: &Tensor, y: &Tensor, done: f64) -> embedlab_models::Result<Losses> {
         let mut l = self.0.batch_loss(x, y, done)?;
         if done >= 1.3 {
-            l.loss = l.loss * f64::NAN;
+            l.loss *= f64::NAN;
         }
         Ok(l)
     }

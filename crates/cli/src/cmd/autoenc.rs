@@ -12,7 +12,9 @@ use embedlab_metrics::probe::{linear_probe, ProbeConfig, ProbeResult};
 use embedlab_models::batches::{prepare, Split, Splits};
 use embedlab_models::checkpoint::{load_weights, BEST};
 use embedlab_models::identity::train_identity;
-use embedlab_models::latent::{crossfade, encode_all, interpolate, samples, traverse};
+use embedlab_models::latent::{
+    activity, by_activity, crossfade, encode_all, interpolate, samples, traverse,
+};
 use embedlab_models::train::{train, Schedule, TrainConfig, TrainSummary};
 use embedlab_models::{AeConfig, Arch, AutoEncoder, Family, Likelihood};
 use embedlab_reports::grid::{save_grid, GridStyle};
@@ -177,6 +179,10 @@ pub struct TestReport {
     /// Mean squared error of the mean reconstruction, per pixel.
     pub reconstruction_mse: f64,
     pub kl: Option<f64>,
+    /// VAE latent dimensions whose posterior mean varies across test images
+    /// (variance > 0.01; Burda et al. 2016), of `latent`.
+    pub active_units: Option<i64>,
+    pub latent: i64,
     /// ELBO (VAE): a lower bound on log p(x).
     pub elbo: Option<f64>,
     /// −IWAE bound: an upper bound on −log p(x), tighter with k.
@@ -466,8 +472,13 @@ pub fn test_report(m: &AutoEncoder, test: &Split, o: &EvalOpts, seed: i64) -> Re
         reconstruction_mse: se / test.x.numel() as f64,
         kl: metrics.get("kl").copied(),
         elbo: metrics.get("elbo").copied(),
+        latent: m.cfg.latent,
         ..Default::default()
     };
+    if m.cfg.family == Family::Vae {
+        let codes = encode_all(m, &test.x, &test.y, 1000)?;
+        r.active_units = Some(activity(&codes).iter().filter(|&&v| v > 0.01).count() as i64);
+    }
     if m.cfg.family == Family::Vae && o.iwae_k > 0 && o.iwae_images > 0 {
         let n = o.iwae_images.min(test.len());
         let pb = bar(n as u64, format!("IWAE NLL, k = {}", o.iwae_k));
@@ -503,6 +514,9 @@ fn print_test(cfg: &AeConfig, t: &TestReport) {
     );
     if let (Some(e), Some(kl)) = (t.elbo, t.kl) {
         println!("  ELBO {e:.2}   (KL {kl:.2})");
+    }
+    if let Some(a) = t.active_units {
+        println!("  active latent units {a} of {}", t.latent);
     }
     if let (Some(nll), Some(k), Some(n)) = (t.nll_iwae, t.iwae_k, t.iwae_images) {
         let what = if cfg.conditional {
@@ -674,7 +688,10 @@ impl Analysis<'_> {
             .embed(&t.x.narrow(0, index, 1), lab.as_ref())?
             .detach();
         let k = self.model.cfg.latent;
-        let dims: Vec<i64> = (0..dims.min(k)).collect();
+        // The most active dimensions first: a VAE leaves some unused.
+        let spread = t.spread(2000);
+        let order = by_activity(&encode_all(self.model, &spread.x, &spread.y, 1000)?);
+        let dims: Vec<i64> = order.into_iter().take(dims.min(k) as usize).collect();
         let (centre, scale) = match self.model.cfg.family {
             Family::Vae => (
                 Tensor::zeros([k], (Kind::Float, base.device())),
