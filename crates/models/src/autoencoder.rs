@@ -126,7 +126,14 @@ enum Encoder {
 
 enum Decoder {
     Mlp(Vec<nn::Linear>, nn::Linear),
-    Conv(Box<(nn::Linear, nn::Linear, nn::ConvTranspose2D, nn::ConvTranspose2D)>),
+    Conv(
+        Box<(
+            nn::Linear,
+            nn::Linear,
+            nn::ConvTranspose2D,
+            nn::ConvTranspose2D,
+        )>,
+    ),
 }
 
 /// An autoencoder of the family, its parameters in `vs`.

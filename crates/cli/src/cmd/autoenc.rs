@@ -159,6 +159,29 @@ pub struct RunConfig {
     pub data: DataConfig,
 }
 
+impl RunConfig {
+    /// Reads a run folder's `config.json`.
+    pub fn read(dir: &Path) -> Result<Self> {
+        let cp = dir.join("config.json");
+        let text = std::fs::read_to_string(&cp)
+            .with_context(|| format!("cannot read {}", cp.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{}: not an autoencoder run's config", cp.display()))
+    }
+
+    /// The run's splits of `ds` (the same images every time: the split
+    /// depends on the seed alone).
+    pub fn splits(&self, ds: &ImageDataset, device: Device) -> Result<Splits> {
+        Ok(prepare(
+            ds,
+            self.data.valid,
+            self.data.train_limit,
+            self.train.seed as u64,
+            device,
+        )?)
+    }
+}
+
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct DataConfig {
     pub path: PathBuf,
@@ -250,11 +273,7 @@ pub fn train_cmd(a: &TrainArgs, seed: i64, device: Device) -> Result<()> {
     }
     let (mut run, cfg, ds) = match &a.resume {
         Some(dir) => {
-            let cfg_path = dir.join("config.json");
-            let text = std::fs::read_to_string(&cfg_path)
-                .with_context(|| format!("cannot resume: {}", cfg_path.display()))?;
-            let mut cfg: RunConfig = serde_json::from_str(&text)
-                .with_context(|| format!("{}: not an autoencoder run", cfg_path.display()))?;
+            let mut cfg = RunConfig::read(dir).context("cannot resume")?;
             if cfg.model.name() != kind_name(a.model) {
                 bail!(
                     "{} holds a {} run, not a {}",
@@ -283,13 +302,7 @@ pub fn train_cmd(a: &TrainArgs, seed: i64, device: Device) -> Result<()> {
             (run, cfg, ds)
         }
     };
-    let splits = prepare(
-        &ds,
-        cfg.data.valid,
-        cfg.data.train_limit,
-        cfg.train.seed as u64,
-        device,
-    )?;
+    let splits = cfg.splits(&ds, device)?;
     let mut cfg = cfg;
     cfg.data.train_images = splits.train.len();
     cfg.data.valid_images = splits.valid.len();
@@ -827,19 +840,9 @@ pub struct LoadedRun {
 }
 
 pub fn load_run(dir: &Path, device: Device) -> Result<LoadedRun> {
-    let cp = dir.join("config.json");
-    let text =
-        std::fs::read_to_string(&cp).with_context(|| format!("cannot read {}", cp.display()))?;
-    let cfg: RunConfig = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not an autoencoder run's config", cp.display()))?;
+    let cfg = RunConfig::read(dir)?;
     let ds = load_image_dataset(&cfg.data.path)?;
-    let splits = prepare(
-        &ds,
-        cfg.data.valid,
-        cfg.data.train_limit,
-        cfg.train.seed as u64,
-        device,
-    )?;
+    let splits = cfg.splits(&ds, device)?;
     let model = AutoEncoder::new(cfg.model.clone(), device)?;
     load_weights(&model.vs, &dir.join(BEST))?;
     Ok(LoadedRun {
