@@ -9,6 +9,7 @@ demo: setup data build
 	./target/release/embedlab demo
 
 test: setup data
+	./scripts/setup-chromium.sh
 	cargo test --workspace -- --include-ignored
 
 setup:

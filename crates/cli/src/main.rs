@@ -46,6 +46,8 @@ enum Cmd {
     /// Look inside a trained run's latent space.
     #[command(subcommand)]
     Latent(cmd::autoenc::LatentCmd),
+    /// One self-contained HTML report of run folders (or folders of runs).
+    Report(cmd::report::ReportArgs),
     /// Map one language's embeddings onto another's.
     #[command(subcommand)]
     Align(AlignCmd),
@@ -96,7 +98,8 @@ fn main() -> Result<()> {
         DeviceArg::Auto => Device::cuda_if_available(),
     };
     match &cli.cmd {
-        Cmd::Demo(a) => cmd::demo::demo(a, device),
+        Cmd::Demo(a) => cmd::demo::demo(a, cli.seed, device),
+        Cmd::Report(a) => cmd::report::report(a),
         Cmd::Train(a) => cmd::autoenc::train_cmd(a, cli.seed, device),
         Cmd::Eval(a) => cmd::autoenc::eval_cmd(a, device),
         Cmd::Latent(c) => cmd::autoenc::latent_cmd(c, device),

@@ -7,7 +7,7 @@ use std::sync::Once;
 
 static FONT: Once = Once::new();
 
-fn register_font() {
+pub(crate) fn register_font() {
     FONT.call_once(|| {
         let _ = plotters::style::register_font(
             "sans-serif",
@@ -18,7 +18,7 @@ fn register_font() {
 }
 
 /// Ten well-separated colours (Tableau 10), cycled for more classes.
-const PALETTE: [(u8, u8, u8); 10] = [
+pub(crate) const PALETTE: [(u8, u8, u8); 10] = [
     (31, 119, 180),
     (255, 127, 14),
     (44, 160, 44),

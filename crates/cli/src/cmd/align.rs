@@ -6,7 +6,7 @@ use clap::Args;
 use embedlab_align::induce::{Build, InduceConfig};
 use embedlab_align::maps::Mapping;
 use embedlab_align::supervised::{fit_supervised, FitConfig, Iteration, Prep, Select};
-use embedlab_align::{MapMethod, Normalization, Retrieval};
+use embedlab_align::{MapMethod, Normalization, Retrieval, Space};
 use embedlab_data::{Dictionary, EmbeddingFormat, Embeddings, LoadOptions};
 use embedlab_metrics::{precision_at_k, Precision};
 use serde::{Deserialize, Serialize};
@@ -507,6 +507,7 @@ pub fn run_supervised(
         run.log(&serde_json::json!({"event": "precision", "retrieval": p.retrieval, "at": p.at, "queries": p.queries}))?;
         precision.push(p);
     }
+    write_examples(&run, &mut space, &test, src, tgt, 20, 5)?;
     pb.finish_and_clear();
     let evaluate = t.elapsed().as_secs_f64();
 
@@ -542,6 +543,65 @@ pub fn run_supervised(
     run.write_json("report.json", &report)?;
     eprintln!("run folder: {}", run.path.display());
     Ok(report)
+}
+
+/// One translation example of `examples.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Example {
+    pub word: String,
+    /// Every accepted translation in the test dictionary.
+    pub gold: Vec<String>,
+    /// Top-k CSLS candidates with their scores, best first.
+    pub candidates: Vec<(String, f64)>,
+    pub correct_at_1: bool,
+}
+
+/// Writes `examples.json`: `n` test source words, evenly spread over the
+/// test dictionary, with their top-`k` CSLS translations and gold words.
+pub fn write_examples(
+    run: &RunDir,
+    space: &mut Space,
+    test: &[(usize, usize)],
+    src: &Embeddings,
+    tgt: &Embeddings,
+    n: usize,
+    k: i64,
+) -> Result<Vec<Example>> {
+    let mut words: Vec<usize> = vec![];
+    let mut gold: std::collections::HashMap<usize, Vec<usize>> = Default::default();
+    for &(s, t) in test {
+        let g = gold.entry(s).or_default();
+        if g.is_empty() {
+            words.push(s);
+        }
+        g.push(t);
+    }
+    let step = (words.len() / n.max(1)).max(1);
+    let chosen: Vec<usize> = words.iter().step_by(step).take(n).copied().collect();
+    let mut out = vec![];
+    if !chosen.is_empty() {
+        let (scores, idx) = space.translate(&chosen, Retrieval::Csls { k: 10 }, k)?;
+        for (r, &w) in chosen.iter().enumerate() {
+            let r = r as i64;
+            let cands: Vec<(String, f64)> = (0..idx.size()[1])
+                .map(|j| {
+                    (
+                        tgt.word(idx.int64_value(&[r, j]) as usize).to_string(),
+                        scores.double_value(&[r, j]),
+                    )
+                })
+                .collect();
+            let g = &gold[&w];
+            out.push(Example {
+                word: src.word(w).to_string(),
+                correct_at_1: g.contains(&(idx.int64_value(&[r, 0]) as usize)),
+                gold: g.iter().map(|&t| tgt.word(t).to_string()).collect(),
+                candidates: cands,
+            });
+        }
+    }
+    run.write_json("examples.json", &out)?;
+    Ok(out)
 }
 
 /// Saves the map atomically as safetensors: `W` (source side) and, for

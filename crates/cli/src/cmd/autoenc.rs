@@ -738,13 +738,17 @@ impl Analysis<'_> {
             MapMethod::Pca => (
                 pca_2d(&codes)?,
                 "latent-pca.png",
-                "codes, first two principal components",
+                "codes, first two principal components".to_string(),
             ),
-            MapMethod::Tsne => (
-                tsne_2d(&codes, 30.0, 1000)?,
-                "latent-tsne.png",
-                "codes, t-SNE (perplexity 30)",
-            ),
+            MapMethod::Tsne => {
+                // Perplexity 30, or less where there are too few points for it.
+                let perplexity = 30f32.min((t.len() as f32 - 2.0) / 3.0).max(1.0);
+                (
+                    tsne_2d(&codes, perplexity, 1000)?,
+                    "latent-tsne.png",
+                    format!("codes, t-SNE (perplexity {perplexity:.0})"),
+                )
+            }
         };
         save_scatter(
             &self.run.join(name),

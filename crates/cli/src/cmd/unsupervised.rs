@@ -523,6 +523,7 @@ fn evaluate(
         run.log(&serde_json::json!({"event": "precision", "retrieval": p.retrieval, "at": p.at, "queries": p.queries}))?;
         out.push(p);
     }
+    super::align::write_examples(run, &mut space, &pairs, src, tgt, 20, 5)?;
     Ok((out, Some(r.stats)))
 }
 
