@@ -158,6 +158,12 @@ fn collect(inputs: &[PathBuf]) -> Result<(Vec<Run>, Vec<Step>)> {
     Ok((runs, steps))
 }
 
+/// A table row of `width` cells: `cells`, then empty ones.
+fn padded(mut cells: Vec<String>, width: usize) -> Vec<String> {
+    cells.resize(width.max(cells.len()), String::new());
+    cells
+}
+
 fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
@@ -256,7 +262,7 @@ struct Html {
 impl Html {
     fn section(&mut self, id: &str, title: &str) {
         self.toc.push((id.into(), title.into()));
-        let _ = write!(self.body, "<h2 id=\"{id}\">{}</h2>\n", esc(title));
+        let _ = writeln!(self.body, "<h2 id=\"{id}\">{}</h2>", esc(title));
     }
     fn table(&mut self, head: &[&str], rows: &[Vec<String>]) {
         self.body.push_str("<table><thead><tr>");
@@ -274,23 +280,20 @@ impl Html {
         }
         self.body.push_str("</tbody></table>\n");
     }
-    fn image(&mut self, png: &[u8], caption: &str) {
-        let _ = write!(
+    fn figure(&mut self, png: &[u8], caption: &str, class: &str) {
+        let _ = writeln!(
             self.body,
-            "<figure><img src=\"{}\" alt=\"{}\"><figcaption>{}</figcaption></figure>\n",
+            "<figure class=\"{class}\"><img src=\"{}\" alt=\"{}\"><figcaption>{}</figcaption></figure>",
             data_uri(png),
             esc(caption),
             esc(caption)
         );
     }
+    fn image(&mut self, png: &[u8], caption: &str) {
+        self.figure(png, caption, "grid");
+    }
     fn chart(&mut self, png: &[u8], caption: &str) {
-        let _ = write!(
-            self.body,
-            "<figure class=\"chart\"><img src=\"{}\" alt=\"{}\"><figcaption>{}</figcaption></figure>\n",
-            data_uri(png),
-            esc(caption),
-            esc(caption)
-        );
+        self.figure(png, caption, "chart");
     }
     fn config(&mut self, run: &Run) {
         if let Some(c) = &run.config {
@@ -363,17 +366,14 @@ fn word_translation(h: &mut Html, runs: &[&Run]) {
     let mut rows = vec![];
     for r in runs {
         let Some(rep) = &r.report else {
-            rows.push(vec![
-                esc(&r.name),
-                esc(&translation_method(r)),
-                "did not finish".into(),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-            ]);
+            rows.push(padded(
+                vec![
+                    esc(&r.name),
+                    esc(&translation_method(r)),
+                    "did not finish".into(),
+                ],
+                9,
+            ));
             continue;
         };
         let nn = precision_cells(rep, "nn");
@@ -576,17 +576,15 @@ fn autoencoders(h: &mut Html, runs: &[&Run]) {
             .unwrap_or("?")
             .to_uppercase();
         let Some(rep) = &r.report else {
-            rows.push(vec![
-                name,
-                esc(&model),
-                "did not finish".into(),
-                format!("{} epochs logged", r.metrics.len()),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-            ]);
+            rows.push(padded(
+                vec![
+                    name,
+                    esc(&model),
+                    "did not finish".into(),
+                    format!("{} epochs logged", r.metrics.len()),
+                ],
+                9,
+            ));
             continue;
         };
         let pct = |p: &str| num(get(rep, p)).map(|v| 100.0 * v);
@@ -645,7 +643,7 @@ fn autoencoders(h: &mut Html, runs: &[&Run]) {
         ],
     );
     for r in runs {
-        let _ = write!(h.body, "<h3>{}</h3>\n", esc(&r.name));
+        let _ = writeln!(h.body, "<h3>{}</h3>", esc(&r.name));
         if r.report.is_none() {
             h.body.push_str("<p class=\"fail\">This run has no report.json: it stopped before its evaluation. What it logged is below.</p>\n");
         }
@@ -709,9 +707,9 @@ fn identity(h: &mut Html, runs: &[&Run]) {
                 ]
             })
             .collect();
-        let _ = write!(
+        let _ = writeln!(
             h.body,
-            "<p>{}: {} of 8 inputs reconstructed.</p>\n",
+            "<p>{}: {} of 8 inputs reconstructed.</p>",
             esc(&r.name),
             fmt(num(rep.get("correct")), 0)
         );
@@ -722,9 +720,9 @@ fn identity(h: &mut Html, runs: &[&Run]) {
 fn others(h: &mut Html, runs: &[&Run]) {
     h.section("other-runs", "Other runs");
     for r in runs {
-        let _ = write!(
+        let _ = writeln!(
             h.body,
-            "<h3>{}</h3><p>{}</p>\n",
+            "<h3>{}</h3><p>{}</p>",
             esc(&r.name),
             esc(&r.dir.display().to_string())
         );
@@ -776,9 +774,9 @@ pub fn build_report(inputs: &[PathBuf], title: &str) -> Result<String> {
     if !steps.is_empty() {
         h.section("steps", "Steps");
         let failed = steps.iter().filter(|s| s.status == "failed").count();
-        let _ = write!(
+        let _ = writeln!(
             h.body,
-            "<p>{} steps: {} finished, <span class=\"{}\">{failed} failed</span>.</p>\n",
+            "<p>{} steps: {} finished, <span class=\"{}\">{failed} failed</span>.</p>",
             steps.len(),
             steps.iter().filter(|s| s.status == "ok").count(),
             if failed > 0 { "fail" } else { "ok" }
@@ -836,9 +834,9 @@ pub fn build_report(inputs: &[PathBuf], title: &str) -> Result<String> {
     }
     out.push_str("</nav>\n");
     out.push_str(&h.body);
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<p id=\"render-check\"></p>\n<script>{CHECK}</script>\n</body></html>\n"
+        "<p id=\"render-check\"></p>\n<script>{CHECK}</script>\n</body></html>"
     );
     Ok(out)
 }

@@ -1,5 +1,5 @@
 //! Line charts (training curves) drawn by plotters, as PNG bytes.
-use crate::scatter::{register_font, PALETTE};
+use crate::scatter::{legend_and_present, register_font, PALETTE};
 use crate::{encode_png, ReportError, Result};
 use plotters::prelude::*;
 
@@ -80,14 +80,7 @@ pub fn line_chart_png(
                 )
                 .map_err(|e| err(&e))?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(|e| err(&e))?;
-        root.present().map_err(|e| err(&e))?;
+        legend_and_present(&mut chart, &root).map_err(|e| err(&e))?;
     }
     encode_png(title, &buf, w, h)
 }

@@ -17,6 +17,24 @@ pub(crate) fn register_font() {
     });
 }
 
+/// Draws the legend (upper right) and flushes the drawing.
+pub(crate) fn legend_and_present<'a, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+) -> std::result::Result<(), DrawingAreaErrorKind<DB::ErrorType>>
+where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate,
+{
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
+    root.present()
+}
+
 /// Ten well-separated colours (Tableau 10), cycled for more classes.
 pub(crate) const PALETTE: [(u8, u8, u8); 10] = [
     (31, 119, 180),
@@ -100,14 +118,7 @@ pub fn save_scatter(
                 .label(name)
                 .legend(move |(x, y)| Circle::new((x, y), 4, colour.filled()));
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(|e| err(&e))?;
-        root.present().map_err(|e| err(&e))?;
+        legend_and_present(&mut chart, &root).map_err(|e| err(&e))?;
     }
     write_png(path, &buf, w, h)
 }

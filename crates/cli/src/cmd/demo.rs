@@ -264,7 +264,7 @@ pub fn demo(a: &DemoArgs, seed: i64, device: Device) -> Result<()> {
         .map(|s| s.name.clone())
         .collect();
     eprintln!("\n== report");
-    embedlab_reports::html::write_report(&report, &[root.clone()], "embedlab demo")?;
+    embedlab_reports::html::write_report(&report, std::slice::from_ref(&root), "embedlab demo")?;
     println!(
         "\ndemo: {} steps in {:.1} min; report: {}",
         steps.list.len(),
