@@ -160,7 +160,7 @@ fn demo_with_a_broken_pipeline_still_reports_and_the_report_renders_in_chromium(
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "a failed step must fail the demo");
     assert!(
-        err.contains("1 of 5 steps failed") && err.contains("mnist-conv-vae"),
+        err.contains("1 of 6 steps failed") && err.contains("mnist-conv-vae"),
         "{err}"
     );
     let steps: serde_json::Value =
@@ -183,6 +183,10 @@ fn demo_with_a_broken_pipeline_still_reports_and_the_report_renders_in_chromium(
     assert!(
         html.contains("1 failed") && html.contains("fashion-mnist-cvae"),
         "report of what finished"
+    );
+    assert!(
+        html.contains("Repetitions") && html.contains("fashion-mnist-vae, fashion-mnist-vae-seed2"),
+        "spread over the VAE's two seeds"
     );
     for bad in [
         "src=\"http",
