@@ -8,7 +8,7 @@
 use crate::batches::Split;
 use crate::error::{ModelError, Result};
 use crate::likelihood::{
-    bernoulli_log_prob, gaussian_log_prob, kl_std_normal, row_sum, std_normal_log_prob,
+    bernoulli_log_prob, gaussian_log_prob, kl_std_normal, std_normal_log_prob,
 };
 use crate::train::Trainable;
 use serde::{Deserialize, Serialize};
@@ -428,7 +428,7 @@ impl AutoEncoder {
                 let yr = yi.as_ref().map(|t| t.expand([m], false));
                 let ll = self.log_likelihood(&xr, &z, yr.as_ref())?;
                 let lp = std_normal_log_prob(&z);
-                let lq = row_sum(&((eps.square() + 1.837_877_066_409_345_5) * -0.5 - &lv * 0.5));
+                let lq = gaussian_log_prob(&z, &mu, &lv);
                 weights.push(ll + lp - lq);
                 done += m;
             }

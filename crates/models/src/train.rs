@@ -101,6 +101,27 @@ pub struct TrainSummary {
     pub images_per_second: f64,
 }
 
+/// The error that stops a run whose loss is NaN or infinite, naming the
+/// checkpoint that stays (the last finished epoch's, if any).
+fn non_finite(
+    epoch: usize,
+    step: usize,
+    value: f64,
+    meta: &CheckpointMeta,
+    dir: &Path,
+) -> ModelError {
+    ModelError::NonFinite {
+        epoch: epoch + 1,
+        step,
+        value,
+        last_good: if meta.epochs_done > 0 {
+            format!("{} in {}", meta.epochs_done, dir.display())
+        } else {
+            "none: no epoch finished".into()
+        },
+    }
+}
+
 fn epoch_seed(seed: i64, epoch: usize) -> i64 {
     seed.wrapping_mul(1_000_003)
         .wrapping_add((epoch as i64).wrapping_mul(7919))
@@ -223,16 +244,7 @@ pub fn train<M: Trainable>(
                 let mean = total.double_value(&[]) / seen as f64;
                 if !mean.is_finite() {
                     bar.abandon();
-                    return Err(ModelError::NonFinite {
-                        epoch: epoch + 1,
-                        step: step + 1,
-                        value: mean,
-                        last_good: if meta.epochs_done > 0 {
-                            format!("{} in {}", meta.epochs_done, dir.display())
-                        } else {
-                            "none: no epoch finished".into()
-                        },
-                    });
+                    return Err(non_finite(epoch, step + 1, mean, &meta, dir));
                 }
                 bar.set_message(format!("loss {mean:.3}"));
             }
@@ -254,12 +266,7 @@ pub fn train<M: Trainable>(
         };
         let vl = valid.get("loss").copied().unwrap_or(f64::NAN);
         if !vl.is_finite() {
-            return Err(ModelError::NonFinite {
-                epoch: epoch + 1,
-                step: steps as usize,
-                value: vl,
-                last_good: format!("{} in {}", meta.epochs_done, dir.display()),
-            });
+            return Err(non_finite(epoch, steps as usize, vl, &meta, dir));
         }
         meta.epochs_done = epoch + 1;
         let is_best = meta.best.is_none_or(|(_, b)| vl < b);

@@ -611,11 +611,6 @@ pub fn save_map(path: &Path, m: &Mapping) -> Result<()> {
     if let Some(t) = &m.tgt {
         named.push(("W_tgt".to_string(), t.shallow_clone()));
     }
-    write_safetensors_atomic(path, named)
-}
-
-/// Writes named tensors atomically as safetensors (see the data layer).
-pub fn write_safetensors_atomic(path: &Path, named: Vec<(String, Tensor)>) -> Result<()> {
     Ok(embedlab_data::atomic::write_safetensors_atomic(
         path, named,
     )?)

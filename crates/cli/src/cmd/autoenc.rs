@@ -358,13 +358,7 @@ pub fn train_cmd(a: &TrainArgs, seed: i64, device: Device) -> Result<()> {
         images: vec![],
     };
     if !a.no_images {
-        let an = Analysis {
-            run: &run.path,
-            model: &model,
-            splits: &splits,
-            classes: &ds.classes,
-            seed: cfg.train.seed,
-        };
+        let an = Analysis::new(&run.path, &model, &splits, &ds.classes, cfg.train.seed);
         report.images = an.all_images(a.tsne)?;
         let (q, img) = an.query(0, 8, 1000)?;
         report.images.push(img);
@@ -377,14 +371,11 @@ pub fn train_cmd(a: &TrainArgs, seed: i64, device: Device) -> Result<()> {
     Ok(())
 }
 
-fn kind_name(k: ModelKind) -> &'static str {
-    match k {
-        ModelKind::Ae => "ae",
-        ModelKind::Vae => "vae",
-        ModelKind::Cae => "cae",
-        ModelKind::Cvae => "cvae",
-        ModelKind::Identity => "identity",
-    }
+/// The model's name as the command line spells it.
+fn kind_name(k: ModelKind) -> String {
+    k.to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default()
 }
 
 fn new_config(a: &TrainArgs, ds: &ImageDataset, seed: i64) -> Result<RunConfig> {
@@ -564,16 +555,35 @@ fn print_analysis(r: &TrainReport) {
 
 /// A trained model with its data, for the latent-space tools.
 pub struct Analysis<'a> {
-    pub run: &'a Path,
-    pub model: &'a AutoEncoder,
-    pub splits: &'a Splits,
-    pub classes: &'a [String],
-    pub seed: i64,
+    run: &'a Path,
+    model: &'a AutoEncoder,
+    splits: &'a Splits,
+    classes: &'a [String],
+    seed: i64,
+    /// Training codes, computed once for the tools that need them.
+    codes: std::cell::OnceCell<(Tensor, Split)>,
 }
 
 const CODE_LIMIT: i64 = 10_000;
 
-impl Analysis<'_> {
+impl<'a> Analysis<'a> {
+    pub fn new(
+        run: &'a Path,
+        model: &'a AutoEncoder,
+        splits: &'a Splits,
+        classes: &'a [String],
+        seed: i64,
+    ) -> Self {
+        Self {
+            run,
+            model,
+            splits,
+            classes,
+            seed,
+            codes: Default::default(),
+        }
+    }
+
     fn labels(&self, y: &Tensor) -> Option<Tensor> {
         self.model.cfg.conditional.then(|| y.shallow_clone())
     }
@@ -588,10 +598,14 @@ impl Analysis<'_> {
         Ok(name.to_string())
     }
 
-    /// Codes of (at most 10,000) training images.
-    pub fn train_codes(&self) -> Result<(Tensor, Split)> {
+    /// Codes of (at most 10,000) training images, and those images.
+    pub fn train_codes(&self) -> Result<&(Tensor, Split)> {
+        if let Some(c) = self.codes.get() {
+            return Ok(c);
+        }
         let tr = self.splits.train.head(CODE_LIMIT);
-        Ok((encode_all(self.model, &tr.x, &tr.y, 1000)?, tr))
+        let codes = encode_all(self.model, &tr.x, &tr.y, 1000)?;
+        Ok(self.codes.get_or_init(|| (codes, tr)))
     }
 
     /// Every grid and map the training command writes.
@@ -623,13 +637,13 @@ impl Analysis<'_> {
     pub fn samples(&self, n: i64) -> Result<String> {
         tch::manual_seed(self.seed ^ 0x5a);
         let codes = match self.model.cfg.family {
-            Family::Ae => Some(self.train_codes()?.0),
+            Family::Ae => Some(&self.train_codes()?.0),
             Family::Vae => None,
         };
         let labels = self.model.cfg.conditional.then(|| {
             Tensor::arange(n, (Kind::Int64, self.model.device())).remainder(self.model.cfg.classes)
         });
-        let imgs = samples(self.model, n, codes.as_ref(), labels.as_ref())?;
+        let imgs = samples(self.model, n, codes, labels.as_ref())?;
         self.save("samples.png", &imgs, 10)
     }
 
@@ -640,10 +654,10 @@ impl Analysis<'_> {
         let y = Tensor::arange(c, (Kind::Int64, self.model.device()))
             .repeat_interleave_self_int(per_class, 0, None);
         let codes = match self.model.cfg.family {
-            Family::Ae => Some(self.train_codes()?.0),
+            Family::Ae => Some(&self.train_codes()?.0),
             Family::Vae => None,
         };
-        let imgs = samples(self.model, c * per_class, codes.as_ref(), Some(&y))?;
+        let imgs = samples(self.model, c * per_class, codes, Some(&y))?;
         self.save("class-samples.png", &imgs, per_class)
     }
 
@@ -778,10 +792,10 @@ impl Analysis<'_> {
         }
         let q = t.spread(queries);
         let qcodes = encode_all(self.model, &q.x, &q.y, 1000)?;
-        let (li, _) = knn(&qcodes, &codes, k);
+        let (li, _) = knn(&qcodes, codes, k);
         let (pi, _) = knn(&q.x, &tr.x, k);
         let one = t.narrow_split(index);
-        let (li1, _) = knn(&encode_all(self.model, &one.x, &one.y, 1)?, &codes, k);
+        let (li1, _) = knn(&encode_all(self.model, &one.x, &one.y, 1)?, codes, k);
         let (pi1, _) = knn(&one.x, &tr.x, k);
         let same = |idx: &Tensor| -> f64 {
             let lab = tr.y.index_select(0, &idx.flatten(0, -1)).reshape([-1, k]);
@@ -812,9 +826,16 @@ impl Analysis<'_> {
     /// `limit`, scored on the whole test set).
     pub fn probe(&self, limit: i64) -> Result<ProbeReport> {
         let sp = spinner("linear probes: pixels and codes");
-        let tr = self.splits.train.head(limit);
+        let own;
+        let (ctr, tr) = if limit == CODE_LIMIT {
+            let (c, t) = self.train_codes()?;
+            (c, t)
+        } else {
+            let t = self.splits.train.head(limit);
+            own = (encode_all(self.model, &t.x, &t.y, 1000)?, t);
+            (&own.0, &own.1)
+        };
         let te = &self.splits.test;
-        let ctr = encode_all(self.model, &tr.x, &tr.y, 1000)?;
         let cte = encode_all(self.model, &te.x, &te.y, 1000)?;
         let c = self.classes.len() as i64;
         let cfg = ProbeConfig {
@@ -822,7 +843,7 @@ impl Analysis<'_> {
             ..Default::default()
         };
         let pixels = linear_probe(&tr.x, &tr.y, &te.x, &te.y, c, &cfg);
-        let codes = linear_probe(&ctr, &tr.y, &cte, &te.y, c, &cfg);
+        let codes = linear_probe(ctr, &tr.y, &cte, &te.y, c, &cfg);
         sp.finish_and_clear();
         Ok(ProbeReport { pixels, codes })
     }
@@ -964,13 +985,7 @@ pub fn latent_cmd(c: &LatentCmd, device: Device) -> Result<()> {
         | LatentCmd::Probe { run, .. } => run,
     };
     let r = load_run(run, device)?;
-    let an = Analysis {
-        run: &r.dir,
-        model: &r.model,
-        splits: &r.splits,
-        classes: &r.ds.classes,
-        seed: r.cfg.train.seed,
-    };
+    let an = Analysis::new(&r.dir, &r.model, &r.splits, &r.ds.classes, r.cfg.train.seed);
     let written = match c {
         LatentCmd::Samples { n, .. } => an.samples(*n)?,
         LatentCmd::ClassSamples { per_class, .. } => {

@@ -3,8 +3,8 @@
 //! initialisation, or from identical strings) or by MUSE's adversarial
 //! mapping followed by Procrustes refinement.
 use super::align::{
-    print_precision, read_dictionary, save_map, write_safetensors_atomic, EmbArgs, PrepArgs,
-    RunPrep, EVAL_KS, EVAL_RETRIEVALS,
+    print_precision, read_dictionary, save_map, EmbArgs, PrepArgs, RunPrep, EVAL_KS,
+    EVAL_RETRIEVALS,
 };
 use crate::run::RunDir;
 use crate::util::{bar, parse_range, spinner};
@@ -360,7 +360,7 @@ struct CheckpointMeta {
 }
 
 fn save_checkpoint(run: &RunDir, cfg: &AdversarialConfig, m: &Adversarial) -> Result<()> {
-    write_safetensors_atomic(&run.file(CHECKPOINT), m.tensors())?;
+    embedlab_data::atomic::write_safetensors_atomic(&run.file(CHECKPOINT), m.tensors())?;
     // The state after its tensors: a crash in between leaves an older state
     // with newer tensors, which resumes one epoch early rather than late.
     run.write_json(
