@@ -16,7 +16,7 @@ mkdir -p "$OUT"
 for data in fashion-mnist mnist; do
   case $data in
     fashion-mnist) path=data/fashion-mnist; epochs=$EPOCHS ;;
-    mnist) path=data/mnist/mnist_5k.csv.gz; epochs=$((EPOCHS * 5)) ;; # 4,000 images: same number of steps, roughly
+    mnist) path=data/mnist-5k/mnist_5k.csv.gz; epochs=$((EPOCHS * 5)) ;; # 4,000 images: same number of steps, roughly
   esac
   for model in ae vae cae cvae; do
     echo "$data: $model, $epochs epochs" >&2

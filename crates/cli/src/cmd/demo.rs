@@ -212,7 +212,7 @@ pub fn demo(a: &DemoArgs, seed: i64, device: Device) -> Result<()> {
     }
     if parts.contains(&Part::Images) {
         let fashion = a.data.join("fashion-mnist").display().to_string();
-        let mnist = a.data.join("mnist/mnist_5k.csv.gz").display().to_string();
+        let mnist = a.data.join("mnist-5k/mnist_5k.csv.gz").display().to_string();
         let e = a.image_epochs.to_string();
         let e4 = (a.image_epochs * 4).to_string();
         // (run, seed offset, arguments); the VAE runs twice, with two seeds,
