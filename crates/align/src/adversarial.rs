@@ -14,19 +14,31 @@
 //! 3. Procrustes refinement from the best map: a dictionary induced by CSLS,
 //!    Procrustes on it, the criterion again; the best map wins.
 //!
-//! The discriminator's forward and backward passes are written out by hand
-//! (checked against autograd in the tests) so that each SGD update is fused
-//! into the gradient's matrix product, the map step computes input gradients
-//! only, and its matrix products can run in bfloat16 with float32 master
-//! weights (`Precision::Bf16`) — the adversarial phase is dominated by the
+//! The adversarial phase trains through embedlab's one trainer (two
+//! optimizer groups, `dis` and `map`, plain SGD; MUSE's learning-rate
+//! schedule is the trainer's `Plateau`; one checkpoint format; per-epoch
+//! seeds, so a resumed run repeats an uninterrupted one). Its round is
+//! written by hand: the discriminator's forward and backward passes are
+//! written out (checked against autograd in the tests) so that each SGD
+//! update is fused into the gradient's matrix product, the map step computes
+//! input gradients only, one draw of words serves the whole round, and the
+//! discriminator's products can run in bfloat16 with float32 master weights
+//! (`Precision::Bf16`) — the adversarial phase is dominated by the
 //! `batch × hidden × hidden` products of the discriminator.
 use crate::error::{AlignError, Result};
 use crate::induce::{induce, mean_cosine, Build, InduceConfig};
 use crate::maps::{orthogonalize_step, paired_rows, procrustes, Mapping};
 use crate::retrieval::{Retrieval, Space};
+use embedlab_train::trainer::load_best;
+use embedlab_train::RunDir;
+use embedlab_train::{
+    Batch, Batches, Group, Losses, NanPolicy, OptimConfig, Progress, Round, Schedule, Selection,
+    TrainConfig, TrainError, Trainable,
+};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::time::Instant;
-use tch::{Device, Kind, Tensor};
+use tch::{nn, Device, Kind, Tensor};
 
 /// Number format of the discriminator's matrix products.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,18 +169,28 @@ struct Trace {
 }
 
 impl Discriminator {
-    /// PyTorch's `nn.Linear` initialisation: U(±1/√fan_in) for weights and biases.
-    pub fn new(dim: i64, hidden: i64, layers: usize, input_dropout: f64, device: Device) -> Self {
+    /// PyTorch's `nn.Linear` initialisation: U(±1/√fan_in) for weights and
+    /// biases, as variables `dis.<i>.weight` and `dis.<i>.bias` of `vs`.
+    pub fn new(
+        vs: &nn::VarStore,
+        dim: i64,
+        hidden: i64,
+        layers: usize,
+        input_dropout: f64,
+    ) -> Self {
+        let device = vs.device();
         let mut sizes = vec![dim];
         sizes.extend(std::iter::repeat_n(hidden, layers));
         sizes.push(1);
         let (mut weights, mut biases) = (vec![], vec![]);
-        for w in sizes.windows(2) {
+        let root = vs.root() / "dis";
+        for (i, w) in sizes.windows(2).enumerate() {
             let bound = 1.0 / (w[0] as f64).sqrt();
             let u =
                 |shape: &[i64]| Tensor::rand(shape, (Kind::Float, device)) * (2.0 * bound) - bound;
-            weights.push(u(&[w[0], w[1]]));
-            biases.push(u(&[w[1]]));
+            let p = &root / i;
+            weights.push(p.var_copy("weight", &u(&[w[0], w[1]])));
+            biases.push(p.var_copy("bias", &u(&[w[1]])));
         }
         Self {
             weights,
@@ -286,7 +308,7 @@ impl Discriminator {
     }
 }
 
-/// One adversarial epoch, for logs.
+/// One adversarial epoch, for logs and reports.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EpochLog {
     pub epoch: usize,
@@ -303,6 +325,28 @@ pub struct EpochLog {
     pub seconds: f64,
 }
 
+impl EpochLog {
+    /// The trainer's record of an adversarial epoch, in these terms.
+    pub fn from_record(r: &embedlab_train::EpochRecord) -> Self {
+        let v = |k: &str| r.valid.get(k).copied().unwrap_or(f64::NAN);
+        Self {
+            epoch: r.epoch,
+            dis_loss: r
+                .train
+                .get("dis")
+                .and_then(|m| m.get("loss"))
+                .copied()
+                .unwrap_or(f64::NAN),
+            dis_src_prob: v("dis_src_prob"),
+            dis_tgt_prob: v("dis_tgt_prob"),
+            criterion: v("criterion"),
+            map_lr: r.lr.get("map").copied().unwrap_or(f64::NAN),
+            best: r.best,
+            seconds: r.seconds,
+        }
+    }
+}
+
 /// One Procrustes refinement iteration, for logs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RefineLog {
@@ -313,40 +357,130 @@ pub struct RefineLog {
     pub seconds: f64,
 }
 
-/// Scalar training state, saved with each checkpoint.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AdversarialState {
-    /// Epochs finished.
-    pub epochs_done: usize,
-    pub map_lr: f64,
-    pub best_criterion: f64,
-    /// Whether the criterion has already fallen once (MUSE's `decrease_lr`).
-    pub fell_once: bool,
-    /// Whether the map learning rate fell under `min_lr`.
-    pub stopped: bool,
-    pub epochs: Vec<EpochLog>,
+/// What fixes the model's shape and its loss (saved with its checkpoints).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AdversarialModel {
+    pub dim: i64,
+    pub dis_layers: usize,
+    pub dis_hidden: i64,
+    pub dis_input_dropout: f64,
+    pub dis_smooth: f64,
+    pub dis_most_frequent: i64,
+    pub map_beta: f64,
+    pub criterion_words: usize,
+    pub precision: Precision,
 }
 
-/// The adversarial model: map, best map so far, discriminator, state.
+impl AdversarialConfig {
+    /// The model part of the settings, for spaces of `dim` dimensions.
+    pub fn model(&self, dim: i64) -> AdversarialModel {
+        AdversarialModel {
+            dim,
+            dis_layers: self.dis_layers,
+            dis_hidden: self.dis_hidden,
+            dis_input_dropout: self.dis_input_dropout,
+            dis_smooth: self.dis_smooth,
+            dis_most_frequent: self.dis_most_frequent,
+            map_beta: self.map_beta,
+            criterion_words: self.criterion_words,
+            precision: self.precision,
+        }
+    }
+    /// The training part: two SGD groups, MUSE's schedule on the map.
+    pub fn training(&self, seed: i64) -> TrainConfig {
+        TrainConfig {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            groups: [
+                (
+                    "dis".to_string(),
+                    OptimConfig::sgd(self.dis_lr).with_steps(self.dis_steps),
+                ),
+                (
+                    "map".to_string(),
+                    OptimConfig::sgd(self.map_lr).with_schedule(Schedule::Plateau {
+                        decay: self.lr_decay,
+                        shrink: self.lr_shrink,
+                        min_lr: self.min_lr,
+                    }),
+                ),
+            ]
+            .into(),
+            patience: None,
+            seed,
+            on_nan: NanPolicy::Stop,
+        }
+    }
+    /// Range checks of every number, naming the option.
+    pub fn check(&self) -> Result<()> {
+        let bad = |m: String| Err(AlignError::Invalid(m));
+        if self.epoch_size < 1 || self.epoch_size > 1_000_000_000 {
+            return bad(format!(
+                "--epoch-size {} must be in 1..=1000000000",
+                self.epoch_size
+            ));
+        }
+        if self.batch_size < 1 || self.batch_size > 1 << 20 {
+            return bad(format!(
+                "--batch-size {} must be in 1..=1048576",
+                self.batch_size
+            ));
+        }
+        if self.dis_steps < 1 || self.dis_steps > 100 {
+            return bad(format!("--dis-steps {} must be in 1..=100", self.dis_steps));
+        }
+        if self.dis_hidden < 1 || self.dis_hidden > 1 << 16 {
+            return bad(format!(
+                "--dis-hidden {} must be in 1..=65536",
+                self.dis_hidden
+            ));
+        }
+        if self.dis_layers > 16 {
+            return bad(format!(
+                "--dis-layers {} must be in 0..=16",
+                self.dis_layers
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dis_input_dropout) {
+            return bad(format!(
+                "--dis-input-dropout {} must be in [0, 1)",
+                self.dis_input_dropout
+            ));
+        }
+        if !(0.0..0.5).contains(&self.dis_smooth) {
+            return bad(format!(
+                "--dis-smooth {} must be in [0, 0.5)",
+                self.dis_smooth
+            ));
+        }
+        if self.dis_most_frequent < 1 {
+            return bad(format!(
+                "--dis-most-frequent {} must be at least 1",
+                self.dis_most_frequent
+            ));
+        }
+        if !(self.map_beta.is_finite() && self.map_beta >= 0.0 && self.map_beta < 0.5) {
+            return bad(format!("--map-beta {} must be in [0, 0.5)", self.map_beta));
+        }
+        if self.criterion_words < 1 {
+            return bad("--criterion-words must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// The adversarial model: the map `W` and the discriminator, both in one
+/// VarStore, over the two prepared spaces.
 pub struct Adversarial {
+    pub cfg: AdversarialModel,
+    pub vs: nn::VarStore,
     pub w: Tensor,
-    pub best_w: Tensor,
     pub dis: Discriminator,
-    pub state: AdversarialState,
-}
-
-/// What the training loop reports as it goes.
-pub enum Progress<'a> {
-    /// Every few hundred batches: samples done in this epoch, recent mean discriminator loss.
-    Batch {
-        epoch: usize,
-        samples: usize,
-        dis_loss: f64,
-    },
-    /// After each epoch (checkpoint here).
-    Epoch(&'a Adversarial),
-    /// After each refinement iteration.
-    Refine(&'a RefineLog),
+    x: Tensor,
+    z: Tensor,
+    y_dis: Tensor,
+    y_map: Tensor,
+    batch: i64,
 }
 
 /// MUSE's criterion for the map `w` (`mean_cosine-csls_knn_10-S2T-<words>`).
@@ -371,229 +505,173 @@ fn check_inputs(x: &Tensor, z: &Tensor) -> Result<()> {
     Ok(())
 }
 
-impl Adversarial {
-    /// Identity map, fresh discriminator (MUSE's `map_id_init`).
-    pub fn new(dim: i64, cfg: &AdversarialConfig, device: Device) -> Self {
-        let w = Tensor::eye(dim, (Kind::Float, device));
-        Self {
-            best_w: w.copy(),
-            w,
-            dis: Discriminator::new(
-                dim,
-                cfg.dis_hidden,
-                cfg.dis_layers,
-                cfg.dis_input_dropout,
-                device,
-            ),
-            state: AdversarialState {
-                epochs_done: 0,
-                map_lr: cfg.map_lr,
-                best_criterion: f64::NEG_INFINITY,
-                fell_once: false,
-                stopped: false,
-                epochs: vec![],
-            },
-        }
-    }
+/// The words one epoch draws: for each round, (k+1)·batch source rows and
+/// k·batch target rows, uniformly from each side's most frequent words.
+pub struct WordDraws {
+    pub src_top: i64,
+    pub tgt_top: i64,
+    pub dis_steps: i64,
+    pub epoch_size: usize,
+    pub device: Device,
+}
 
-    /// The tensors of a checkpoint.
-    pub fn tensors(&self) -> Vec<(String, Tensor)> {
-        let mut out = vec![
-            ("W".to_string(), self.w.shallow_clone()),
-            ("W_best".to_string(), self.best_w.shallow_clone()),
-        ];
-        for (i, (w, b)) in self.dis.weights.iter().zip(&self.dis.biases).enumerate() {
-            out.push((format!("dis.{i}.weight"), w.shallow_clone()));
-            out.push((format!("dis.{i}.bias"), b.shallow_clone()));
-        }
-        out
+impl Batches for WordDraws {
+    fn items(&self) -> usize {
+        self.epoch_size
     }
-
-    /// Rebuilds a model from checkpoint tensors and state; checks every shape.
-    pub fn from_tensors(
-        tensors: Vec<(String, Tensor)>,
-        state: AdversarialState,
-        cfg: &AdversarialConfig,
-        dim: i64,
-        device: Device,
-    ) -> Result<Self> {
-        let mut m = Self::new(dim, cfg, device);
-        let mut found = 0;
-        for (name, t) in tensors {
-            let slot = match name.as_str() {
-                "W" => &mut m.w,
-                "W_best" => &mut m.best_w,
-                n => {
-                    let parts: Vec<&str> = n.split('.').collect();
-                    match (
-                        parts.as_slice(),
-                        parts.get(1).and_then(|i| i.parse::<usize>().ok()),
-                    ) {
-                        (["dis", _, "weight"], Some(i)) if i < m.dis.weights.len() => {
-                            &mut m.dis.weights[i]
-                        }
-                        (["dis", _, "bias"], Some(i)) if i < m.dis.biases.len() => {
-                            &mut m.dis.biases[i]
-                        }
-                        _ => {
-                            return Err(AlignError::Invalid(format!(
-                                "checkpoint: unexpected tensor {n}"
-                            )))
-                        }
-                    }
-                }
-            };
-            if slot.size() != t.size() {
-                return Err(AlignError::Invalid(format!(
-                    "checkpoint: tensor {name} has shape {:?}, the configuration needs {:?}",
-                    t.size(),
-                    slot.size()
-                )));
+    fn epoch(&self, bs: i64) -> Box<dyn Iterator<Item = Batch> + '_> {
+        let rounds = self.epoch_size.div_ceil(bs as usize);
+        let k = self.dis_steps;
+        Box::new((0..rounds).map(move |_| {
+            let si = Tensor::randint(self.src_top, [(k + 1) * bs], (Kind::Int64, self.device));
+            let ti = Tensor::randint(self.tgt_top, [k * bs], (Kind::Int64, self.device));
+            Batch {
+                x: si,
+                y: ti,
+                n: bs,
             }
-            *slot = t.to_kind(Kind::Float).to_device(device);
-            found += 1;
-        }
-        let want = 2 + 2 * m.dis.weights.len();
-        if found != want {
-            return Err(AlignError::Invalid(format!(
-                "checkpoint: {found} tensors, expected {want}"
-            )));
-        }
-        m.state = state;
-        Ok(m)
+        }))
     }
+}
 
-    /// Runs the remaining adversarial epochs on prepared spaces `x`, `z`.
-    pub fn train(
-        &mut self,
-        x: &Tensor,
-        z: &Tensor,
-        cfg: &AdversarialConfig,
-        mut on: impl FnMut(Progress),
-    ) -> Result<()> {
+impl Adversarial {
+    /// Identity map (MUSE's `map_id_init`), fresh discriminator, over the
+    /// prepared source `x` and target `z`.
+    pub fn new(x: &Tensor, z: &Tensor, cfg: &AdversarialConfig) -> Result<Self> {
         check_inputs(x, z)?;
-        let dev = x.device();
-        let bs = cfg.batch_size.max(1);
-        let mf_src = cfg.dis_most_frequent.min(x.size()[0]).max(1);
-        let mf_tgt = cfg.dis_most_frequent.min(z.size()[0]).max(1);
+        cfg.check()?;
+        let dim = x.size()[1];
+        let device = x.device();
+        let vs = nn::VarStore::new(device);
+        let w = vs
+            .root()
+            .var_copy("W", &Tensor::eye(dim, (Kind::Float, device)));
+        let dis = Discriminator::new(
+            &vs,
+            dim,
+            cfg.dis_hidden,
+            cfg.dis_layers,
+            cfg.dis_input_dropout,
+        );
+        let bs = cfg.batch_size;
         let s = cfg.dis_smooth;
         let y_dis = Tensor::cat(
             &[
-                Tensor::full([bs], 1.0 - s, (Kind::Float, dev)),
-                Tensor::full([bs], s, (Kind::Float, dev)),
+                Tensor::full([bs], 1.0 - s, (Kind::Float, device)),
+                Tensor::full([bs], s, (Kind::Float, device)),
             ],
             0,
         );
         // Fooling: the source half with flipped labels, averaged over both
         // halves as MUSE does (the target half has no gradient for W).
-        let y_map = Tensor::full([bs], s, (Kind::Float, dev));
-        let report_every = 200;
-        while self.state.epochs_done < cfg.epochs && !self.state.stopped {
-            let epoch = self.state.epochs_done;
-            let t0 = Instant::now();
-            let mut loss_sum = 0.0;
-            let mut recent = Tensor::zeros([], (Kind::Float, dev));
-            let (mut steps, mut recent_steps) = (0usize, 0usize);
-            let iterations = cfg.epoch_size.div_ceil(bs as usize);
-            for it in 0..iterations {
-                tch::no_grad(|| {
-                    // One draw of words for the whole iteration; the map is
-                    // fixed during the discriminator steps, so their source
-                    // words are mapped in one product.
-                    let k = cfg.dis_steps as i64;
-                    let si = Tensor::randint(mf_src, [(k + 1) * bs], (Kind::Int64, dev));
-                    let ti = Tensor::randint(mf_tgt, [k * bs], (Kind::Int64, dev));
-                    let xs = x.index_select(0, &si);
-                    let mapped = xs.narrow(0, 0, k * bs).matmul(&self.w);
-                    let zt = z.index_select(0, &ti);
-                    for j in 0..k {
-                        let input = Tensor::cat(
-                            &[mapped.narrow(0, j * bs, bs), zt.narrow(0, j * bs, bs)],
-                            0,
-                        );
-                        recent += self
-                            .dis
-                            .train_step(&input, &y_dis, cfg.dis_lr, cfg.precision);
-                    }
-                    recent_steps += cfg.dis_steps;
-                    let xs = xs.narrow(0, k * bs, bs);
-                    // The map's gradient in float32 whatever the discriminator's
-                    // precision: one pass without weight gradients, cheap next to
-                    // the discriminator steps, and the map is what the run is for.
-                    let g =
-                        self.dis
-                            .input_grad(&xs.matmul(&self.w), &y_map, 2 * bs, Precision::F32);
-                    let w = &self.w - xs.tr().matmul(&g) * self.state.map_lr;
-                    self.w = orthogonalize_step(&w, cfg.map_beta);
-                });
-                if (it + 1) % report_every == 0 || it + 1 == iterations {
-                    let sum = recent.double_value(&[]);
-                    loss_sum += sum;
-                    steps += recent_steps;
-                    let l = sum / recent_steps.max(1) as f64;
-                    if !l.is_finite() {
-                        return Err(AlignError::Numeric {
-                            what: format!("adversarial epoch {epoch}"),
-                            msg: "the discriminator loss is not finite".into(),
-                        });
-                    }
-                    recent = Tensor::zeros([], (Kind::Float, dev));
-                    recent_steps = 0;
-                    on(Progress::Batch {
-                        epoch,
-                        samples: ((it + 1) * bs as usize).min(cfg.epoch_size),
-                        dis_loss: l,
-                    });
-                }
-            }
-            if !bool::try_from(self.w.isfinite().all())? {
-                return Err(AlignError::Numeric {
-                    what: format!("adversarial epoch {epoch}"),
-                    msg: "the map has non-finite entries".into(),
-                });
-            }
-            let c = criterion(x, z, &self.w, cfg.criterion_words)?;
-            // Discriminator's view, on the criterion's words.
-            let n = (cfg.criterion_words as i64).max(1);
-            let prob = |v: &Tensor| {
-                self.dis
-                    .logits(&v.narrow(0, 0, n.min(v.size()[0])))
-                    .sigmoid()
-                    .mean(Kind::Float)
-                    .double_value(&[])
-            };
-            let (ps, pt) = (prob(&x.matmul(&self.w)), prob(z));
-            let best = c > self.state.best_criterion;
-            if best {
-                self.state.best_criterion = c;
-                self.best_w = self.w.copy();
-            }
-            self.state.epochs.push(EpochLog {
-                epoch,
-                dis_loss: loss_sum / steps.max(1) as f64,
-                dis_src_prob: ps,
-                dis_tgt_prob: pt,
-                criterion: c,
-                map_lr: self.state.map_lr,
-                best,
-                seconds: t0.elapsed().as_secs_f64(),
-            });
-            // MUSE's schedule: decay every epoch; halve when the criterion
-            // falls below the best, from the second time on.
-            self.state.map_lr = (self.state.map_lr * cfg.lr_decay).max(cfg.min_lr);
-            if cfg.lr_shrink < 1.0 && c < self.state.best_criterion {
-                if self.state.fell_once {
-                    self.state.map_lr *= cfg.lr_shrink;
-                }
-                self.state.fell_once = true;
-            }
-            self.state.epochs_done += 1;
-            if self.state.map_lr < cfg.min_lr {
-                self.state.stopped = true;
-            }
-            on(Progress::Epoch(self));
+        let y_map = Tensor::full([bs], s, (Kind::Float, device));
+        Ok(Self {
+            cfg: cfg.model(dim),
+            vs,
+            w,
+            dis,
+            x: x.shallow_clone(),
+            z: z.shallow_clone(),
+            y_dis,
+            y_map,
+            batch: bs,
+        })
+    }
+
+    /// The draws of an epoch for this model.
+    pub fn draws(&self, epoch_size: usize, dis_steps: usize) -> WordDraws {
+        WordDraws {
+            src_top: self.cfg.dis_most_frequent.min(self.x.size()[0]).max(1),
+            tgt_top: self.cfg.dis_most_frequent.min(self.z.size()[0]).max(1),
+            dis_steps: dis_steps as i64,
+            epoch_size,
+            device: self.x.device(),
         }
-        Ok(())
+    }
+}
+
+impl From<TrainError> for AlignError {
+    fn from(e: TrainError) -> Self {
+        AlignError::Train(e)
+    }
+}
+
+impl Trainable for Adversarial {
+    type Data = WordDraws;
+    type Error = AlignError;
+    fn kind(&self) -> String {
+        "adversarial-map".into()
+    }
+    fn config_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.cfg).expect("serialisable")
+    }
+    fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+    fn groups(&self) -> Vec<Group> {
+        vec![Group::new("dis", &["dis."]), Group::new("map", &["W"])]
+    }
+    fn loss(&mut self, _g: &str, _b: &Batch, _at: &Progress) -> Result<Losses> {
+        Err(AlignError::Invalid(
+            "the adversarial model runs its own rounds".into(),
+        ))
+    }
+    /// One round: `k` discriminator steps and one map step on one draw of
+    /// words, the map's source words mapped in one product.
+    fn round(&mut self, r: &mut Round<'_>) -> Result<bool> {
+        let Some(b) = r.next_batch() else {
+            return Ok(false);
+        };
+        let (dis_lr, map_lr) = (r.lr("dis"), r.lr("map"));
+        let bs = self.batch;
+        let k = b.y.size()[0] / bs;
+        let precision = self.cfg.precision;
+        let beta = self.cfg.map_beta;
+        let total = tch::no_grad(|| {
+            let xs = self.x.index_select(0, &b.x);
+            let mapped = xs.narrow(0, 0, k * bs).matmul(&self.w);
+            let zt = self.z.index_select(0, &b.y);
+            let mut total = Tensor::zeros([], (Kind::Float, self.x.device()));
+            for j in 0..k {
+                let input =
+                    Tensor::cat(&[mapped.narrow(0, j * bs, bs), zt.narrow(0, j * bs, bs)], 0);
+                total += self.dis.train_step(&input, &self.y_dis, dis_lr, precision);
+            }
+            let xs = xs.narrow(0, k * bs, bs);
+            // The map's gradient in float32 whatever the discriminator's
+            // precision: one pass without weight gradients, cheap next to
+            // the discriminator steps, and the map is what the run is for.
+            let g = self
+                .dis
+                .input_grad(&xs.matmul(&self.w), &self.y_map, 2 * bs, Precision::F32);
+            let w = &self.w - xs.tr().matmul(&g) * map_lr;
+            self.w.copy_(&orthogonalize_step(&w, beta));
+            total
+        });
+        r.record("dis", &Losses::single(total / k as f64), k);
+        Ok(true)
+    }
+    fn validate(&mut self, _v: &WordDraws) -> Result<BTreeMap<String, f64>> {
+        let c = criterion(&self.x, &self.z, &self.w, self.cfg.criterion_words)?;
+        // The discriminator's view, on the criterion's words.
+        let n = (self.cfg.criterion_words as i64).max(1);
+        let prob = |v: &Tensor| {
+            self.dis
+                .logits(&v.narrow(0, 0, n.min(v.size()[0])))
+                .sigmoid()
+                .mean(Kind::Float)
+                .double_value(&[])
+        };
+        let (ps, pt) = (prob(&self.x.matmul(&self.w)), prob(&self.z));
+        Ok([
+            ("criterion".to_string(), c),
+            ("dis_src_prob".to_string(), ps),
+            ("dis_tgt_prob".to_string(), pt),
+        ]
+        .into())
+    }
+    fn selection(&self) -> Selection {
+        Selection::Max("criterion".into())
     }
 }
 
@@ -605,7 +683,7 @@ pub fn refine(
     w0: &Tensor,
     best: f64,
     cfg: &AdversarialConfig,
-    mut on: impl FnMut(Progress),
+    mut on: impl FnMut(&RefineLog),
 ) -> Result<(Tensor, f64, Vec<RefineLog>)> {
     check_inputs(x, z)?;
     let (mut w, mut best_w, mut best) = (w0.copy(), w0.copy(), best);
@@ -635,50 +713,82 @@ pub fn refine(
             best: is_best,
             seconds: t0.elapsed().as_secs_f64(),
         };
-        on(Progress::Refine(&log));
+        on(&log);
         logs.push(log);
     }
     Ok((best_w, best, logs))
 }
 
-/// The whole method result.
+/// The whole method's result (`report.json` keeps it, less the map).
+#[derive(Debug, Serialize, Deserialize)]
 pub struct AdversarialResult {
-    pub map: Mapping,
+    #[serde(skip)]
+    pub map: Option<Mapping>,
+    pub precision: Precision,
+    /// The criterion of the map kept.
     pub criterion: f64,
     pub epochs: Vec<EpochLog>,
     pub refinement: Vec<RefineLog>,
-    /// Seconds of the adversarial phase (epochs and their criteria) and of the refinement.
+    /// Seconds of the adversarial phase (over every invocation of a
+    /// resumed run) and of the refinement.
     pub adversarial_seconds: f64,
     pub refinement_seconds: f64,
+    /// Why the adversarial phase stopped before its epochs, if it did.
+    pub stopped: Option<String>,
 }
 
-/// Adversarial training (from `model`, fresh or resumed) then refinement.
+/// What the method reports as it goes.
+pub enum Event<'a> {
+    /// After each adversarial epoch (its checkpoint is written).
+    Epoch(&'a EpochLog),
+    /// After each refinement iteration.
+    Refine(&'a RefineLog),
+}
+
+/// Adversarial training of the map (fresh, or from the checkpoint in `run`
+/// when `resume`), seeded by `seed`, then Procrustes refinement from the
+/// best epoch's map.
 pub fn adversarial(
     x: &Tensor,
     z: &Tensor,
-    model: &mut Adversarial,
     cfg: &AdversarialConfig,
-    mut on: impl FnMut(Progress),
+    seed: i64,
+    run: &RunDir,
+    resume: bool,
+    on: &mut dyn FnMut(Event),
 ) -> Result<AdversarialResult> {
-    let t0 = Instant::now();
-    model.train(x, z, cfg, &mut on)?;
-    let adversarial_seconds = t0.elapsed().as_secs_f64();
-    let t1 = Instant::now();
-    let (w, criterion, refinement) = refine(
-        x,
-        z,
-        &model.best_w,
-        model.state.best_criterion,
-        cfg,
-        &mut on,
+    tch::manual_seed(seed);
+    let mut model = Adversarial::new(x, z, cfg)?;
+    let draws = model.draws(cfg.epoch_size, cfg.dis_steps);
+    let summary = embedlab_train::train(
+        &mut model,
+        &draws,
+        &draws,
+        &cfg.training(seed),
+        run,
+        resume,
+        &mut |r| on(Event::Epoch(&EpochLog::from_record(r))),
     )?;
+    load_best(&model.vs, &run.path, &model.kind(), &model.config_json())?;
+    let epochs: Vec<EpochLog> = run
+        .metrics()
+        .iter()
+        .filter_map(|l| serde_json::from_value(l.clone()).ok())
+        .map(|r| EpochLog::from_record(&r))
+        .collect();
+    let best = summary.best_value.unwrap_or(f64::NEG_INFINITY);
+    let t1 = Instant::now();
+    let (w, criterion, refinement) =
+        refine(x, z, &model.w.detach(), best, cfg, |r| on(Event::Refine(r)))?;
     Ok(AdversarialResult {
-        map: Mapping { src: w, tgt: None },
+        map: Some(Mapping { src: w, tgt: None }),
+        precision: cfg.precision,
         criterion,
-        epochs: model.state.epochs.clone(),
+        epochs,
         refinement,
-        adversarial_seconds,
+        adversarial_seconds: summary.train_seconds,
         refinement_seconds: t1.elapsed().as_secs_f64(),
+        stopped: summary.stop_reason,
     })
 }
 
@@ -693,12 +803,12 @@ mod tests {
         let ws: Vec<Tensor> = d
             .weights
             .iter()
-            .map(|w| w.copy().set_requires_grad(true))
+            .map(|w| w.detach().copy().set_requires_grad(true))
             .collect();
         let bs: Vec<Tensor> = d
             .biases
             .iter()
-            .map(|b| b.copy().set_requires_grad(true))
+            .map(|b| b.detach().copy().set_requires_grad(true))
             .collect();
         let mut h = x.shallow_clone();
         for (l, (w, b)) in ws.iter().zip(&bs).enumerate() {
@@ -725,13 +835,14 @@ mod tests {
     #[test]
     fn hand_written_backward_matches_autograd() {
         tch::manual_seed(41);
-        let d0 = Discriminator::new(6, 16, 2, 0.0, Device::Cpu);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let d0 = Discriminator::new(&vs, 6, 16, 2, 0.0);
         let x = Tensor::randn([10, 6], (Kind::Float, Device::Cpu));
         let y = Tensor::rand([10], (Kind::Float, Device::Cpu));
         let (gx, gw, gb) = autograd(&d0, &x, &y);
         let copy = |d: &Discriminator| Discriminator {
-            weights: d.weights.iter().map(|w| w.copy()).collect(),
-            biases: d.biases.iter().map(|b| b.copy()).collect(),
+            weights: d.weights.iter().map(|w| w.detach().copy()).collect(),
+            biases: d.biases.iter().map(|b| b.detach().copy()).collect(),
             input_dropout: d.input_dropout,
         };
         // Input gradient (the map step's), averaged over the same rows.
@@ -762,7 +873,8 @@ mod tests {
     #[test]
     fn input_dropout_scales_kept_inputs() {
         tch::manual_seed(42);
-        let d = Discriminator::new(1000, 4, 1, 0.5, Device::Cpu);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let d = Discriminator::new(&vs, 1000, 4, 1, 0.5);
         let x = Tensor::ones([1, 1000], (Kind::Float, Device::Cpu));
         let (_, trace) = d.forward(&x, true, Kind::Float);
         let h = &trace.inputs[0];
@@ -775,40 +887,38 @@ mod tests {
     }
 
     #[test]
-    fn checkpoint_tensors_round_trip() {
-        tch::manual_seed(43);
-        let cfg = AdversarialConfig {
-            dis_hidden: 8,
-            ..Default::default()
-        };
-        let mut m = Adversarial::new(5, &cfg, Device::Cpu);
-        m.w = Tensor::randn([5, 5], (Kind::Float, Device::Cpu));
-        m.state.epochs_done = 2;
-        let back =
-            Adversarial::from_tensors(m.tensors(), m.state.clone(), &cfg, 5, Device::Cpu).unwrap();
-        let x = Tensor::randn([7, 5], (Kind::Float, Device::Cpu));
-        assert_eq!(max_diff(&m.dis.logits(&x), &back.dis.logits(&x)), 0.0);
-        assert_eq!(max_diff(&m.w, &back.w), 0.0);
-        assert_eq!(back.state.epochs_done, 2);
-        // Another shape is refused with the tensor's name.
-        let wider = AdversarialConfig {
-            dis_hidden: 16,
-            ..Default::default()
-        };
-        let err = Adversarial::from_tensors(m.tensors(), m.state.clone(), &wider, 5, Device::Cpu)
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(err.contains("dis.0.weight"), "{err}");
-    }
-
-    #[test]
-    fn unequal_dimensions_are_refused() {
+    fn unequal_dimensions_and_impossible_settings_are_refused() {
         let x = Tensor::zeros([4, 3], (Kind::Float, Device::Cpu));
         let z = Tensor::zeros([4, 5], (Kind::Float, Device::Cpu));
         let cfg = AdversarialConfig::default();
-        let mut m = Adversarial::new(3, &cfg, Device::Cpu);
-        let err = m.train(&x, &z, &cfg, |_| {}).unwrap_err().to_string();
+        let err = Adversarial::new(&x, &z, &cfg).err().unwrap().to_string();
         assert!(err.contains("equal dimensions"), "{err}");
+        let z = Tensor::zeros([4, 3], (Kind::Float, Device::Cpu));
+        for (bad, what) in [
+            (
+                AdversarialConfig {
+                    batch_size: 0,
+                    ..Default::default()
+                },
+                "--batch-size 0",
+            ),
+            (
+                AdversarialConfig {
+                    epoch_size: 0,
+                    ..Default::default()
+                },
+                "--epoch-size 0",
+            ),
+            (
+                AdversarialConfig {
+                    dis_smooth: 0.7,
+                    ..Default::default()
+                },
+                "--dis-smooth",
+            ),
+        ] {
+            let err = Adversarial::new(&x, &z, &bad).err().unwrap().to_string();
+            assert!(err.contains(what), "{err}");
+        }
     }
 }

@@ -9,6 +9,8 @@ pub enum AlignError {
     Data(#[from] embedlab_data::DataError),
     #[error("tensor error: {0}")]
     Torch(#[from] tch::TchError),
+    #[error(transparent)]
+    Train(embedlab_train::TrainError),
 }
 
 pub type Result<T> = std::result::Result<T, AlignError>;

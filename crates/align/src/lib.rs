@@ -1,6 +1,7 @@
 //! embedlab alignment layer: normalisation, PCA, linear maps (least squares,
 //! Procrustes), NN/CSLS retrieval, dictionary induction and refinement.
-//! Depends on the data layer only.
+//! Depends on the data layer, and on the training core for the adversarial
+//! phase (one trainer, one checkpoint format).
 pub mod adversarial;
 pub mod error;
 pub mod induce;

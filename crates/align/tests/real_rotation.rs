@@ -4,7 +4,7 @@
 //!
 //! Needs the offline data (`scripts/fetch-data.sh`; `make test` fetches it),
 //! hence `#[ignore]` for a plain `cargo test`.
-use embedlab_align::adversarial::{adversarial, criterion, Adversarial, AdversarialConfig};
+use embedlab_align::adversarial::{adversarial, criterion, AdversarialConfig};
 use embedlab_align::retrieval::{Retrieval, Space};
 use embedlab_align::selflearn::{self_learn, SelfLearnConfig};
 use embedlab_align::Normalization;
@@ -102,6 +102,7 @@ fn adversarial_recovers_a_rotation_of_real_vectors_with_a_shifted_vocabulary() {
     // and the criterion separates every success from every failure.
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let en = glove();
+    let dir = tempfile::tempdir().unwrap();
     let mut results = vec![];
     for seed in SEEDS {
         let (x, z) = rotated_task(&en, seed);
@@ -113,11 +114,17 @@ fn adversarial_recovers_a_rotation_of_real_vectors_with_a_shifted_vocabulary() {
             refinement: 3,
             ..Default::default()
         };
-        let mut model = Adversarial::new(x.size()[1], &cfg, Device::Cpu);
-        let before = criterion(&x, &z, &model.w, cfg.criterion_words).unwrap();
-        let r = adversarial(&x, &z, &mut model, &cfg, |_| {}).unwrap();
+        let identity = Tensor::eye(x.size()[1], (Kind::Float, Device::Cpu));
+        let before = criterion(&x, &z, &identity, cfg.criterion_words).unwrap();
+        let run = embedlab_train::RunDir::create(
+            "align-unsupervised",
+            Some(&dir.path().join(format!("seed{seed}"))),
+            embedlab_train::Reuse::Refuse,
+        )
+        .unwrap();
+        let r = adversarial(&x, &z, &cfg, seed, &run, false, &mut |_| {}).unwrap();
         assert!(r.criterion > before, "seed {seed}: criterion did not rise");
-        let p1 = p_at_1(&r.map.map_src(&x), &z);
+        let p1 = p_at_1(&r.map.as_ref().unwrap().map_src(&x), &z);
         eprintln!("seed {seed}: criterion {:.4}, P@1 {p1:.2}", r.criterion);
         results.push((seed, r.criterion, p1));
     }

@@ -1,10 +1,11 @@
-//! embedlab: learn and probe representations (embeddings).
+//! embedlab: learn and probe representations (embeddings). This binary
+//! parses arguments and prints; everything it runs lives in
+//! `embedlab-pipelines`.
 mod cmd;
-mod run;
-mod util;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use embedlab_pipelines::{bench, demo, words};
 use tch::Device;
 
 #[derive(Parser, Debug)]
@@ -20,8 +21,8 @@ struct Cli {
     /// cpu, cuda, or auto (cuda when libtorch sees a GPU).
     #[arg(long, global = true, value_enum, default_value_t = DeviceArg::Auto)]
     device: DeviceArg,
-    /// libtorch CPU threads (default: libtorch's choice).
-    #[arg(long, global = true)]
+    /// libtorch CPU threads (default: libtorch's choice), 1..=1024.
+    #[arg(long, global = true, value_parser = clap::value_parser!(i32).range(1..=1024))]
     threads: Option<i32>,
     #[command(subcommand)]
     cmd: Cmd,
@@ -37,27 +38,27 @@ enum DeviceArg {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// The main job: short real runs on the offline default data.
-    Demo(cmd::demo::DemoArgs),
-    /// Train an autoencoder (ae, vae, cae, cvae) on images, or the 8-3-8
-    /// identity network.
-    Train(Box<cmd::autoenc::TrainArgs>),
-    /// Test ELBO and importance-weighted NLL of a trained run.
-    Eval(cmd::autoenc::EvalArgs),
-    /// Look inside a trained run's latent space.
+    Demo(demo::DemoArgs),
+    /// Train an image model (ae, vae, cae, cvae), or the 8-3-8 identity network.
     #[command(subcommand)]
-    Latent(cmd::autoenc::LatentCmd),
+    Train(cmd::images::TrainCmd),
+    /// Test metrics of a trained run again (e.g. with more importance samples).
+    Eval(cmd::images::EvalArgs),
+    /// Look inside a trained run's representation.
+    #[command(subcommand)]
+    Latent(cmd::images::LatentCmd),
     /// One self-contained HTML report of run folders (or folders of runs).
     Report(cmd::report::ReportArgs),
     /// Map one language's embeddings onto another's.
     #[command(subcommand)]
     Align(AlignCmd),
     /// Translate words with a saved map (top-k candidates with scores).
-    Translate(cmd::translate::TranslateArgs),
+    Translate(words::translate::TranslateArgs),
     /// Write a run's mapped source (and prepared target) vectors as .vec.
-    Export(cmd::translate::ExportArgs),
+    Export(words::translate::ExportArgs),
     /// Convert embeddings or dictionaries between formats.
     #[command(subcommand)]
-    Convert(cmd::convert::ConvertCmd),
+    Convert(words::convert::ConvertCmd),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -66,23 +67,25 @@ enum Cmd {
 #[derive(Subcommand, Debug)]
 enum AlignCmd {
     /// With a seed dictionary: least squares, Xing, Procrustes (+ refinement).
-    Supervised(Box<cmd::align::SupervisedArgs>),
+    Supervised(Box<words::supervised::SupervisedArgs>),
     /// Without a seed dictionary: self-learning (VecMap-style), from the
-    /// similarity structure alone or from identical strings.
-    Unsupervised(Box<cmd::unsupervised::UnsupervisedArgs>),
+    /// similarity structure alone or from identical strings, or MUSE's
+    /// adversarial mapping.
+    Unsupervised(Box<words::unsupervised::UnsupervisedArgs>),
 }
 
 #[derive(Subcommand, Debug)]
 enum BenchCmd {
     /// CSLS evaluation at scale (random vectors): time and peak memory.
-    Csls(cmd::bench::CslsBench),
+    Csls(bench::CslsBench),
     /// Loading a large .vec file (random vectors): time.
-    Load(cmd::bench::LoadBench),
+    Load(bench::LoadBench),
 }
 
 fn main() -> Result<()> {
-    let cli = Cli::parse();
-    util::keep_freed_memory();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches)?;
+    keep_freed_memory();
     tch::manual_seed(cli.seed);
     if let Some(n) = cli.threads {
         tch::set_num_threads(n);
@@ -98,28 +101,38 @@ fn main() -> Result<()> {
         DeviceArg::Auto => Device::cuda_if_available(),
     };
     match &cli.cmd {
-        Cmd::Demo(a) => cmd::demo::demo(a, cli.seed, device),
-        Cmd::Report(a) => cmd::report::report(a),
-        Cmd::Train(a) => cmd::autoenc::train_cmd(a, cli.seed, device),
-        Cmd::Eval(a) => cmd::autoenc::eval_cmd(a, device),
-        Cmd::Latent(c) => cmd::autoenc::latent_cmd(c, device),
-        Cmd::Align(AlignCmd::Supervised(a)) => {
-            let (src, tgt) = a.emb.load()?;
-            let report = cmd::align::run_supervised(a, &src, &tgt, device)?;
-            cmd::align::print_precision(
-                &format!(
-                    "{:?}: {} test source words",
-                    a.method, report.precision[0].queries
-                ),
-                &report.precision,
-            );
-            Ok(())
+        Cmd::Demo(a) => {
+            let report = demo::demo(a, cli.seed, device)?;
+            println!("report: {}", report.display());
         }
-        Cmd::Align(AlignCmd::Unsupervised(a)) => cmd::unsupervised::unsupervised(a, device),
-        Cmd::Translate(a) => cmd::translate::translate(a, device),
-        Cmd::Export(a) => cmd::translate::export(a, device),
-        Cmd::Convert(c) => cmd::convert::convert(c, device),
-        Cmd::Bench(BenchCmd::Csls(a)) => cmd::bench::csls(a, device),
-        Cmd::Bench(BenchCmd::Load(a)) => cmd::bench::load(a),
+        Cmd::Report(a) => cmd::report::report(a)?,
+        Cmd::Train(t) => cmd::images::train(t, &matches, cli.seed, device)?,
+        Cmd::Eval(a) => cmd::images::eval(a, device)?,
+        Cmd::Latent(c) => cmd::images::latent(c, device)?,
+        Cmd::Align(AlignCmd::Supervised(a)) => cmd::words::supervised(a, device)?,
+        Cmd::Align(AlignCmd::Unsupervised(a)) => {
+            cmd::words::unsupervised(a, &matches, cli.seed, device)?
+        }
+        Cmd::Translate(a) => cmd::words::translate(a, device)?,
+        Cmd::Export(a) => words::translate::export(a, device)?,
+        Cmd::Convert(c) => words::convert::convert(c, device)?,
+        Cmd::Bench(BenchCmd::Csls(a)) => println!("{}", bench::csls(a, device)?),
+        Cmd::Bench(BenchCmd::Load(a)) => println!("{}", bench::load(a)?),
+    }
+    Ok(())
+}
+
+/// Makes glibc's malloc keep large freed blocks for reuse. libtorch
+/// allocates its temporaries afresh on every operation; by default glibc
+/// serves blocks over 128 KiB with `mmap` and returns them on `free`, so a
+/// training step touching a few 2048×2048 matrices pays for zeroing fresh
+/// pages every time (the adversarial discriminator step ran 20–25% slower).
+/// Freed blocks of up to 32 MiB (glibc's limit) now stay in the heap.
+fn keep_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only changes allocator parameters; called once at start-up.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
     }
 }

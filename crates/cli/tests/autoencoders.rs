@@ -1,80 +1,20 @@
 //! End-to-end tests of `embedlab train / eval / latent` on small generated
-//! MNIST-format IDX files.
+//! image files (the test kit's bars, in IDX and CIFAR formats).
+use embedlab_testkit::{
+    fails, json, metric, metrics_lines, ok, report, write_cifar, write_idx_dataset,
+};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn embedlab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_embedlab"))
-        .args(["--threads", "1"])
-        .args(args)
-        .output()
-        .expect("run embedlab")
-}
-
-fn ok(o: &Output) -> String {
-    let (out, err) = (
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr),
-    );
-    assert!(o.status.success(), "stdout:\n{out}\nstderr:\n{err}");
-    format!("{out}{err}")
-}
-
-fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
-    let mut b = vec![0, 0, 8, dims.len() as u8];
-    for d in dims {
-        b.extend_from_slice(&d.to_be_bytes());
-    }
-    b.extend_from_slice(data);
-    b
-}
-
-/// 12×12 images of four classes (a bar in one of four places), with noise.
-fn write_dataset(dir: &Path, n_train: u32, n_test: u32) {
-    let mut state = 12345u64;
-    let mut rnd = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % 1000) as f64 / 1000.0
-    };
-    for (stem, n) in [("train", n_train), ("t10k", n_test)] {
-        let mut px = vec![];
-        let mut lab = vec![];
-        for i in 0..n {
-            let c = (i % 4) as usize;
-            lab.push(c as u8);
-            for r in 0..12 {
-                for col in 0..12 {
-                    let on = (r / 3 == c) || (col / 3 == c && r % 2 == 0);
-                    let v = if on { 0.85 + 0.15 * rnd() } else { 0.1 * rnd() };
-                    px.push((v * 255.0) as u8);
-                }
-            }
-        }
-        std::fs::write(
-            dir.join(format!("{stem}-images-idx3-ubyte")),
-            idx(&[n, 12, 12], &px),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join(format!("{stem}-labels-idx1-ubyte")),
-            idx(&[n], &lab),
-        )
-        .unwrap();
-    }
-}
-
-fn json(p: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    embedlab_testkit::run(env!("CARGO_BIN_EXE_embedlab"), args)
 }
 
 #[test]
-fn train_vae_writes_a_run_and_resume_continues() {
+fn train_cvae_writes_a_run_and_resume_continues() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    write_dataset(&data, 400, 100);
+    write_idx_dataset(&data, 400, 100, 12);
     let run = d.path().join("run");
     let common = [
         "--data",
@@ -105,15 +45,15 @@ fn train_vae_writes_a_run_and_resume_continues() {
     args.extend(common);
     let out = ok(&embedlab(&args));
     assert!(
-        out.contains("ELBO") && out.contains("IWAE, k = 50"),
+        out.contains("test ELBO") && out.contains("IWAE bound, k = 50"),
         "{out}"
     );
     for f in [
+        "run.json",
         "config.json",
         "env.json",
         "metrics.jsonl",
         "checkpoint.safetensors",
-        "checkpoint.json",
         "best.safetensors",
         "report.json",
         "samples.png",
@@ -126,14 +66,22 @@ fn train_vae_writes_a_run_and_resume_continues() {
     ] {
         assert!(run.join(f).is_file(), "{f} missing");
     }
-    let r = json(&run.join("report.json"));
-    let nll = r["test"]["nll_iwae"].as_f64().unwrap();
-    let elbo = r["test"]["elbo"].as_f64().unwrap();
+    assert_eq!(json(&run.join("run.json"))["kind"], "train");
+    let r = report(&run);
+    assert_eq!(r["section"], "Image models");
+    let nll = metric(&r, "test NLL");
+    let elbo = metric(&r, "test ELBO");
     assert!(nll > 0.0 && elbo < 0.0, "{r}");
-    assert!(
-        r["probe"]["codes"]["test_accuracy"].as_f64().unwrap() > 0.5,
-        "{r}"
-    );
+    assert!(metric(&r, "probe, codes") > 50.0, "{r}");
+    assert!(metric(&r, "probe, pixels") > 50.0, "{r}");
+    assert!(metric(&r, "8-NN same class, PCA-4") > 0.0, "{r}");
+    let figures: Vec<&str> = r["figures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["file"].as_str().unwrap())
+        .collect();
+    assert!(figures.contains(&"class-samples.png") && figures.contains(&"query-0.png"));
     // Resume to 3 epochs: only epoch 3 runs, the log keeps 1 and 2.
     let out = ok(&embedlab(&[
         "--seed",
@@ -144,28 +92,44 @@ fn train_vae_writes_a_run_and_resume_continues() {
         run.to_str().unwrap(),
         "--epochs",
         "3",
-        "--iwae-k",
-        "0",
-        "--no-images",
     ]));
     assert!(
         out.contains("epoch   3") && !out.contains("epoch   2"),
         "{out}"
     );
-    let epochs: Vec<i64> = std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["epoch"]
-                .as_i64()
-                .unwrap()
-        })
+    let epochs: Vec<i64> = metrics_lines(&run)
+        .iter()
+        .map(|l| l["epoch"].as_i64().unwrap())
         .collect();
     assert_eq!(epochs, [1, 2, 3]);
-    // Resuming as another model is refused.
-    let o = embedlab(&["train", "vae", "--resume", run.to_str().unwrap()]);
-    assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("holds a cvae run, not a vae"));
+    // Resuming as another model, or with other options, is refused.
+    let e = fails(&embedlab(&[
+        "train",
+        "vae",
+        "--resume",
+        run.to_str().unwrap(),
+    ]));
+    assert!(e.contains("holds a cvae run, not a vae run"), "{e}");
+    let e = fails(&embedlab(&[
+        "train",
+        "cvae",
+        "--resume",
+        run.to_str().unwrap(),
+        "--hidden",
+        "8",
+        "--epochs",
+        "4",
+    ]));
+    assert!(e.contains("--hidden cannot change on --resume"), "{e}");
+    let e = fails(&embedlab(&[
+        "train",
+        "cvae",
+        "--resume",
+        run.to_str().unwrap(),
+        "--epochs",
+        "2",
+    ]));
+    assert!(e.contains("already has 3 epochs"), "{e}");
     // The latent tools on the finished run.
     let out = ok(&embedlab(&[
         "latent",
@@ -175,7 +139,7 @@ fn train_vae_writes_a_run_and_resume_continues() {
         "200",
     ]));
     assert!(
-        out.contains("raw pixels") && run.join("probe.json").is_file(),
+        out.contains("probe, pixels") && run.join("probe.json").is_file(),
         "{out}"
     );
     let out = ok(&embedlab(&[
@@ -220,10 +184,10 @@ fn train_vae_writes_a_run_and_resume_continues() {
         "10",
     ]));
     assert!(
-        out.contains("k = 20") && run.join("eval-k20.json").is_file(),
+        out.contains("k = 20") && run.join("eval-k20-n10.json").is_file(),
         "{out}"
     );
-    let o = embedlab(&[
+    let e = fails(&embedlab(&[
         "latent",
         "interpolate",
         run.to_str().unwrap(),
@@ -231,14 +195,14 @@ fn train_vae_writes_a_run_and_resume_continues() {
         "0",
         "--to",
         "100000",
-    ]);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("test image 100000 does not exist"));
+    ]));
+    assert!(e.contains("test image 100000 is out of range"), "{e}");
 }
 
 #[test]
 fn ae_samples_from_a_fitted_gaussian_and_gaussian_decoder_trains() {
     let d = tempfile::tempdir().unwrap();
-    write_dataset(d.path(), 200, 40);
+    write_idx_dataset(d.path(), 200, 40, 12);
     let run = d.path().join("ae");
     let out = ok(&embedlab(&[
         "train",
@@ -259,69 +223,55 @@ fn ae_samples_from_a_fitted_gaussian_and_gaussian_decoder_trains() {
         run.to_str().unwrap(),
     ]));
     assert!(
-        out.contains("MSE per pixel") && !out.contains("ELBO"),
+        out.contains("rec. MSE") && !out.contains("ELBO") && !out.contains("test NLL"),
         "{out}"
     );
     assert!(run.join("samples.png").is_file());
+    let r = report(&run);
+    let caption = r["figures"][0]["caption"].as_str().unwrap();
+    assert!(
+        caption.contains("Gaussian fitted to the training codes"),
+        "{caption}"
+    );
 }
 
 #[test]
 fn corrupt_data_and_identity_network() {
     let d = tempfile::tempdir().unwrap();
-    write_dataset(d.path(), 20, 8);
+    write_idx_dataset(d.path(), 20, 8, 12);
     let p = d.path().join("t10k-images-idx3-ubyte");
     let b = std::fs::read(&p).unwrap();
     std::fs::write(&p, &b[..b.len() - 7]).unwrap();
-    let o = embedlab(&[
+    let err = fails(&embedlab(&[
         "train",
         "vae",
         "--data",
         d.path().to_str().unwrap(),
         "--out",
         d.path().join("r").to_str().unwrap(),
-    ]);
-    assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
+    ]));
     assert!(
         err.contains("t10k-images-idx3-ubyte") && err.contains("truncated"),
         "{err}"
     );
-    assert!(!err.contains("panicked"), "{err}");
+    let id = d.path().join("id");
     let out = ok(&embedlab(&[
         "train",
         "identity",
         "--out",
-        d.path().join("id").to_str().unwrap(),
+        id.to_str().unwrap(),
     ]));
     assert!(out.contains("8/8 inputs reconstructed"), "{out}");
     assert!(out.contains("10000000"), "{out}");
+    let r = report(&id);
+    assert_eq!(metric(&r, "inputs reconstructed"), 8.0);
+    assert_eq!(metrics_lines(&id).len(), 30, "30 epochs of 100 steps");
 }
 
 #[test]
 fn cifar_batches_train_a_conv_vae_with_colour_grids() {
     let d = tempfile::tempdir().unwrap();
-    // Two training batches and a test batch of 32×32 RGB images: class c is
-    // a colour (red, green, blue, grey) with noise.
-    let mut state = 7u32;
-    let mut write = |name: &str, n: usize| {
-        let mut b = Vec::new();
-        for i in 0..n {
-            let c = i % 4;
-            b.push(c as u8);
-            for ch in 0..3 {
-                for _ in 0..1024 {
-                    state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                    let noise = (state >> 27) as u8;
-                    let on = c == 3 || ch == c;
-                    b.push(if on { 200 + noise } else { noise });
-                }
-            }
-        }
-        std::fs::write(d.path().join(name), b).unwrap();
-    };
-    write("data_batch_1.bin", 48);
-    write("data_batch_2.bin", 48);
-    write("test_batch.bin", 24);
+    write_cifar(d.path(), 2, 48, 24);
     let run = d.path().join("run");
     let out = ok(&embedlab(&[
         "train",
@@ -356,16 +306,19 @@ fn cifar_batches_train_a_conv_vae_with_colour_grids() {
     let img = image_size(&run.join("samples.png"));
     // 10 columns of 64-pixel (2× scaled) images with 2-pixel gutters.
     assert_eq!(img.0, 10 * 64 + 11 * 2);
-    let r = json(&run.join("report.json"));
-    assert!(r["test"]["nll_iwae"].as_f64().unwrap().is_finite(), "{r}");
+    assert!(metric(&report(&run), "test NLL").is_finite());
     // A truncated batch is refused by name.
     let p = d.path().join("data_batch_2.bin");
     let b = std::fs::read(&p).unwrap();
     std::fs::write(&p, &b[..b.len() - 1]).unwrap();
-    let o = embedlab(&["train", "vae", "--data", d.path().to_str().unwrap()]);
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = fails(&embedlab(&[
+        "train",
+        "vae",
+        "--data",
+        d.path().to_str().unwrap(),
+    ]));
     assert!(
-        !o.status.success() && err.contains("data_batch_2.bin") && err.contains("truncated"),
+        err.contains("data_batch_2.bin") && err.contains("truncated"),
         "{err}"
     );
 }

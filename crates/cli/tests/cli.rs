@@ -1,5 +1,5 @@
 //! End-to-end tests of the `embedlab` binary on small generated data.
-use std::path::{Path, PathBuf};
+use embedlab_testkit::{fails, metric, metrics_lines, report, rotated_pair, write_vec};
 use std::process::{Command, Output};
 use tch::{Device, Kind, Tensor};
 
@@ -8,59 +8,6 @@ fn embedlab(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run embedlab")
-}
-
-fn write_vec(path: &Path, words: &[String], t: &Tensor) {
-    let (n, d) = t.size2().unwrap();
-    let mut s = format!("{n} {d}\n");
-    for (i, w) in words.iter().enumerate() {
-        let row = Vec::<f32>::try_from(t.get(i as i64)).unwrap();
-        s.push_str(w);
-        for v in row {
-            s.push_str(&format!(" {v}"));
-        }
-        s.push('\n');
-    }
-    std::fs::write(path, s).unwrap();
-}
-
-/// Source vectors, a rotated + noisy target copy, and a dictionary of all pairs.
-fn rotated_pair(dir: &Path, n: i64, d: i64, noise: f64) -> (PathBuf, PathBuf, PathBuf) {
-    tch::manual_seed(42);
-    let x = Tensor::randn([n, d], (Kind::Float, Device::Cpu));
-    let (q, _) = Tensor::linalg_qr(
-        &Tensor::randn([d, d], (Kind::Double, Device::Cpu)),
-        "reduced",
-    );
-    let y = x.matmul(&q.to_kind(Kind::Float))
-        + Tensor::randn([n, d], (Kind::Float, Device::Cpu)) * noise;
-    let src: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
-    let tgt: Vec<String> = (0..n).map(|i| format!("t{i}")).collect();
-    let (a, b, c) = (
-        dir.join("src.vec"),
-        dir.join("tgt.vec"),
-        dir.join("dict.txt"),
-    );
-    write_vec(&a, &src, &x);
-    write_vec(&b, &tgt, &y);
-    let dict: String = (0..n).map(|i| format!("s{i} t{i}\n")).collect();
-    std::fs::write(&c, dict).unwrap();
-    (a, b, c)
-}
-
-fn report(run: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap()
-}
-
-fn p_at_1(r: &serde_json::Value, retrieval: &str) -> f64 {
-    r["precision"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["retrieval"] == retrieval)
-        .unwrap()["at"]["1"]
-        .as_f64()
-        .unwrap()
 }
 
 #[test]
@@ -94,12 +41,18 @@ fn supervised_procrustes_recovers_a_rotation_then_translates_and_exports() {
         String::from_utf8_lossy(&out.stderr)
     );
     let r = report(&run);
-    assert_eq!(r["test_pairs"], 200);
-    assert_eq!(r["train_pairs"], 400);
-    assert!(p_at_1(&r, "nn") >= 99.0, "{r}");
-    assert!(p_at_1(&r, "csls10") >= 99.0, "{r}");
-    assert_eq!(r["iterations"].as_array().unwrap().len(), 3);
+    assert_eq!(r["details"]["test_pairs"], 200);
+    assert_eq!(r["details"]["train_pairs"], 400);
+    assert!(metric(&r, "NN P@1") >= 99.0, "{r}");
+    assert!(metric(&r, "CSLS P@1") >= 99.0, "{r}");
+    assert_eq!(metric(&r, "test words"), 200.0);
+    assert_eq!(r["details"]["iterations"].as_array().unwrap().len(), 3);
+    assert!(r["tables"][0]["title"]
+        .as_str()
+        .unwrap()
+        .contains("translation examples"));
     for f in [
+        "run.json",
         "config.json",
         "env.json",
         "metrics.jsonl",
@@ -211,10 +164,13 @@ fn least_squares_maps_between_different_dimensions() {
     );
     let r = report(&run);
     assert_eq!(
-        (r["src_dim"].as_u64(), r["tgt_dim"].as_u64()),
+        (
+            r["details"]["src_dim"].as_u64(),
+            r["details"]["tgt_dim"].as_u64()
+        ),
         (Some(12), Some(20))
     );
-    assert!(p_at_1(&r, "nn") >= 99.0, "{r}");
+    assert!(metric(&r, "NN P@1") >= 99.0, "{r}");
 }
 
 #[test]
@@ -288,12 +244,12 @@ fn bad_inputs_fail_with_clear_messages() {
             "cannot reduce 4-dimensional vectors to 9",
         ),
     ];
-    for (args, want) in cases {
+    for (i, (args, want)) in cases.into_iter().enumerate() {
         let mut all = vec![
             "align".to_string(),
             "supervised".into(),
             "--out".into(),
-            p("run"),
+            p(&format!("run{i}")),
         ];
         all.extend(args);
         let refs: Vec<&str> = all.iter().map(String::as_str).collect();
@@ -355,8 +311,13 @@ fn unsupervised_self_learning_recovers_a_permuted_rotated_copy() {
         String::from_utf8_lossy(&out.stderr)
     );
     let r = report(&run);
-    assert!(p_at_1(&r, "csls10") >= 99.0, "{r}");
-    assert!(r["self_learning"]["iterations"].as_u64().unwrap() > 3);
+    assert!(metric(&r, "CSLS P@1") >= 99.0, "{r}");
+    assert!(
+        r["details"]["self_learning"]["iterations"]
+            .as_u64()
+            .unwrap()
+            > 3
+    );
     let jsonl = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     assert!(
         jsonl
@@ -433,51 +394,60 @@ fn adversarial_runs_checkpoints_and_resumes_at_the_next_epoch() {
     );
     for f in [
         "checkpoint.safetensors",
-        "checkpoint.json",
+        "best.safetensors",
         "map.safetensors",
         "report.json",
     ] {
         assert!(run.join(f).exists(), "{f} missing");
     }
     let r = report(&run);
-    assert_eq!(
-        r["adversarial"]["epochs"].as_array().unwrap().len(),
-        1,
-        "{r}"
-    );
-    assert_eq!(r["adversarial"]["refinement"].as_array().unwrap().len(), 2);
-    assert!(r["adversarial"]["criterion"].as_f64().unwrap() > 0.0);
-    let jsonl = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
-    assert!(jsonl.contains("\"event\":\"epoch\""), "{jsonl}");
+    let adv = &r["details"]["adversarial"];
+    assert_eq!(adv["epochs"].as_array().unwrap().len(), 1, "{r}");
+    assert_eq!(adv["refinement"].as_array().unwrap().len(), 2);
+    assert!(metric(&r, "criterion") > 0.0);
     // Resuming with two epochs runs the second one only.
-    let out = call(args("2", "16", true));
+    let resume = |extra: &[&str]| {
+        let mut a = vec!["align", "unsupervised", "--resume", run.to_str().unwrap()];
+        a.extend(extra);
+        embedlab(&a)
+    };
+    let out = resume(&["--epochs", "2"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("resuming after epoch 1 of 2"), "{err}");
     let r = report(&run);
-    let epochs: Vec<u64> = r["adversarial"]["epochs"]
+    let epochs: Vec<u64> = r["details"]["adversarial"]["epochs"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| e["epoch"].as_u64().unwrap())
         .collect();
-    assert_eq!(epochs, vec![0, 1]);
-    // metrics.jsonl keeps the first run's lines and adds the second epoch's.
-    let jsonl = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
-    let epoch_lines: Vec<&str> = jsonl
-        .lines()
-        .filter(|l| l.contains("\"event\":\"epoch\""))
-        .collect();
-    assert_eq!(epoch_lines.len(), 2, "{jsonl}");
-    // Other options than the checkpoint's are refused, naming the file.
-    let out = call(args("3", "32", true));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    assert_eq!(epochs, vec![1, 2]);
+    // metrics.jsonl: each epoch once, then this invocation's refinement.
+    let lines = metrics_lines(&run);
+    let epoch_lines: Vec<u64> = lines.iter().filter_map(|l| l["epoch"].as_u64()).collect();
+    assert_eq!(epoch_lines, [1, 2]);
+    assert_eq!(
+        lines.iter().filter(|l| l["event"] == "refinement").count(),
+        2
+    );
+    // Resuming the finished run again changes nothing and logs no epoch twice.
+    let out = resume(&["--epochs", "2"]);
+    assert!(out.status.success());
+    let lines = metrics_lines(&run);
+    assert_eq!(
+        lines
+            .iter()
+            .filter_map(|l| l["epoch"].as_u64())
+            .collect::<Vec<_>>(),
+        [1, 2]
+    );
+    // Other options than the run's are refused, naming them.
+    let err = fails(&resume(&["--epochs", "3", "--dis-hidden", "32"]));
     assert!(
-        err.contains("checkpoint.json") && err.contains("other adversarial options"),
+        err.contains("--dis-hidden cannot change on --resume"),
         "{err}"
     );
-    assert!(!err.contains("panicked"), "{err}");
     // The map translates like any other run's.
     let out = embedlab(&["translate", "--run", run.to_str().unwrap(), "-k", "1", "s3"]);
     assert!(

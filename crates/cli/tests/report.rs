@@ -3,60 +3,19 @@
 //! headless Chromium: every image decodes, every table is laid out, the
 //! failure is reported, nothing is fetched from outside. A screenshot is
 //! kept in target/test-artefacts/report.png.
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn embedlab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_embedlab"))
-        .args(["--threads", "1"])
-        .args(args)
-        .output()
-        .expect("run embedlab")
+    embedlab_testkit::run(env!("CARGO_BIN_EXE_embedlab"), args)
 }
 
-fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
-    let mut b = vec![0, 0, 8, dims.len() as u8];
-    for d in dims {
-        b.extend_from_slice(&d.to_be_bytes());
-    }
-    b.extend_from_slice(data);
-    b
-}
-
-/// data/fashion-mnist: 12×12 images of 4 classes; data/mnist: a truncated CSV.
+/// data/fashion-mnist: 12×12 bars of 4 classes; data/mnist-5k: a truncated CSV.
 fn write_data(root: &Path) {
-    let f = root.join("fashion-mnist");
-    std::fs::create_dir_all(&f).unwrap();
-    for (stem, n) in [("train", 300u32), ("t10k", 60)] {
-        let mut px = vec![];
-        let mut lab = vec![];
-        for i in 0..n {
-            let c = (i % 4) as usize;
-            lab.push(c as u8);
-            for r in 0..12 {
-                for col in 0..12 {
-                    let on = r / 3 == c || (col / 3 == c && r % 2 == 0);
-                    px.push(if on {
-                        230 - (i % 20) as u8
-                    } else {
-                        (i % 13) as u8
-                    });
-                }
-            }
-        }
-        std::fs::write(
-            f.join(format!("{stem}-images-idx3-ubyte")),
-            idx(&[n, 12, 12], &px),
-        )
-        .unwrap();
-        std::fs::write(f.join(format!("{stem}-labels-idx1-ubyte")), idx(&[n], &lab)).unwrap();
-    }
-    let m = root.join("mnist");
+    embedlab_testkit::write_idx_dataset(&root.join("fashion-mnist"), 300, 60, 12);
+    let m = root.join("mnist-5k");
     std::fs::create_dir_all(&m).unwrap();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(b"0,0,0,0,1\n0,0,0,0,2\n0,0,0\n").unwrap();
-    std::fs::write(m.join("mnist_5k.csv.gz"), gz.finish().unwrap()).unwrap();
+    embedlab_testkit::gzip(&m.join("mnist_5k.csv.gz"), b"0,0,0,0,1\n0,0,0,0,2\n0,0,0\n");
 }
 
 /// A small supervised word-translation run (a rotated copy, all pairs).

@@ -2,9 +2,10 @@
 //! how linearly separable the classes are in a representation (raw pixels
 //! vs learned codes). Features are standardised with the training
 //! statistics; the classifier is trained full-batch with L2 weight decay
-//! by Adam, seeded.
+//! by Adam (embedlab's own, as every model), seeded.
+use embedlab_train::{OptimConfig, Optimizer};
 use serde::{Deserialize, Serialize};
-use tch::nn::{self, Module, OptimizerConfig};
+use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -64,13 +65,17 @@ pub fn linear_probe(
     let d = xtr.size()[1];
     let vs = nn::VarStore::new(xtr.device());
     let lin = nn::linear(vs.root(), d, classes, Default::default());
-    let mut opt = nn::Adam::default()
-        .wd(cfg.weight_decay)
-        .build(&vs, cfg.lr)
-        .expect("optimiser");
+    let mut oc = OptimConfig::adam(cfg.lr);
+    oc.weight_decay = cfg.weight_decay;
+    let mut params: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    params.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut opt = Optimizer::new("probe", params, &oc);
     for _ in 0..cfg.steps {
         let loss = lin.forward(&xtr).cross_entropy_for_logits(y_train);
-        opt.backward_step(&loss);
+        let mut g = opt
+            .gradients(&loss)
+            .expect("the probe's loss reaches its weights");
+        let _ = opt.step(&mut g);
     }
     let _g = tch::no_grad_guard();
     ProbeResult {

@@ -6,11 +6,14 @@
 //! input (MLP) or its convolutional features (conv), and the latent code at
 //! the decoder's input.
 use crate::batches::Split;
+use crate::capabilities::{
+    encode_all, Decode, Density, DensityKind, Encode, ImageModel, Prior, Sample,
+};
 use crate::error::{ModelError, Result};
 use crate::likelihood::{
     bernoulli_log_prob, gaussian_log_prob, kl_std_normal, std_normal_log_prob,
 };
-use crate::train::Trainable;
+use embedlab_train::{Batch, Better, Group, Losses, Metric, Progress, Trainable};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tch::nn::{self, Module};
@@ -146,13 +149,6 @@ pub struct AutoEncoder {
     x_logvar: Option<Tensor>,
 }
 
-/// One batch of a loss: the scalar to minimise and its parts (batch means,
-/// per image).
-pub struct Losses {
-    pub loss: Tensor,
-    pub parts: Vec<(&'static str, Tensor)>,
-}
-
 impl AutoEncoder {
     pub fn new(cfg: AeConfig, device: Device) -> Result<Self> {
         cfg.check()?;
@@ -246,7 +242,11 @@ impl AutoEncoder {
 
     /// Encoder output: the code (AE) or (mean, log-variance) (VAE).
     /// `x`: images n × c × h × w (or n × d) in [0, 1]; `y`: labels (i64).
-    pub fn encode(&self, x: &Tensor, y: Option<&Tensor>) -> Result<(Tensor, Option<Tensor>)> {
+    pub fn encode_params(
+        &self,
+        x: &Tensor,
+        y: Option<&Tensor>,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         let oh = self.one_hot(y, x.kind())?;
         let n = x.size()[0];
         let out = match &self.enc {
@@ -282,7 +282,7 @@ impl AutoEncoder {
     /// The code used as the image's representation: the AE code or the
     /// VAE posterior mean.
     pub fn embed(&self, x: &Tensor, y: Option<&Tensor>) -> Result<Tensor> {
-        Ok(self.encode(x, y)?.0)
+        Ok(self.encode_params(x, y)?.0)
     }
 
     /// Decoder output, flattened (n × d): logits (Bernoulli) or means
@@ -342,24 +342,20 @@ impl AutoEncoder {
 
     /// The loss on one batch (images already binarised or dequantised as
     /// the likelihood needs), with the KL weight for this step.
-    pub fn loss(&self, x: &Tensor, y: Option<&Tensor>, kl_weight: f64) -> Result<Losses> {
-        let (mu, logvar) = self.encode(x, y)?;
+    pub fn objective(&self, x: &Tensor, y: Option<&Tensor>, kl_weight: f64) -> Result<Losses> {
+        let (mu, logvar) = self.encode_params(x, y)?;
         Ok(match logvar {
             None => {
                 let rec = -self.log_likelihood(x, &mu, y)?.mean(None::<Kind>);
-                Losses {
-                    loss: rec.shallow_clone(),
-                    parts: vec![("rec", rec)],
-                }
+                Losses::single(rec.shallow_clone()).part("rec", &rec)
             }
             Some(lv) => {
                 let z = &mu + (&lv * 0.5).exp() * mu.randn_like();
                 let rec = -self.log_likelihood(x, &z, y)?.mean(None::<Kind>);
                 let kl = kl_std_normal(&mu, &lv).mean(None::<Kind>);
-                Losses {
-                    loss: &rec + &kl * kl_weight,
-                    parts: vec![("rec", rec), ("kl", kl)],
-                }
+                Losses::single(&rec + &kl * kl_weight)
+                    .part("rec", &rec)
+                    .part("kl", &kl)
             }
         })
     }
@@ -377,7 +373,7 @@ impl AutoEncoder {
     /// Per image: the ELBO (one posterior sample, analytic KL) for a VAE;
     /// for an AE, log p(x | code) (the negated reconstruction error).
     pub fn elbo(&self, x: &Tensor, y: Option<&Tensor>) -> Result<(Tensor, Tensor, Tensor)> {
-        let (mu, logvar) = self.encode(x, y)?;
+        let (mu, logvar) = self.encode_params(x, y)?;
         Ok(match logvar {
             None => {
                 let ll = self.log_likelihood(x, &mu, y)?;
@@ -412,7 +408,7 @@ impl AutoEncoder {
         for i in 0..n {
             let xi = x.narrow(0, i, 1);
             let yi = y.map(|t| t.narrow(0, i, 1));
-            let (mu, lv) = self.encode(&xi, yi.as_ref())?;
+            let (mu, lv) = self.encode_params(&xi, yi.as_ref())?;
             let lv = lv.expect("VAE");
             let std = (&lv * 0.5).exp();
             let mut weights = Vec::new();
@@ -436,20 +432,6 @@ impl AutoEncoder {
             out.push(w.logsumexp([0], false) - (k as f64).ln());
         }
         Ok(Tensor::stack(&out, 0))
-    }
-
-    /// Samples from the model's prior (VAE) — for conditional models, of the
-    /// given classes. Returns mean images.
-    pub fn sample_prior(&self, n: i64, y: Option<&Tensor>) -> Result<Tensor> {
-        let _g = tch::no_grad_guard();
-        let kind = self
-            .vs
-            .variables()
-            .values()
-            .next()
-            .map_or(Kind::Float, |t| t.kind());
-        let z = Tensor::randn([n, self.cfg.latent], (kind, self.device()));
-        self.decode_mean(&z, y)
     }
 
     /// Images as the likelihood models them: binarised (Bernoulli with
@@ -487,20 +469,200 @@ impl AutoEncoder {
     }
 }
 
+impl AutoEncoder {
+    fn labels<'a>(&self, y: &'a Tensor) -> Option<&'a Tensor> {
+        Some(y).filter(|_| self.cfg.conditional)
+    }
+}
+
 impl Trainable for AutoEncoder {
-    fn var_store(&self) -> &nn::VarStore {
-        &self.vs
+    type Data = Split;
+    type Error = ModelError;
+    fn kind(&self) -> String {
+        self.cfg.name().into()
     }
     fn config_json(&self) -> serde_json::Value {
         serde_json::to_value(&self.cfg).expect("serialisable")
     }
-    fn batch_loss(&self, x: &Tensor, y: &Tensor, epochs_done: f64) -> Result<Losses> {
-        let x = self.prepare_input(x);
-        let y = Some(y).filter(|_| self.cfg.conditional);
-        self.loss(&x, y, self.kl_weight(epochs_done))
+    fn var_store(&self) -> &nn::VarStore {
+        &self.vs
     }
-    fn evaluate(&self, split: &Split) -> Result<BTreeMap<String, f64>> {
-        self.evaluate_split(split, 500)
+    fn groups(&self) -> Vec<Group> {
+        vec![Group::new("model", &["enc", "dec"])]
+    }
+    fn loss(&mut self, _group: &str, b: &Batch, at: &Progress) -> Result<Losses> {
+        let x = self.prepare_input(&b.x);
+        self.objective(&x, self.labels(&b.y), self.kl_weight(at.done))
+    }
+    fn validate(&mut self, valid: &Split) -> Result<BTreeMap<String, f64>> {
+        self.evaluate_split(valid, 500)
+    }
+}
+
+impl Encode for AutoEncoder {
+    fn code_dim(&self) -> i64 {
+        self.cfg.latent
+    }
+    fn needs_labels(&self) -> bool {
+        self.cfg.conditional
+    }
+    fn what(&self) -> String {
+        match self.cfg.family {
+            Family::Ae => format!("{} codes", self.cfg.name().to_uppercase()),
+            Family::Vae => format!("{} posterior means", self.cfg.name().to_uppercase()),
+        }
+    }
+    fn encode(&self, x: &Tensor, y: Option<&Tensor>) -> Result<Tensor> {
+        self.embed(x, y)
+    }
+}
+
+impl Decode for AutoEncoder {
+    fn latent_dim(&self) -> i64 {
+        self.cfg.latent
+    }
+    fn needs_labels(&self) -> bool {
+        self.cfg.conditional
+    }
+    fn prior(&self) -> Prior {
+        match self.cfg.family {
+            Family::Vae => Prior::StandardNormal,
+            Family::Ae => Prior::Codes,
+        }
+    }
+    fn decode(&self, z: &Tensor, y: Option<&Tensor>) -> Result<Tensor> {
+        self.decode_mean(z, y)
+    }
+}
+
+/// A VAE samples from its prior; the temperature scales the latent draws.
+impl Sample for AutoEncoder {
+    fn needs_labels(&self) -> bool {
+        self.cfg.conditional
+    }
+    fn sample(&self, n: i64, y: Option<&Tensor>, temperature: f64) -> Result<Tensor> {
+        let _g = tch::no_grad_guard();
+        let z = Tensor::randn([n, self.cfg.latent], (Kind::Float, self.device())) * temperature;
+        self.decode_mean(&z, y)
+    }
+}
+
+/// A VAE's importance-weighted bound on −log p(x) (−log p(x | y) when
+/// conditional), the encoder as proposal.
+impl Density for AutoEncoder {
+    fn needs_labels(&self) -> bool {
+        self.cfg.conditional
+    }
+    fn density_kind(&self, samples: i64) -> DensityKind {
+        DensityKind::UpperBound(format!("IWAE bound, k = {samples}"))
+    }
+    fn nll(&self, x: &Tensor, y: Option<&Tensor>, samples: i64) -> Result<Tensor> {
+        let x = self.prepare_input(x);
+        Ok(-self.iwae(&x, y, samples, 1000)?)
+    }
+}
+
+impl ImageModel for AutoEncoder {
+    fn name(&self) -> String {
+        self.cfg.name().into()
+    }
+    fn describe(&self) -> String {
+        let arch = match self.cfg.arch {
+            Arch::Mlp => format!(
+                "MLP {}",
+                self.cfg
+                    .hidden
+                    .iter()
+                    .map(|h| h.to_string())
+                    .collect::<Vec<_>>()
+                    .join("-")
+            ),
+            Arch::Conv => format!("conv, fc {}", self.cfg.hidden[0]),
+        };
+        format!(
+            "{} ({arch}, latent {}, {:?} decoder{}{})",
+            self.cfg.name().to_uppercase(),
+            self.cfg.latent,
+            self.cfg.likelihood,
+            if self.cfg.beta != 1.0 && self.cfg.family == Family::Vae {
+                format!(", β {}", self.cfg.beta)
+            } else {
+                String::new()
+            },
+            if self.cfg.binarize {
+                ", dynamic binarisation"
+            } else {
+                ""
+            }
+        )
+    }
+    fn classes(&self) -> i64 {
+        self.cfg.classes
+    }
+    fn encoder(&self) -> Option<&dyn Encode> {
+        Some(self)
+    }
+    fn decoder(&self) -> Option<&dyn Decode> {
+        Some(self)
+    }
+    fn sampler(&self) -> Option<&dyn Sample> {
+        (self.cfg.family == Family::Vae).then_some(self as &dyn Sample)
+    }
+    fn density(&self) -> Option<&dyn Density> {
+        (self.cfg.family == Family::Vae).then_some(self as &dyn Density)
+    }
+    /// Test ELBO and its parts (one posterior sample, analytic KL), the
+    /// reconstruction term, and how many latent units the VAE uses.
+    fn family_metrics(&self, test: &Split) -> Result<Vec<Metric>> {
+        let m = self.evaluate_split(test, 500)?;
+        let nats = "nats/image";
+        let mut out = vec![];
+        let mut push = |name: &str, value: f64, unit: &str, better: Better, note: &str| {
+            out.push(Metric {
+                name: name.into(),
+                value,
+                unit: unit.into(),
+                better,
+                note: (!note.is_empty()).then(|| note.to_string()),
+            })
+        };
+        if let Some(e) = m.get("elbo") {
+            push(
+                "test ELBO",
+                *e,
+                nats,
+                Better::Higher,
+                "one posterior sample, analytic KL",
+            );
+        }
+        push(
+            "rec. −log p(x|z)",
+            m["rec"],
+            nats,
+            Better::Lower,
+            match self.cfg.family {
+                Family::Vae => "one posterior sample",
+                Family::Ae => "at the code",
+            },
+        );
+        if let Some(k) = m.get("kl") {
+            push("KL", *k, nats, Better::Neither, "");
+        }
+        if self.cfg.family == Family::Vae {
+            let codes = encode_all(self, &test.x, &test.y, 1000)?;
+            let active = crate::latent::activity(&codes)
+                .iter()
+                .filter(|&&v| v > 0.01)
+                .count();
+            push(
+                "active units",
+                active as f64,
+                &format!("of {}", self.cfg.latent),
+                Better::Neither,
+                "posterior-mean variance > 0.01 (Burda et al. 2016)",
+            );
+        }
+        Ok(out)
     }
 }
 
@@ -537,14 +699,14 @@ mod tests {
                     for lik in [Likelihood::Bernoulli, Likelihood::Gaussian] {
                         let m = AutoEncoder::new(tiny(fam, arch, cond, lik), Device::Cpu).unwrap();
                         let yy = cond.then_some(&y);
-                        let l = m.loss(&x, yy, 1.0).unwrap();
+                        let l = m.objective(&x, yy, 1.0).unwrap();
                         assert!(l.loss.double_value(&[]).is_finite());
                         assert_eq!(
                             m.decode_mean(&m.embed(&x, yy).unwrap(), yy).unwrap().size(),
                             [5, 1, 8, 8]
                         );
                         if cond {
-                            let e = m.loss(&x, None, 1.0).err().unwrap().to_string();
+                            let e = m.objective(&x, None, 1.0).err().unwrap().to_string();
                             assert!(e.contains("needs class labels"), "{e}");
                         }
                     }

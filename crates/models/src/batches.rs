@@ -3,6 +3,7 @@
 //! per-step host copies.
 use crate::error::{ModelError, Result};
 use embedlab_data::{ImageDataset, ImageSet};
+use embedlab_train::{Batch, Batches};
 use tch::{Device, Kind, Tensor};
 
 /// Images (n × c × h × w, float in [0, 1]) and labels (i64).
@@ -88,6 +89,37 @@ impl Split {
     }
 }
 
+impl Batches for Split {
+    fn items(&self) -> usize {
+        self.len() as usize
+    }
+    fn epoch(&self, batch_size: i64) -> Box<dyn Iterator<Item = Batch> + '_> {
+        Box::new(
+            self.shuffled_batches(batch_size)
+                .map(|(x, y)| Batch::new(x, y)),
+        )
+    }
+}
+
+/// The same full batch, `times` times an epoch (full-batch training of a
+/// tiny problem, e.g. the 8-3-8 network).
+pub struct FullBatch {
+    pub x: Tensor,
+    pub y: Tensor,
+    pub times: usize,
+}
+
+impl Batches for FullBatch {
+    fn items(&self) -> usize {
+        self.x.size()[0] as usize * self.times
+    }
+    fn epoch(&self, _batch_size: i64) -> Box<dyn Iterator<Item = Batch> + '_> {
+        Box::new(
+            (0..self.times).map(|_| Batch::new(self.x.shallow_clone(), self.y.shallow_clone())),
+        )
+    }
+}
+
 pub struct Splits {
     pub train: Split,
     pub valid: Split,
@@ -122,6 +154,12 @@ pub fn prepare(
     seed: u64,
     device: Device,
 ) -> Result<Splits> {
+    if valid == 0 {
+        return Err(ModelError::Invalid(format!(
+            "{}: --valid must be at least 1: the validation images choose the best epoch, and test images never do",
+            ds.source.display()
+        )));
+    }
     if valid >= ds.train.n {
         return Err(ModelError::Invalid(format!(
             "{}: validation size {valid} leaves no training images (the training set has {})",
@@ -135,15 +173,9 @@ pub fn prepare(
         Some(l) => &t[..l.min(t.len())],
         None => t,
     };
-    let valid_set = if valid > 0 {
-        ds.train.select(v)
-    } else {
-        ds.test
-            .select(&(0..ds.test.n.min(1000)).collect::<Vec<_>>())
-    };
     Ok(Splits {
         train: Split::from_images(&ds.train.select(t), device),
-        valid: Split::from_images(&valid_set, device),
+        valid: Split::from_images(&ds.train.select(v), device),
         test: Split::from_images(&ds.test, device),
     })
 }

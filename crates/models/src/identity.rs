@@ -1,109 +1,175 @@
 //! The 8-3-8 identity autoencoder of the course (Mitchell's *Machine
 //! Learning*, ch. 4): eight one-hot inputs squeezed through three sigmoid
 //! units and reconstructed. It rediscovers a roughly binary 3-bit code —
-//! the smallest example of a learned representation.
-use crate::optim::Adam;
-use serde::Serialize;
+//! the smallest example of a learned representation. It trains through the
+//! shared trainer (full batch, Adam), like every other family.
+use crate::batches::FullBatch;
+use crate::error::{ModelError, Result};
+use embedlab_train::{Batch, Group, Losses, Progress, Selection, Trainable};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 
-#[derive(Serialize, Clone, Debug)]
+/// The network's shape (fixed by the exercise, recorded with checkpoints).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct IdentityConfig {
+    pub inputs: i64,
+    pub hidden: i64,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            inputs: 8,
+            hidden: 3,
+        }
+    }
+}
+
+pub struct IdentityNet {
+    pub cfg: IdentityConfig,
+    pub vs: nn::VarStore,
+    enc: nn::Linear,
+    dec: nn::Linear,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct IdentityResult {
-    /// The 3 hidden activations for each of the 8 inputs.
+    /// The hidden activations for each input.
     pub codes: Vec<Vec<f64>>,
     /// The output unit with the largest activation, for each input.
     pub argmax: Vec<i64>,
     /// Inputs reconstructed (argmax output = input).
     pub correct: usize,
     pub final_loss: f64,
-    pub steps: usize,
+}
+
+impl IdentityNet {
+    pub fn new(cfg: IdentityConfig, device: Device) -> Result<Self> {
+        if cfg.inputs < 2 || cfg.hidden < 1 {
+            return Err(ModelError::Invalid(format!(
+                "the identity network needs ≥ 2 inputs and ≥ 1 hidden unit, got {}-{}-{}",
+                cfg.inputs, cfg.hidden, cfg.inputs
+            )));
+        }
+        let vs = nn::VarStore::new(device);
+        let enc = nn::linear(
+            vs.root() / "enc",
+            cfg.inputs,
+            cfg.hidden,
+            Default::default(),
+        );
+        let dec = nn::linear(
+            vs.root() / "dec",
+            cfg.hidden,
+            cfg.inputs,
+            Default::default(),
+        );
+        Ok(Self { cfg, vs, enc, dec })
+    }
+
+    /// The one-hot patterns, repeated `times` an epoch.
+    pub fn data(&self, times: usize) -> FullBatch {
+        let d = self.vs.device();
+        FullBatch {
+            x: Tensor::eye(self.cfg.inputs, (Kind::Float, d)),
+            y: Tensor::arange(self.cfg.inputs, (Kind::Int64, d)),
+            times,
+        }
+    }
+
+    fn hidden(&self, x: &Tensor) -> Tensor {
+        self.enc.forward(x).sigmoid()
+    }
+
+    fn bce(&self, x: &Tensor) -> Tensor {
+        self.dec
+            .forward(&self.hidden(x))
+            .binary_cross_entropy_with_logits::<Tensor>(x, None, None, tch::Reduction::Mean)
+    }
+
+    /// Codes, reconstructions and the final loss.
+    pub fn result(&self) -> Result<IdentityResult> {
+        let _g = tch::no_grad_guard();
+        let x = Tensor::eye(self.cfg.inputs, (Kind::Float, self.vs.device()));
+        let h = self.hidden(&x);
+        let argmax: Vec<i64> = Vec::try_from(&self.dec.forward(&h).argmax(1, false))?;
+        let codes: Vec<Vec<f64>> = (0..self.cfg.inputs)
+            .map(|i| Vec::<f64>::try_from(&h.get(i).to_kind(Kind::Double)))
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(IdentityResult {
+            correct: argmax
+                .iter()
+                .enumerate()
+                .filter(|(i, a)| *i as i64 == **a)
+                .count(),
+            codes,
+            argmax,
+            final_loss: self.bce(&x).double_value(&[]),
+        })
+    }
 }
 
 impl IdentityResult {
     /// The table the course prints: input, hidden values, rounded code.
     pub fn table(&self) -> String {
-        let mut s = String::from("input     hidden (3 units)        code  output\n");
+        let n = self.codes.len();
+        let mut s = format!(
+            "{:<w$}  hidden units                code  output\n",
+            "input",
+            w = n
+        );
         for (i, c) in self.codes.iter().enumerate() {
-            let mut onehot = ['0'; 8];
-            onehot[i] = '1';
-            let bits: String = c
-                .iter()
-                .map(|v| if *v >= 0.5 { '1' } else { '0' })
-                .collect();
+            let onehot: String = (0..n).map(|j| if j == i { '1' } else { '0' }).collect();
             s += &format!(
-                "{}  {:.3} {:.3} {:.3}     {}   {}\n",
-                onehot.iter().collect::<String>(),
-                c[0],
-                c[1],
-                c[2],
-                bits,
+                "{onehot}  {}  {}   {}\n",
+                c.iter()
+                    .map(|v| format!("{v:.3}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                self.bits(i),
                 self.argmax[i]
             );
         }
         s
     }
-}
-
-/// Trains the 8-3-8 network full-batch on the 8 one-hot patterns
-/// (sigmoid units, binary cross-entropy, Adam).
-pub fn train_identity(seed: i64, steps: usize, lr: f64) -> IdentityResult {
-    tch::manual_seed(seed);
-    let vs = nn::VarStore::new(Device::Cpu);
-    let enc = nn::linear(vs.root() / "enc", 8, 3, Default::default());
-    let dec = nn::linear(vs.root() / "dec", 3, 8, Default::default());
-    let mut params: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    params.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut opt = Adam::new(params, lr);
-    let x = Tensor::eye(8, (Kind::Float, Device::Cpu));
-    let mut last = f64::NAN;
-    for _ in 0..steps {
-        let h = enc.forward(&x).sigmoid();
-        let loss = dec.forward(&h).binary_cross_entropy_with_logits::<Tensor>(
-            &x,
-            None,
-            None,
-            tch::Reduction::Mean,
-        );
-        let g = opt.gradients(&loss);
-        opt.step(&g);
-        last = loss.double_value(&[]);
-    }
-    let _g = tch::no_grad_guard();
-    let h = enc.forward(&x).sigmoid();
-    let out = dec.forward(&h);
-    let argmax: Vec<i64> = Vec::try_from(&out.argmax(1, false)).expect("i64");
-    let codes: Vec<Vec<f64>> = (0..8)
-        .map(|i| Vec::<f64>::try_from(&h.get(i).to_kind(Kind::Double)).expect("f64"))
-        .collect();
-    IdentityResult {
-        correct: argmax
+    /// Input `i`'s code rounded to bits.
+    pub fn bits(&self, i: usize) -> String {
+        self.codes[i]
             .iter()
-            .enumerate()
-            .filter(|(i, a)| *i as i64 == **a)
-            .count(),
-        codes,
-        argmax,
-        final_loss: last,
-        steps,
+            .map(|v| if *v >= 0.5 { '1' } else { '0' })
+            .collect()
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn learns_a_distinct_code_for_each_input() {
-        let r = train_identity(0, 3000, 0.05);
-        assert_eq!(r.correct, 8, "{}", r.table());
-        for i in 0..8 {
-            for j in 0..i {
-                let d: f64 = (0..3)
-                    .map(|k| (r.codes[i][k] - r.codes[j][k]).powi(2))
-                    .sum();
-                assert!(d.sqrt() > 0.1, "codes {i} and {j} coincide\n{}", r.table());
-            }
-        }
-        assert!(r.final_loss < 0.1, "{}", r.final_loss);
+impl Trainable for IdentityNet {
+    type Data = FullBatch;
+    type Error = ModelError;
+    fn kind(&self) -> String {
+        "identity".into()
+    }
+    fn config_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.cfg).expect("serialisable")
+    }
+    fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+    fn groups(&self) -> Vec<Group> {
+        vec![Group::new("model", &["enc", "dec"])]
+    }
+    fn loss(&mut self, _g: &str, b: &Batch, _at: &Progress) -> Result<Losses> {
+        Ok(Losses::single(self.bce(&b.x)))
+    }
+    fn validate(&mut self, _valid: &FullBatch) -> Result<BTreeMap<String, f64>> {
+        let r = self.result()?;
+        Ok([
+            ("loss".to_string(), r.final_loss),
+            ("correct".to_string(), r.correct as f64),
+        ]
+        .into())
+    }
+    fn selection(&self) -> Selection {
+        Selection::Last
     }
 }

@@ -1,6 +1,7 @@
-//! From codes to images: samples, class-conditional samples,
-//! interpolations and traversals of single latent dimensions.
-use crate::autoencoder::{AutoEncoder, Family};
+//! From codes to images, for any model that decodes: samples from a
+//! Gaussian fitted to codes, interpolations and traversals of single latent
+//! dimensions, and the activity of each dimension.
+use crate::capabilities::{Decode, Encode};
 use crate::error::{ModelError, Result};
 use tch::{Kind, Tensor};
 
@@ -35,44 +36,49 @@ impl GaussianFit {
     }
 }
 
-/// Unconditional samples: from the prior for a VAE, from a Gaussian fitted
-/// to the training codes (`codes`) for an AE. Conditional models sample
-/// `n` of each class in `classes`.
-pub fn samples(
-    m: &AutoEncoder,
+/// Images decoded from a Gaussian fitted to `codes` (how a decoder whose
+/// codes follow no prior, a plain AE, can be sampled at all); `labels`
+/// condition a conditional decoder.
+pub fn fitted_samples(
+    dec: &dyn Decode,
+    codes: &Tensor,
     n: i64,
-    codes: Option<&Tensor>,
-    classes: Option<&Tensor>,
+    labels: Option<&Tensor>,
 ) -> Result<Tensor> {
     let _g = tch::no_grad_guard();
-    let z = match (m.cfg.family, codes) {
-        (Family::Vae, _) => Tensor::randn([n, m.cfg.latent], (Kind::Float, m.device())),
-        (Family::Ae, Some(c)) => GaussianFit::fit(c)?.sample(n),
-        (Family::Ae, None) => {
-            return Err(ModelError::Invalid(
-                "sampling an AE needs its training codes to fit a Gaussian to".into(),
-            ))
-        }
-    };
-    m.decode_mean(&z, classes)
+    let z = GaussianFit::fit(codes)?.sample(n);
+    dec.decode(&z, labels)
 }
 
 /// Linear interpolation between the codes of two images, `steps` images
 /// from a to b (the label of `a` conditions a conditional model).
 pub fn interpolate(
-    m: &AutoEncoder,
+    enc: &dyn Encode,
+    dec: &dyn Decode,
     a: &Tensor,
     b: &Tensor,
     label: Option<&Tensor>,
     steps: i64,
 ) -> Result<Tensor> {
     let _g = tch::no_grad_guard();
-    let za = m.embed(&a.unsqueeze(0), label)?;
-    let zb = m.embed(&b.unsqueeze(0), label)?;
-    let t = Tensor::linspace(0.0, 1.0, steps, (Kind::Float, m.device())).unsqueeze(1);
-    let z = &za * (1.0 - &t) + &zb * &t;
+    let za = enc.encode(&a.unsqueeze(0), label)?;
+    let zb = enc.encode(&b.unsqueeze(0), label)?;
+    interpolate_codes(dec, &za, &zb, label, steps)
+}
+
+/// Images decoded along the line from code `za` to `zb` (1 × k each).
+pub fn interpolate_codes(
+    dec: &dyn Decode,
+    za: &Tensor,
+    zb: &Tensor,
+    label: Option<&Tensor>,
+    steps: i64,
+) -> Result<Tensor> {
+    let _g = tch::no_grad_guard();
+    let t = Tensor::linspace(0.0, 1.0, steps, (Kind::Float, za.device())).unsqueeze(1);
+    let z = za * (1.0 - &t) + zb * &t;
     let lab = label.map(|l| l.expand([steps], false));
-    m.decode_mean(&z, lab.as_ref())
+    dec.decode(&z, lab.as_ref())
 }
 
 /// The same interpolation in pixel space (a cross-fade), for comparison.
@@ -84,19 +90,19 @@ pub fn crossfade(a: &Tensor, b: &Tensor, steps: i64) -> Tensor {
 /// Traversals: row i varies latent dimension `dims[i]` of `base` over
 /// `values`, the others fixed. Returns len(dims) · len(values) images.
 pub fn traverse(
-    m: &AutoEncoder,
+    dec: &dyn Decode,
     base: &Tensor,
     dims: &[i64],
     values: &[f64],
     label: Option<&Tensor>,
 ) -> Result<Tensor> {
     let _g = tch::no_grad_guard();
+    let k = dec.latent_dim();
     let mut zs = vec![];
     for &d in dims {
-        if d < 0 || d >= m.cfg.latent {
+        if d < 0 || d >= k {
             return Err(ModelError::Invalid(format!(
-                "latent dimension {d} does not exist (the code has {})",
-                m.cfg.latent
+                "latent dimension {d} does not exist (the code has {k})"
             )));
         }
         for &v in values {
@@ -105,9 +111,14 @@ pub fn traverse(
             zs.push(z);
         }
     }
+    if zs.is_empty() {
+        return Err(ModelError::Invalid(
+            "a traversal needs at least one dimension and one value".into(),
+        ));
+    }
     let z = Tensor::cat(&zs, 0);
     let lab = label.map(|l| l.expand([z.size()[0]], false));
-    m.decode_mean(&z, lab.as_ref())
+    dec.decode(&z, lab.as_ref())
 }
 
 /// Variance of each code dimension across images (for a VAE, of the
@@ -124,22 +135,6 @@ pub fn by_activity(codes: &Tensor) -> Vec<i64> {
     let mut idx: Vec<i64> = (0..a.len() as i64).collect();
     idx.sort_by(|&i, &j| a[j as usize].total_cmp(&a[i as usize]));
     idx
-}
-
-/// The codes of a whole image set, in batches.
-pub fn encode_all(m: &AutoEncoder, x: &Tensor, y: &Tensor, batch: i64) -> Result<Tensor> {
-    let _g = tch::no_grad_guard();
-    let n = x.size()[0];
-    let mut out = vec![];
-    let mut s = 0;
-    while s < n {
-        let len = batch.min(n - s);
-        let xb = x.narrow(0, s, len);
-        let yb = y.narrow(0, s, len);
-        out.push(m.embed(&xb, Some(&yb).filter(|_| m.cfg.conditional))?);
-        s += len;
-    }
-    Ok(Tensor::cat(&out, 0))
 }
 
 #[cfg(test)]

@@ -1,18 +1,21 @@
-//! The training loop and checkpoints on tiny seeded problems.
-use embedlab_models::autoencoder::Losses;
+//! The autoencoders through the shared trainer, and the 8-3-8 network, on
+//! tiny seeded problems.
 use embedlab_models::batches::{Split, Splits};
-use embedlab_models::checkpoint;
-use embedlab_models::train::{train, EpochRecord, Schedule, TrainConfig, Trainable};
+use embedlab_models::identity::{IdentityConfig, IdentityNet};
 use embedlab_models::{AeConfig, Arch, AutoEncoder, Family, Likelihood, ModelError};
+use embedlab_testkit::seeded as one_at_a_time;
+use embedlab_train::checkpoint::{self, BEST};
+use embedlab_train::trainer::load_best;
+use embedlab_train::{
+    train, Batch, EpochRecord, Group, Losses, OptimConfig, Progress, Reuse, RunDir, TrainConfig,
+    TrainError, Trainable,
+};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
-/// libtorch's generator is global: tests that seed it run one at a time.
-static SEEDED: Mutex<()> = Mutex::new(());
-
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    SEEDED.lock().unwrap_or_else(|e| e.into_inner())
+fn run_dir(p: &Path) -> RunDir {
+    RunDir::create("train", Some(p), Reuse::Refuse).unwrap()
 }
 
 fn cfg(family: Family, arch: Arch, conditional: bool) -> AeConfig {
@@ -57,19 +60,16 @@ fn splits() -> Splits {
 }
 
 fn tcfg(epochs: usize) -> TrainConfig {
-    TrainConfig {
+    TrainConfig::single(
         epochs,
-        batch_size: 32,
-        lr: 3e-3,
-        schedule: Schedule::Constant,
-        clip_norm: Some(100.0),
-        patience: None,
-        seed: 5,
-    }
+        32,
+        OptimConfig::adam(3e-3).with_clip(Some(100.0)),
+        5,
+    )
 }
 
 fn params(m: &AutoEncoder) -> Vec<(String, Tensor)> {
-    m.named_parameters()
+    checkpoint::variables(&m.vs)
 }
 
 #[test]
@@ -86,7 +86,7 @@ fn gradient_check_vae_double_precision() {
     let y = Tensor::from_slice(&[0i64, 2, 3]);
     let loss = |m: &AutoEncoder| {
         tch::manual_seed(42); // the same reparameterisation noise every call
-        m.loss(&x, Some(&y), 0.7).unwrap().loss
+        m.objective(&x, Some(&y), 0.7).unwrap().loss
     };
     let l = loss(&m);
     l.backward();
@@ -125,21 +125,28 @@ fn seeded_two_epochs_lower_the_loss_and_repeat_exactly() {
     let mut finals = vec![];
     for _ in 0..2 {
         tch::manual_seed(0);
-        let m = AutoEncoder::new(cfg(Family::Vae, Arch::Conv, false), Device::Cpu).unwrap();
+        let mut m = AutoEncoder::new(cfg(Family::Vae, Arch::Conv, false), Device::Cpu).unwrap();
         tch::manual_seed(9);
-        let before = m.evaluate(&data.valid).unwrap()["loss"];
+        let before = m.validate(&data.valid).unwrap()["loss"];
         let dir = tempfile::tempdir().unwrap();
         let mut recs: Vec<EpochRecord> = vec![];
-        let s = train(&m, &data, &tcfg(2), dir.path(), false, &mut |r| {
-            recs.push(r.clone());
-            Ok(())
-        })
+        let run = run_dir(&dir.path().join("r"));
+        let s = train(
+            &mut m,
+            &data.train,
+            &data.valid,
+            &tcfg(2),
+            &run,
+            false,
+            &mut |r| recs.push(r.clone()),
+        )
         .unwrap();
         assert_eq!(s.epochs_done, 2);
         assert_eq!(recs.iter().map(|r| r.epoch).collect::<Vec<_>>(), [1, 2]);
         let (v1, v2) = (recs[0].valid["loss"], recs[1].valid["loss"]);
         assert!(v1 < before && v2 < v1, "valid −ELBO {before} → {v1} → {v2}");
-        assert!(recs[1].train["kl"] > 0.0 && recs[1].valid["elbo"] < 0.0);
+        assert!(recs[1].train["model"]["kl"] > 0.0 && recs[1].valid["elbo"] < 0.0);
+        assert!(recs[1].grad_norm["model"] > 0.0);
         finals.push(
             params(&m)
                 .into_iter()
@@ -157,9 +164,19 @@ fn checkpoint_round_trip_gives_identical_outputs() {
     let _one = one_at_a_time();
     let data = splits();
     tch::manual_seed(0);
-    let m = AutoEncoder::new(cfg(Family::Ae, Arch::Mlp, true), Device::Cpu).unwrap();
+    let mut m = AutoEncoder::new(cfg(Family::Ae, Arch::Mlp, true), Device::Cpu).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    train(&m, &data, &tcfg(1), dir.path(), false, &mut |_| Ok(())).unwrap();
+    let run = run_dir(dir.path());
+    train(
+        &mut m,
+        &data.train,
+        &data.valid,
+        &tcfg(1),
+        &run,
+        false,
+        &mut |_| {},
+    )
+    .unwrap();
     tch::manual_seed(123);
     let fresh = AutoEncoder::new(cfg(Family::Ae, Arch::Mlp, true), Device::Cpu).unwrap();
     let x = &data.test.x;
@@ -169,16 +186,16 @@ fn checkpoint_round_trip_gives_identical_outputs() {
             .unwrap()
     };
     assert!(!out(&m).equal(&out(&fresh)));
-    checkpoint::load_weights(&fresh.vs, &dir.path().join(checkpoint::BEST)).unwrap();
+    load_best(&fresh.vs, dir.path(), "cae", &fresh.config_json()).unwrap();
     assert!(out(&m).equal(&out(&fresh)));
-    // Another shape is refused, naming the file and the tensor.
+    // Another configuration is refused, naming the file.
     let mut other = cfg(Family::Ae, Arch::Mlp, true);
     other.latent = 3;
     let o = AutoEncoder::new(other, Device::Cpu).unwrap();
-    let e = checkpoint::load_weights(&o.vs, &dir.path().join(checkpoint::BEST))
+    let e = load_best(&o.vs, dir.path(), "cae", &o.config_json())
         .unwrap_err()
         .to_string();
-    assert!(e.contains("best.safetensors") && e.contains("shape"), "{e}");
+    assert!(e.contains(BEST) && e.contains("another model"), "{e}");
 }
 
 #[test]
@@ -187,26 +204,35 @@ fn resume_continues_at_the_next_epoch_and_matches_an_uninterrupted_run() {
     let data = splits();
     let run = |epochs_first: usize, resume_to: Option<usize>| {
         tch::manual_seed(0);
-        let m = AutoEncoder::new(cfg(Family::Vae, Arch::Mlp, true), Device::Cpu).unwrap();
+        let mut m = AutoEncoder::new(cfg(Family::Vae, Arch::Mlp, true), Device::Cpu).unwrap();
         let dir = tempfile::tempdir().unwrap();
+        let r = run_dir(dir.path());
         train(
-            &m,
-            &data,
+            &mut m,
+            &data.train,
+            &data.valid,
             &tcfg(epochs_first),
-            dir.path(),
+            &r,
             false,
-            &mut |_| Ok(()),
+            &mut |_| {},
         )
         .unwrap();
+        drop(r);
         let mut resumed = vec![];
         if let Some(total) = resume_to {
             // A new process: a fresh model, state from the folder.
             tch::manual_seed(77);
-            let m2 = AutoEncoder::new(cfg(Family::Vae, Arch::Mlp, true), Device::Cpu).unwrap();
-            let s = train(&m2, &data, &tcfg(total), dir.path(), true, &mut |r| {
-                resumed.push(r.epoch);
-                Ok(())
-            })
+            let mut m2 = AutoEncoder::new(cfg(Family::Vae, Arch::Mlp, true), Device::Cpu).unwrap();
+            let r = RunDir::resume(dir.path(), "train").unwrap();
+            let s = train(
+                &mut m2,
+                &data.train,
+                &data.valid,
+                &tcfg(total),
+                &r,
+                true,
+                &mut |r| resumed.push(r.epoch),
+            )
             .unwrap();
             assert_eq!(s.epochs_done, total);
             return (params(&m2), resumed, dir);
@@ -219,38 +245,62 @@ fn resume_continues_at_the_next_epoch_and_matches_an_uninterrupted_run() {
     for ((n, a), (_, b)) in straight.iter().zip(&resumed) {
         assert!(a.equal(b), "{n} differs after resume");
     }
-    // A changed learning rate is refused.
-    let m = AutoEncoder::new(cfg(Family::Vae, Arch::Mlp, true), Device::Cpu).unwrap();
+    // A changed learning rate is refused, and so is another model.
+    let mut m = AutoEncoder::new(cfg(Family::Vae, Arch::Mlp, true), Device::Cpu).unwrap();
     let mut c = tcfg(4);
-    c.lr = 1.0;
-    let e = train(&m, &data, &c, dir.path(), true, &mut |_| Ok(()))
+    c.groups.get_mut("model").unwrap().lr = 1.0;
+    let r = RunDir::resume(dir.path(), "train").unwrap();
+    let e = train(&mut m, &data.train, &data.valid, &c, &r, true, &mut |_| {})
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("checkpoint.json") && e.contains("only --epochs"),
+        e.contains("checkpoint.safetensors") && e.contains("only --epochs"),
         "{e}"
     );
+    let mut other = cfg(Family::Vae, Arch::Mlp, true);
+    other.hidden = vec![16, 8];
+    let mut m = AutoEncoder::new(other, Device::Cpu).unwrap();
+    let e = train(
+        &mut m,
+        &data.train,
+        &data.valid,
+        &tcfg(4),
+        &r,
+        true,
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("another model"), "{e}");
 }
 
 /// Wraps a model so that its loss turns NaN in the second epoch.
 struct Poisoned(AutoEncoder);
 
 impl Trainable for Poisoned {
-    fn var_store(&self) -> &tch::nn::VarStore {
-        &self.0.vs
+    type Data = Split;
+    type Error = ModelError;
+    fn kind(&self) -> String {
+        self.0.kind()
     }
     fn config_json(&self) -> serde_json::Value {
         self.0.config_json()
     }
-    fn batch_loss(&self, x: &Tensor, y: &Tensor, done: f64) -> embedlab_models::Result<Losses> {
-        let mut l = self.0.batch_loss(x, y, done)?;
-        if done >= 1.3 {
+    fn var_store(&self) -> &tch::nn::VarStore {
+        &self.0.vs
+    }
+    fn groups(&self) -> Vec<Group> {
+        self.0.groups()
+    }
+    fn loss(&mut self, g: &str, b: &Batch, at: &Progress) -> Result<Losses, ModelError> {
+        let mut l = self.0.loss(g, b, at)?;
+        if at.done >= 1.3 {
             l.loss *= f64::NAN;
         }
         Ok(l)
     }
-    fn evaluate(&self, s: &Split) -> embedlab_models::Result<BTreeMap<String, f64>> {
-        self.0.evaluate(s)
+    fn validate(&mut self, s: &Split) -> Result<BTreeMap<String, f64>, ModelError> {
+        self.0.validate(s)
     }
 }
 
@@ -259,21 +309,64 @@ fn nan_loss_stops_cleanly_and_keeps_the_last_good_checkpoint() {
     let _one = one_at_a_time();
     let data = splits();
     tch::manual_seed(0);
-    let m = Poisoned(AutoEncoder::new(cfg(Family::Vae, Arch::Mlp, false), Device::Cpu).unwrap());
+    let mut m =
+        Poisoned(AutoEncoder::new(cfg(Family::Vae, Arch::Mlp, false), Device::Cpu).unwrap());
     let dir = tempfile::tempdir().unwrap();
-    let e = train(&m, &data, &tcfg(3), dir.path(), false, &mut |_| Ok(())).unwrap_err();
-    assert!(matches!(e, ModelError::NonFinite { epoch: 2, .. }), "{e}");
+    let r = run_dir(dir.path());
+    let e = train(
+        &mut m,
+        &data.train,
+        &data.valid,
+        &tcfg(3),
+        &r,
+        false,
+        &mut |_| {},
+    )
+    .unwrap_err();
     assert!(
-        e.to_string().contains("last good checkpoint (epoch 1"),
+        matches!(e, ModelError::Train(TrainError::NonFinite { epoch: 2, .. })),
         "{e}"
     );
-    let (meta, _) = checkpoint::load(dir.path()).unwrap();
-    assert_eq!(meta.epochs_done, 1);
+    assert!(
+        e.to_string().contains("last good checkpoint (epoch 1)"),
+        "{e}"
+    );
+    let (meta, _): (serde_json::Value, _) =
+        checkpoint::read(&dir.path().join(checkpoint::CHECKPOINT)).unwrap();
+    assert_eq!(meta["state"]["epochs_done"], 1);
     let fresh = AutoEncoder::new(cfg(Family::Vae, Arch::Mlp, false), Device::Cpu).unwrap();
-    checkpoint::load_weights(&fresh.vs, &dir.path().join(checkpoint::BEST)).unwrap();
+    load_best(&fresh.vs, dir.path(), "vae", &fresh.config_json()).unwrap();
     for (_, p) in params(&fresh) {
         assert!(p.isfinite().all().int64_value(&[]) == 1);
     }
+    assert_eq!(r.metrics().len(), 1, "one epoch logged");
+}
+
+#[test]
+fn the_8_3_8_network_learns_a_distinct_code_for_each_input() {
+    let _one = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    tch::manual_seed(0);
+    let mut m = IdentityNet::new(IdentityConfig::default(), Device::Cpu).unwrap();
+    let data = m.data(100);
+    let cfg = TrainConfig::single(30, 8, OptimConfig::adam(0.05), 0);
+    let r = RunDir::create("identity", Some(dir.path()), Reuse::Refuse).unwrap();
+    train(&mut m, &data, &data, &cfg, &r, false, &mut |_| {}).unwrap();
+    let res = m.result().unwrap();
+    assert_eq!(res.correct, 8, "{}", res.table());
+    for i in 0..8 {
+        for j in 0..i {
+            let d: f64 = (0..3)
+                .map(|k| (res.codes[i][k] - res.codes[j][k]).powi(2))
+                .sum();
+            assert!(
+                d.sqrt() > 0.1,
+                "codes {i} and {j} coincide\n{}",
+                res.table()
+            );
+        }
+    }
+    assert!(res.final_loss < 0.1, "{}", res.final_loss);
 }
 
 #[test]
@@ -290,7 +383,7 @@ fn iwae_single_sample_by_hand_and_many_samples_bound_the_elbo() {
         .unwrap()
         .double_value(&[0]);
     tch::manual_seed(5);
-    let (mu, lv) = m.encode(&x.narrow(0, 0, 1), None).unwrap();
+    let (mu, lv) = m.encode_params(&x.narrow(0, 0, 1), None).unwrap();
     let lv = lv.unwrap();
     let eps = Tensor::randn([1, 2], (Kind::Float, Device::Cpu));
     let z = &mu + (&lv * 0.5).exp() * &eps;

@@ -1,136 +1,123 @@
 //! The HTML report: one self-contained file (inline CSS, images as data
 //! URIs, no external script, font or style sheet) describing any set of run
-//! folders — configuration, metric tables with spreads over seeds, training
-//! curves, image grids and maps, query-by-image results, word-translation
-//! examples and precision tables — and, for a pipeline such as the demo,
-//! which steps finished and which failed.
+//! folders, of any kind, without knowing the kinds in advance: each run
+//! says what it is (`run.json`) and reports its metrics, figures, tables
+//! and curves in one shape (`report.json`). Runs are grouped by the section
+//! their report names; each section gets one table of every metric its runs
+//! report (the best value of each column marked), spreads over repeated
+//! runs (equal configuration but the seed), training curves with the runs
+//! overlaid on one chart per quantity, and each run's configuration,
+//! tables and figures. A pipeline such as the demo adds its steps.
 //!
-//! Run folders are read as their files say (`config.json`, `report.json`,
-//! `metrics.jsonl`, `examples.json`, PNGs), so a run that stopped before
-//! writing its report still shows what it left.
+//! A run that stopped before writing its report still shows what it
+//! logged; a broken `report.json` or `config.json` is shown as broken,
+//! naming the problem; a folder made before run format 2 is listed as
+//! refused, with the reason.
 use crate::plot::{line_chart_png, Series};
 use crate::{ReportError, Result};
 use base64::Engine;
-use serde::{Deserialize, Serialize};
+use embedlab_train::report::{Report, Step, REPORT, STEPS_FILE};
+use embedlab_train::run::{read_info, read_metrics, RunInfo, CONFIG, RUN_FILE};
+use embedlab_train::Better;
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
-/// One step of a pipeline (the demo writes them to `steps.json`).
-#[derive(Serialize, Deserialize, Clone, Debug)]
-pub struct Step {
-    pub name: String,
-    /// "ok", "failed" or "skipped".
-    pub status: String,
-    pub seconds: f64,
-    pub error: Option<String>,
-    /// The run folder the step wrote, if any.
-    pub run: Option<PathBuf>,
-}
-
-pub const STEPS_FILE: &str = "steps.json";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Kind {
-    Supervised,
-    Unsupervised,
-    Autoencoder,
-    Identity,
-    Other,
-}
-
+/// A run folder as the report sees it.
 struct Run {
     name: String,
     dir: PathBuf,
-    kind: Kind,
-    config: Option<Value>,
-    report: Option<Value>,
+    info: Option<RunInfo>,
+    /// Why the folder is not rendered as a run, if it is not.
+    refused: Option<String>,
+    config: std::result::Result<Option<Value>, String>,
+    report: std::result::Result<Option<Report>, String>,
     metrics: Vec<Value>,
-    examples: Option<Value>,
-    images: Vec<PathBuf>,
+    /// PNGs in the folder that the report does not caption.
+    loose_images: Vec<PathBuf>,
 }
 
-fn read_json(p: &Path) -> Option<Value> {
-    serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok()
+impl Run {
+    fn report(&self) -> Option<&Report> {
+        self.report.as_ref().ok().and_then(|r| r.as_ref())
+    }
 }
 
+/// Reads an optional JSON file: None when absent, an error naming the
+/// problem when present but unreadable.
+fn read_json_file<T: serde::de::DeserializeOwned>(
+    p: &Path,
+) -> std::result::Result<Option<T>, String> {
+    let bytes = match std::fs::read(p) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: cannot read: {e}", p.display())),
+    };
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| format!("{}: not text (binary or not UTF-8)", p.display()))?;
+    serde_json::from_str(text)
+        .map(Some)
+        .map_err(|e| format!("{}: broken: {e}", p.display()))
+}
+
+/// Whether a folder looks like a run (of any format).
 fn is_run(dir: &Path) -> bool {
-    ["report.json", "config.json", "metrics.jsonl"]
+    [RUN_FILE, REPORT, CONFIG, "metrics.jsonl"]
         .iter()
         .any(|f| dir.join(f).is_file())
 }
 
 fn load_run(dir: &Path) -> Run {
-    let report = read_json(&dir.join("report.json"));
-    let config = read_json(&dir.join("config.json"));
-    let metrics = std::fs::read_to_string(dir.join("metrics.jsonl"))
-        .map(|t| {
-            t.lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    let kind = match (&report, &config) {
-        (Some(r), _) if r.get("codes").is_some() => Kind::Identity,
-        (Some(r), _) if r.get("training").is_some() && r.get("test").is_some() => Kind::Autoencoder,
-        (_, Some(c)) if c.get("model").is_some() && c.get("train").is_some() => Kind::Autoencoder,
-        (Some(r), _) if r.get("iterations").is_some() && r.get("precision").is_some() => {
-            Kind::Supervised
-        }
-        (Some(r), _) if r.get("precision").is_some() && r.get("method").is_some() => {
-            Kind::Unsupervised
-        }
-        (_, Some(c)) if c.get("dict").is_some() && c.get("method").is_some() => Kind::Supervised,
-        (_, Some(c)) if c.get("method").is_some() && c.get("emb").is_some() => Kind::Unsupervised,
-        _ => Kind::Other,
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| dir.display().to_string());
+    let (info, refused) = match read_info(dir) {
+        Ok(i) => (Some(i), None),
+        Err(e) => (None, Some(e.to_string())),
     };
-    let mut images: Vec<PathBuf> = std::fs::read_dir(dir)
+    let report: std::result::Result<Option<Report>, String> = read_json_file(&dir.join(REPORT));
+    let captioned: BTreeSet<String> = report
+        .as_ref()
+        .ok()
+        .and_then(|r| r.as_ref())
+        .map(|r| r.figures.iter().map(|f| f.file.clone()).collect())
+        .unwrap_or_default();
+    let mut loose_images: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|e| e == "png"))
+                .filter(|p| {
+                    !captioned.contains(
+                        &p.file_name()
+                            .map(|n| n.to_string_lossy().to_string())
+                            .unwrap_or_default(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
-    // Generation first, then reconstructions, paths, maps, queries.
-    let rank = |p: &PathBuf| {
-        let n = p
-            .file_stem()
-            .map(|s| s.to_string_lossy().to_string())
-            .unwrap_or_default();
-        let order = [
-            "samples",
-            "class-samples",
-            "reconstructions",
-            "interpolations",
-            "traversal",
-            "latent-pca",
-            "latent-tsne",
-        ];
-        (order.iter().position(|o| *o == n).unwrap_or(order.len()), n)
-    };
-    images.sort_by_key(|p| rank(p));
+    loose_images.sort();
     Run {
-        name: dir
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default(),
+        name,
         dir: dir.to_path_buf(),
-        kind,
-        config,
+        info,
+        refused,
+        config: read_json_file(&dir.join(CONFIG)),
         report,
-        metrics,
-        examples: read_json(&dir.join("examples.json")),
-        images,
+        metrics: read_metrics(dir),
+        loose_images,
     }
 }
 
 /// Finds the runs under the given folders: a folder that is a run, or the
 /// runs one level below it (a demo's folder), in name order; and the steps
 /// of any `steps.json` met on the way.
-fn collect(inputs: &[PathBuf]) -> Result<(Vec<Run>, Vec<Step>)> {
+fn collect(inputs: &[PathBuf]) -> Result<(Vec<Run>, Vec<Step>, Vec<String>)> {
     let mut runs = vec![];
     let mut steps = vec![];
+    let mut problems = vec![];
     for d in inputs {
         if !d.is_dir() {
             return Err(ReportError::Invalid(format!(
@@ -138,10 +125,10 @@ fn collect(inputs: &[PathBuf]) -> Result<(Vec<Run>, Vec<Step>)> {
                 d.display()
             )));
         }
-        if let Some(v) = read_json(&d.join(STEPS_FILE)) {
-            if let Ok(s) = serde_json::from_value::<Vec<Step>>(v) {
-                steps.extend(s);
-            }
+        match read_json_file::<Vec<Step>>(&d.join(STEPS_FILE)) {
+            Ok(Some(s)) => steps.extend(s),
+            Ok(None) => {}
+            Err(e) => problems.push(e),
         }
         if is_run(d) {
             runs.push(load_run(d));
@@ -155,13 +142,7 @@ fn collect(inputs: &[PathBuf]) -> Result<(Vec<Run>, Vec<Step>)> {
         subs.sort();
         runs.extend(subs.iter().map(|p| load_run(p)));
     }
-    Ok((runs, steps))
-}
-
-/// A table row of `width` cells: `cells`, then empty ones.
-fn padded(mut cells: Vec<String>, width: usize) -> Vec<String> {
-    cells.resize(width.max(cells.len()), String::new());
-    cells
+    Ok((runs, steps, problems))
 }
 
 fn esc(s: &str) -> String {
@@ -186,20 +167,23 @@ fn data_uri(png: &[u8]) -> String {
     )
 }
 
-fn num(v: Option<&Value>) -> Option<f64> {
-    v.and_then(Value::as_f64)
-}
-
-fn fmt(v: Option<f64>, digits: usize) -> String {
-    match v {
-        Some(x) if x.is_finite() => format!("{x:.digits$}"),
-        _ => "–".into(),
+/// A number as a table shows it: whole numbers whole, others with four
+/// significant digits or two decimals, whichever says more.
+fn fmt_value(v: f64) -> String {
+    if !v.is_finite() {
+        return "–".into();
     }
-}
-
-/// Path-like lookup: `get(v, "test.elbo")`.
-fn get<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split('.').try_fold(v, |v, k| v.get(k))
+    if v.fract() == 0.0 && v.abs() < 1e12 {
+        return format!("{}", v as i64);
+    }
+    let a = v.abs();
+    if a >= 100.0 {
+        format!("{v:.2}")
+    } else if a >= 1.0 {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.4}")
+    }
 }
 
 /// `(mean, sd, min, max)` of the values.
@@ -216,24 +200,27 @@ fn spread(v: &[f64]) -> (f64, f64, f64, f64) {
     (m, sd, lo, hi)
 }
 
-/// A configuration with what differs between repetitions (seeds, output
-/// folders) removed: runs with equal signatures are repetitions.
-fn signature(kind: Kind, config: &Option<Value>) -> String {
+/// A configuration with what differs between repetitions removed (seeds,
+/// output folders, and the `analysis` options, which only choose the
+/// figures drawn after training): runs with equal signatures are repetitions.
+fn signature(kind: &str, config: Option<&Value>) -> String {
     fn strip(v: &Value) -> Value {
         match v {
             Value::Object(m) => Value::Object(
                 m.iter()
-                    .filter(|(k, _)| !matches!(k.as_str(), "seed" | "out" | "resume"))
+                    .filter(|(k, _)| {
+                        !matches!(
+                            k.as_str(),
+                            "seed" | "out" | "resume" | "overwrite" | "analysis"
+                        )
+                    })
                     .map(|(k, v)| (k.clone(), strip(v)))
                     .collect(),
             ),
             v => v.clone(),
         }
     }
-    format!(
-        "{kind:?}:{}",
-        config.as_ref().map(strip).unwrap_or(Value::Null)
-    )
+    format!("{kind}:{}", config.map(strip).unwrap_or(Value::Null))
 }
 
 /// Flattens a JSON object into `a.b.c = value` rows.
@@ -254,6 +241,14 @@ fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
     }
 }
 
+/// Path-like lookup: `get(v, "valid.loss")`.
+fn get<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    if let Some(x) = v.get(path) {
+        return Some(x);
+    }
+    path.split('.').try_fold(v, |v, k| v.get(k))
+}
+
 struct Html {
     body: String,
     toc: Vec<(String, String)>,
@@ -264,17 +259,21 @@ impl Html {
         self.toc.push((id.into(), title.into()));
         let _ = writeln!(self.body, "<h2 id=\"{id}\">{}</h2>", esc(title));
     }
-    fn table(&mut self, head: &[&str], rows: &[Vec<String>]) {
+    /// A table; cells are HTML already escaped by the callers.
+    fn table(&mut self, head: &[String], rows: &[Vec<String>]) {
         self.body.push_str("<table><thead><tr>");
         for h in head {
-            let _ = write!(self.body, "<th>{}</th>", esc(h));
+            let _ = write!(self.body, "<th>{h}</th>");
         }
         self.body.push_str("</tr></thead><tbody>\n");
         for r in rows {
             self.body.push_str("<tr>");
-            for c in r {
-                // Cells are escaped by the callers that build them.
-                let _ = write!(self.body, "<td>{c}</td>");
+            for i in 0..head.len().max(r.len()) {
+                let _ = write!(
+                    self.body,
+                    "<td>{}</td>",
+                    r.get(i).map(String::as_str).unwrap_or("")
+                );
             }
             self.body.push_str("</tr>\n");
         }
@@ -289,193 +288,213 @@ impl Html {
             esc(caption)
         );
     }
-    fn image(&mut self, png: &[u8], caption: &str) {
-        self.figure(png, caption, "grid");
-    }
-    fn chart(&mut self, png: &[u8], caption: &str) {
-        self.figure(png, caption, "chart");
-    }
     fn config(&mut self, run: &Run) {
-        if let Some(c) = &run.config {
-            let mut rows = vec![];
-            flatten("", c, &mut rows);
-            let rows: Vec<Vec<String>> = rows
-                .into_iter()
-                .map(|(k, v)| vec![esc(&k), esc(&v)])
-                .collect();
-            self.body
-                .push_str("<details><summary>configuration</summary>");
-            self.table(&["option", "value"], &rows);
-            self.body.push_str("</details>\n");
+        match &run.config {
+            Ok(Some(c)) => {
+                let mut rows = vec![];
+                flatten("", c, &mut rows);
+                let rows: Vec<Vec<String>> = rows
+                    .into_iter()
+                    .map(|(k, v)| vec![esc(&k), esc(&v)])
+                    .collect();
+                self.body
+                    .push_str("<details><summary>configuration</summary>");
+                self.table(&["option".into(), "value".into()], &rows);
+                self.body.push_str("</details>\n");
+            }
+            Ok(None) => self
+                .body
+                .push_str("<p class=\"fail\">This run has no config.json.</p>\n"),
+            Err(e) => {
+                let _ = writeln!(self.body, "<p class=\"fail\">{}</p>", esc(e));
+            }
         }
     }
 }
 
-/// Precision cells for one retrieval: P@1, P@5, P@10.
-fn precision_cells(report: &Value, retrieval: &str) -> Vec<Option<f64>> {
-    let p = report
-        .get("precision")
-        .and_then(Value::as_array)
-        .and_then(|a| {
-            a.iter().find(|p| {
-                p.get("retrieval").and_then(Value::as_str).is_some_and(|r| {
-                    r == retrieval || (retrieval == "csls" && r.starts_with("csls"))
-                })
-            })
-        });
-    ["1", "5", "10"]
-        .iter()
-        .map(|k| p.and_then(|p| num(get(p, &format!("at.{k}")))))
-        .collect()
-}
-
-fn queries(report: &Value) -> Option<f64> {
-    report
-        .get("precision")
-        .and_then(Value::as_array)
-        .and_then(|a| a.first())
-        .and_then(|p| num(p.get("queries")))
-}
-
-fn translation_method(r: &Run) -> String {
-    let rep = r.report.as_ref();
-    let m = rep
-        .and_then(|v| v.get("method"))
-        .or_else(|| r.config.as_ref().and_then(|c| c.get("method")))
-        .map(|m| {
-            m.as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| m.to_string())
-        })
-        .unwrap_or_default();
-    let refine = r
-        .config
-        .as_ref()
-        .and_then(|c| c.get("refine"))
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
-    if refine > 0 {
-        format!("{m} + {refine} refinements")
-    } else {
-        m
+fn arrow(b: Better) -> &'static str {
+    match b {
+        Better::Higher => " ↑",
+        Better::Lower => " ↓",
+        Better::Neither => "",
     }
 }
 
-fn word_translation(h: &mut Html, runs: &[&Run]) {
-    h.section("word-translation", "Word translation");
+/// The section a run belongs to: its report's, or for a run without a
+/// report that of a finished run of the same kind, or "Unfinished runs".
+fn section_of(r: &Run, by_kind: &BTreeMap<String, String>) -> String {
+    if r.refused.is_some() {
+        return "Refused run folders".into();
+    }
+    if let Some(rep) = r.report() {
+        return rep.section.clone();
+    }
+    r.info
+        .as_ref()
+        .and_then(|i| by_kind.get(&i.kind).cloned())
+        .unwrap_or_else(|| "Unfinished runs".into())
+}
+
+/// One section: the table of metrics, spreads, overlaid curves, and each run.
+fn section(h: &mut Html, id: &str, title: &str, runs: &[&Run]) {
+    h.section(id, title);
+    // Columns: every metric name, in the order first met.
+    let mut cols: Vec<(String, String, Better)> = vec![];
+    for r in runs {
+        if let Some(rep) = r.report() {
+            for m in &rep.metrics {
+                if !cols.iter().any(|c| c.0 == m.name) {
+                    cols.push((m.name.clone(), m.unit.clone(), m.better));
+                }
+            }
+        }
+    }
+    // The best value of each column.
+    let best: Vec<Option<f64>> = cols
+        .iter()
+        .map(|(name, _, better)| {
+            let vals = runs
+                .iter()
+                .filter_map(|r| r.report()?.value(name))
+                .filter(|v| v.is_finite());
+            match better {
+                Better::Higher => {
+                    vals.fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))))
+                }
+                Better::Lower => {
+                    vals.fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.min(v))))
+                }
+                Better::Neither => None,
+            }
+        })
+        .collect();
+    let mut head = vec!["run".to_string(), "what".to_string()];
+    head.extend(cols.iter().map(|(n, u, b)| {
+        let unit = if u.is_empty() {
+            String::new()
+        } else {
+            format!(" <small>({})</small>", esc(u))
+        };
+        format!("{}{unit}{}", esc(n), arrow(*b))
+    }));
     let mut rows = vec![];
     for r in runs {
-        let Some(rep) = &r.report else {
-            rows.push(padded(
-                vec![
-                    esc(&r.name),
-                    esc(&translation_method(r)),
-                    "did not finish".into(),
-                ],
-                9,
-            ));
-            continue;
-        };
-        let nn = precision_cells(rep, "nn");
-        let cs = precision_cells(rep, "csls");
-        let mut row = vec![
+        let mut row = vec![format!(
+            "<a href=\"#run-{}\">{}</a>",
             esc(&r.name),
-            esc(&translation_method(r)),
-            fmt(queries(rep), 0),
-        ];
-        row.extend(nn.iter().chain(&cs).map(|v| fmt(*v, 2)));
+            esc(&r.name)
+        )];
+        if let Some(rep) = r.report() {
+            row.push(esc(&rep.title));
+            for ((name, _, _), b) in cols.iter().zip(&best) {
+                let cell = match rep.metrics.iter().find(|m| &m.name == name) {
+                    Some(m) => {
+                        let v = esc(&fmt_value(m.value));
+                        let v = if Some(m.value) == *b && runs.len() > 1 {
+                            format!("<b>{v}</b>")
+                        } else {
+                            v
+                        };
+                        match &m.note {
+                            Some(n) => format!("<span title=\"{}\">{v}</span>", esc(n)),
+                            None => v,
+                        }
+                    }
+                    None => "–".into(),
+                };
+                row.push(cell);
+            }
+        } else if let Err(e) = &r.report {
+            row.push(format!("<span class=\"fail\">{}</span>", esc(e)));
+        } else {
+            row.push(format!(
+                "<span class=\"fail\">did not finish</span> ({} lines logged)",
+                r.metrics.len()
+            ));
+        }
         rows.push(row);
     }
-    h.body.push_str("<p>Precision@k (%) on the test dictionary, nearest neighbour (NN) and CSLS retrieval.</p>\n");
-    h.table(
-        &[
-            "run",
-            "method",
-            "test words",
-            "NN P@1",
-            "NN P@5",
-            "NN P@10",
-            "CSLS P@1",
-            "CSLS P@5",
-            "CSLS P@10",
-        ],
-        &rows,
-    );
-    spreads(
-        h,
-        runs,
-        &[
-            ("CSLS P@1", &|rep| precision_cells(rep, "csls")[0]),
-            ("NN P@1", &|rep| precision_cells(rep, "nn")[0]),
-        ],
-    );
+    h.body.push_str("<p>One row a run; ↑ higher is better, ↓ lower is better, the best of each column in bold; hover a value for how it was measured.</p>\n");
+    h.table(&head, &rows);
+    spreads(h, runs, &cols);
+    curves(h, id, runs);
     for r in runs {
-        let Some(ex) = r.examples.as_ref().and_then(Value::as_array) else {
-            continue;
-        };
-        let mut rows = vec![];
-        for e in ex {
-            let gold: Vec<String> = e
-                .get("gold")
-                .and_then(Value::as_array)
-                .map(|g| {
-                    g.iter()
-                        .filter_map(|w| w.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let cands: Vec<String> = e
-                .get("candidates")
-                .and_then(Value::as_array)
-                .map(|c| {
-                    c.iter()
-                        .filter_map(|p| {
-                            let w = p.get(0)?.as_str()?;
-                            let s = p.get(1)?.as_f64()?;
-                            let cls = if gold.iter().any(|g| g == w) {
-                                " class=\"hit\""
-                            } else {
-                                ""
-                            };
-                            Some(format!(
-                                "<span{cls}>{}</span> <small>{s:.3}</small>",
-                                esc(w)
-                            ))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            rows.push(vec![
-                format!(
-                    "<b>{}</b>",
-                    esc(e.get("word").and_then(Value::as_str).unwrap_or("?"))
-                ),
-                esc(&gold.join(", ")),
-                cands.join(" · "),
-            ]);
-        }
-        let _ = write!(h.body, "<details><summary>{}: {} translation examples (CSLS top-5; gold words green)</summary>", esc(&r.name), rows.len());
-        h.table(
-            &["source word", "gold translations", "candidates (score)"],
-            &rows,
+        let _ = writeln!(
+            h.body,
+            "<h3 id=\"run-{}\">{}</h3>",
+            esc(&r.name),
+            esc(&r.name)
         );
-        h.body.push_str("</details>\n");
-    }
-    for r in runs {
-        curves(h, r);
+        if let Some(rep) = r.report() {
+            let _ = writeln!(h.body, "<p>{}</p>", esc(&rep.title));
+        } else if let Err(e) = &r.report {
+            let _ = writeln!(h.body, "<p class=\"fail\">{}</p>", esc(e));
+        } else {
+            h.body.push_str("<p class=\"fail\">This run has no report.json: it stopped before its evaluation. What it logged is below.</p>\n");
+        }
+        h.config(r);
+        if let Some(rep) = r.report() {
+            for t in &rep.tables {
+                let rows: Vec<Vec<String>> = t
+                    .rows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, row)| {
+                        row.iter()
+                            .enumerate()
+                            .map(|(j, c)| {
+                                if t.highlight.contains(&(i, j)) {
+                                    format!("<span class=\"hit\">{}</span>", esc(c))
+                                } else {
+                                    esc(c)
+                                }
+                            })
+                            .collect()
+                    })
+                    .collect();
+                let head: Vec<String> = t.columns.iter().map(|c| esc(c)).collect();
+                let _ = write!(
+                    h.body,
+                    "<details{}><summary>{}</summary>",
+                    if t.open { " open" } else { "" },
+                    esc(&t.title)
+                );
+                h.table(&head, &rows);
+                h.body.push_str("</details>\n");
+            }
+            for f in &rep.figures {
+                match std::fs::read(r.dir.join(&f.file)) {
+                    Ok(png) => h.figure(&png, &format!("{}: {}", r.name, f.caption), "grid"),
+                    Err(e) => {
+                        let _ = writeln!(
+                            h.body,
+                            "<p class=\"fail\">{}: {e}</p>",
+                            esc(&r.dir.join(&f.file).display().to_string())
+                        );
+                    }
+                }
+            }
+        }
+        for p in &r.loose_images {
+            if let Ok(png) = std::fs::read(p) {
+                let stem = p
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().to_string())
+                    .unwrap_or_default();
+                h.figure(&png, &format!("{}: {stem}", r.name), "grid");
+            }
+        }
     }
 }
-
-type Metric<'a> = (&'a str, &'a dyn Fn(&Value) -> Option<f64>);
 
 /// For groups of repeated runs (equal configuration but the seed), the
 /// mean ± sd (min–max) of each metric.
-fn spreads(h: &mut Html, runs: &[&Run], metrics: &[Metric]) {
+fn spreads(h: &mut Html, runs: &[&Run], cols: &[(String, String, Better)]) {
     let mut groups: BTreeMap<String, Vec<&Run>> = BTreeMap::new();
     for r in runs {
-        if r.report.is_some() {
+        if let (Some(rep), Ok(Some(c))) = (r.report(), &r.config) {
             groups
-                .entry(signature(r.kind, &r.config))
+                .entry(signature(&rep.kind, Some(c)))
                 .or_default()
                 .push(r);
         }
@@ -484,12 +503,13 @@ fn spreads(h: &mut Html, runs: &[&Run], metrics: &[Metric]) {
     for members in groups.values().filter(|g| g.len() > 1) {
         let names: Vec<&str> = members.iter().map(|r| r.name.as_str()).collect();
         let mut row = vec![esc(&names.join(", ")), members.len().to_string()];
-        for (_, f) in metrics {
+        for (name, _, _) in cols {
             let vals: Vec<f64> = members
                 .iter()
-                .filter_map(|r| f(r.report.as_ref()?))
+                .filter_map(|r| r.report()?.value(name))
+                .filter(|v| v.is_finite())
                 .collect();
-            row.push(if vals.is_empty() {
+            row.push(if vals.len() < 2 {
                 "–".into()
             } else {
                 let (m, sd, lo, hi) = spread(&vals);
@@ -500,242 +520,117 @@ fn spreads(h: &mut Html, runs: &[&Run], metrics: &[Metric]) {
     }
     if !rows.is_empty() {
         h.body.push_str("<p>Repetitions (the same configuration, other seeds): mean ± standard deviation (min–max).</p>\n");
-        let mut head = vec!["runs", "n"];
-        head.extend(metrics.iter().map(|m| m.0));
+        let mut head = vec!["runs".to_string(), "n".to_string()];
+        head.extend(cols.iter().map(|c| esc(&c.0)));
         h.table(&head, &rows);
     }
 }
 
-/// Training curves from `metrics.jsonl`: every numeric field (nested ones
-/// as `train.loss`) against the epoch or iteration, losses and other
-/// quantities on separate charts.
-fn curves(h: &mut Html, r: &Run) {
-    let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    for line in &r.metrics {
-        let Some(x) = num(line.get("epoch")).or_else(|| num(line.get("iteration"))) else {
-            continue;
-        };
-        let mut fields = vec![];
-        flatten("", line, &mut fields);
-        for (k, v) in fields {
-            if matches!(k.as_str(), "epoch" | "iteration" | "lr" | "best")
-                || k.contains("seconds")
-                || k.contains("per_second")
-            {
-                continue;
-            }
-            if let Ok(y) = v.parse::<f64>() {
-                series.entry(k).or_default().push((x, y));
-            }
-        }
-    }
-    series.retain(|_, p| p.len() >= 2);
-    if series.is_empty() {
-        return;
-    }
-    let xl = if r.metrics.iter().any(|l| l.get("epoch").is_some()) {
-        "epoch"
-    } else {
-        "iteration"
-    };
-    // Losses share one chart (same units); every other quantity gets its own
-    // (their scales differ: a criterion near 1, dictionary sizes in thousands).
-    let (loss, other): (Vec<_>, Vec<_>) =
-        series.into_iter().partition(|(k, _)| k.ends_with("loss"));
-    let mut charts: Vec<(String, Vec<Series>)> = vec![];
-    if !loss.is_empty() {
-        charts.push((
-            "loss".into(),
-            loss.into_iter()
-                .take(6)
-                .map(|(name, points)| Series { name, points })
-                .collect(),
-        ));
-    }
-    for (name, points) in other.into_iter().take(4) {
-        charts.push((name.clone(), vec![Series { name, points }]));
-    }
-    for (title, s) in charts {
-        if let Ok(png) = line_chart_png(&s, &format!("{} — {title}", r.name), xl, &title) {
-            h.chart(&png, &format!("{}: {title} by {xl}", r.name));
-        }
-    }
+/// The series at `key` against `x` in a run's log.
+fn series_of(r: &Run, key: &str, x: &str) -> Vec<(f64, f64)> {
+    r.metrics
+        .iter()
+        .filter_map(|l| {
+            let xv = get(l, x)?.as_f64()?;
+            let yv = get(l, key)?.as_f64()?;
+            Some((xv, yv))
+        })
+        .collect()
 }
 
-fn autoencoders(h: &mut Html, runs: &[&Run]) {
-    h.section("autoencoders", "Autoencoders");
-    let mut rows = vec![];
+/// One chart per curve the section's runs declare, every run that has it
+/// overlaid with a legend; a quantity that never changes is said in words.
+fn curves(h: &mut Html, id: &str, runs: &[&Run]) {
+    let mut declared: Vec<(String, String, String, String)> = vec![];
     for r in runs {
-        let name = esc(&r.name);
-        let model = r
-            .report
-            .as_ref()
-            .and_then(|v| v.get("model"))
-            .or_else(|| r.config.as_ref().and_then(|c| get(c, "model.family")))
-            .and_then(Value::as_str)
-            .unwrap_or("?")
-            .to_uppercase();
-        let Some(rep) = &r.report else {
-            rows.push(padded(
-                vec![
-                    name,
-                    esc(&model),
-                    "did not finish".into(),
-                    format!("{} epochs logged", r.metrics.len()),
-                ],
-                9,
+        if let Some(rep) = r.report() {
+            for c in &rep.curves {
+                if !declared.iter().any(|d| d.0 == c.key && d.2 == c.x) {
+                    declared.push((c.key.clone(), c.label.clone(), c.x.clone(), c.unit.clone()));
+                }
+            }
+        }
+    }
+    let mut constants = vec![];
+    for (n, (key, label, x, unit)) in declared.iter().enumerate() {
+        let series: Vec<Series> = runs
+            .iter()
+            .map(|r| Series {
+                name: r.name.clone(),
+                points: series_of(r, key, x),
+            })
+            .filter(|s| !s.points.is_empty())
+            .collect();
+        if series.is_empty() {
+            continue;
+        }
+        let ys: Vec<f64> = series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.1))
+            .collect();
+        let (lo, hi) = ys
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &y| {
+                (a.min(y), b.max(y))
+            });
+        let points = series.iter().map(|s| s.points.len()).max().unwrap_or(0);
+        if hi - lo <= 1e-12 * hi.abs().max(1.0) || points < 2 {
+            constants.push(format!(
+                "{label}: {}{} ({})",
+                fmt_value(lo),
+                if unit.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {unit}")
+                },
+                if points < 2 {
+                    format!("one {x}")
+                } else {
+                    format!("the same at every {x}")
+                }
             ));
             continue;
+        }
+        let title = if unit.is_empty() {
+            label.clone()
+        } else {
+            format!("{label} ({unit})")
         };
-        let pct = |p: &str| num(get(rep, p)).map(|v| 100.0 * v);
-        rows.push(vec![
-            name,
-            esc(&model),
-            esc(rep.get("dataset").and_then(Value::as_str).unwrap_or("")),
-            format!(
-                "{} ({})",
-                fmt(num(get(rep, "training.epochs_done")), 0),
-                fmt(num(get(rep, "training.best_epoch")), 0)
-            ),
-            fmt(num(get(rep, "test.elbo")), 2),
-            match num(get(rep, "test.nll_iwae")) {
-                Some(v) => format!(
-                    "{v:.2} <small>(k={})</small>",
-                    fmt(num(get(rep, "test.iwae_k")), 0)
-                ),
-                None => "–".into(),
-            },
-            fmt(num(get(rep, "test.reconstruction_nll")), 2),
-            format!(
-                "{} → {}",
-                fmt(pct("probe.pixels.test_accuracy"), 1),
-                fmt(pct("probe.codes.test_accuracy"), 1)
-            ),
-            format!(
-                "{} → {}",
-                fmt(pct("query.pixel_label_precision"), 1),
-                fmt(pct("query.latent_label_precision"), 1)
-            ),
-        ]);
-    }
-    h.body.push_str("<p>Test numbers in nats per image (ELBO: lower bound on log p(x); NLL: importance-weighted bound on −log p(x), conditional on the label for CAE/CVAE). Probe: logistic-regression test accuracy (%) on raw pixels → on codes. k-NN: share (%) of a test image's nearest training images of its class, pixel space → latent space.</p>\n");
-    h.table(
-        &[
-            "run",
-            "model",
-            "data",
-            "epochs (best)",
-            "test ELBO",
-            "IWAE NLL",
-            "rec. −log p(x|z)",
-            "probe",
-            "same-class k-NN",
-        ],
-        &rows,
-    );
-    spreads(
-        h,
-        runs,
-        &[
-            ("test ELBO", &|r| num(get(r, "test.elbo"))),
-            ("IWAE NLL", &|r| num(get(r, "test.nll_iwae"))),
-            ("rec.", &|r| num(get(r, "test.reconstruction_nll"))),
-        ],
-    );
-    for r in runs {
-        let _ = writeln!(h.body, "<h3>{}</h3>", esc(&r.name));
-        if r.report.is_none() {
-            h.body.push_str("<p class=\"fail\">This run has no report.json: it stopped before its evaluation. What it logged is below.</p>\n");
-        }
-        h.config(r);
-        curves(h, r);
-        images(h, r);
-    }
-}
-
-fn images(h: &mut Html, r: &Run) {
-    for p in &r.images {
-        if let Ok(png) = std::fs::read(p) {
-            let stem = p
-                .file_stem()
-                .map(|s| s.to_string_lossy().to_string())
-                .unwrap_or_default();
-            let caption = match stem.as_str() {
-                "samples" => "samples (VAE: prior; AE: Gaussian fitted to its codes)".to_string(),
-                "class-samples" => "class-conditional samples, one row a class".to_string(),
-                "reconstructions" => "test images (odd rows) and reconstructions (even rows)".to_string(),
-                "interpolations" => "latent interpolations, each with the pixel cross-fade under it".to_string(),
-                "traversal" => "traversals of the most active latent dimensions (one a row, −3σ … +3σ)".to_string(),
-                "latent-pca" => "test codes, first two principal components".to_string(),
-                "latent-tsne" => "test codes, t-SNE".to_string(),
-                s if s.starts_with("query-") => format!("query by image {}: nearest training images in latent space (top) and pixel space (bottom)", &s[6..]),
-                s => s.to_string(),
-            };
-            h.image(&png, &format!("{}: {caption}", r.name));
-        }
-    }
-}
-
-fn identity(h: &mut Html, runs: &[&Run]) {
-    h.section("identity", "The 8-3-8 identity network");
-    for r in runs {
-        let Some(rep) = &r.report else { continue };
-        let codes = rep
-            .get("codes")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let rows: Vec<Vec<String>> = codes
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let v: Vec<f64> = c
-                    .as_array()
-                    .map(|a| a.iter().filter_map(Value::as_f64).collect())
-                    .unwrap_or_default();
-                let bits: String = v
-                    .iter()
-                    .map(|x| if *x >= 0.5 { '1' } else { '0' })
-                    .collect();
-                vec![
-                    format!("{i}"),
-                    v.iter()
-                        .map(|x| format!("{x:.3}"))
+        match line_chart_png(&series, &title, x, label) {
+            Ok(png) => h.figure(
+                &png,
+                &format!(
+                    "{title} by {x}: {}",
+                    series
+                        .iter()
+                        .map(|s| s.name.as_str())
                         .collect::<Vec<_>>()
-                        .join(" "),
-                    bits,
-                ]
-            })
-            .collect();
+                        .join(", ")
+                ),
+                "chart",
+            ),
+            Err(e) => {
+                let _ = writeln!(
+                    h.body,
+                    "<p class=\"fail\">chart {n} of {id}: {}</p>",
+                    esc(&e.to_string())
+                );
+            }
+        }
+    }
+    if !constants.is_empty() {
         let _ = writeln!(
             h.body,
-            "<p>{}: {} of 8 inputs reconstructed.</p>",
-            esc(&r.name),
-            fmt(num(rep.get("correct")), 0)
+            "<p>Constant during training: {}.</p>",
+            esc(&constants.join("; "))
         );
-        h.table(&["input (one-hot position)", "hidden units", "code"], &rows);
     }
 }
 
-fn others(h: &mut Html, runs: &[&Run]) {
-    h.section("other-runs", "Other runs");
-    for r in runs {
-        let _ = writeln!(
-            h.body,
-            "<h3>{}</h3><p>{}</p>",
-            esc(&r.name),
-            esc(&r.dir.display().to_string())
-        );
-        h.config(r);
-        curves(h, r);
-        images(h, r);
-    }
-}
-
-const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}\
+const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}\
 h1{font-size:1.8em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}h3{margin-top:1.6em}\
-table{border-collapse:collapse;margin:.8em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}\
-th{background:#f2f2f2}tbody tr:nth-child(even){background:#fafafa}figure{display:inline-block;margin:.5em 1em .5em 0;vertical-align:top}figure.chart img{width:480px}\
+table{border-collapse:collapse;margin:.8em 0;font-size:.85em;display:block;overflow-x:auto}th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}\
+th{background:#f2f2f2}tbody tr:nth-child(even){background:#fafafa}figure{display:inline-block;margin:.5em 1em .5em 0;vertical-align:top}figure.chart img{width:520px}\
 figure img{max-width:100%;border:1px solid #ddd}figcaption{font-size:.8em;color:#555;max-width:720px}\
 .hit{color:#1a7f37;font-weight:bold}.fail{color:#b00020}.ok{color:#1a7f37}details{margin:.5em 0}summary{cursor:pointer;color:#0b5394}\
 nav a{margin-right:1em}#render-check{font-size:.8em;color:#777;margin-top:3em}";
@@ -754,9 +649,21 @@ var b=document.body;b.setAttribute('data-images-ok',ok);b.setAttribute('data-ima
 b.setAttribute('data-tables-ok',tok);b.setAttribute('data-tables',tb.length);\
 document.getElementById('render-check').textContent=ok+' of '+im.length+' images and '+tok+' of '+tb.length+' tables rendered.';});";
 
+fn slug(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
 /// Builds the report of `inputs` (run folders, or folders of runs).
 pub fn build_report(inputs: &[PathBuf], title: &str) -> Result<String> {
-    let (runs, steps) = collect(inputs)?;
+    let (runs, steps, problems) = collect(inputs)?;
     if runs.is_empty() && steps.is_empty() {
         return Err(ReportError::Invalid(format!(
             "no run folders in {}",
@@ -771,6 +678,9 @@ pub fn build_report(inputs: &[PathBuf], title: &str) -> Result<String> {
         body: String::new(),
         toc: vec![],
     };
+    for p in &problems {
+        let _ = writeln!(h.body, "<p class=\"fail\">{}</p>", esc(p));
+    }
     if !steps.is_empty() {
         h.section("steps", "Steps");
         let failed = steps.iter().filter(|s| s.status == "failed").count();
@@ -798,27 +708,44 @@ pub fn build_report(inputs: &[PathBuf], title: &str) -> Result<String> {
                 ]
             })
             .collect();
-        h.table(&["step", "status", "seconds", "run folder", "error"], &rows);
+        h.table(
+            &["step", "status", "seconds", "run folder", "error"].map(String::from),
+            &rows,
+        );
     }
-    let of = |k: Kind| -> Vec<&Run> { runs.iter().filter(|r| r.kind == k).collect() };
-    let wt: Vec<&Run> = runs
+    let by_kind: BTreeMap<String, String> = runs
         .iter()
-        .filter(|r| matches!(r.kind, Kind::Supervised | Kind::Unsupervised))
+        .filter_map(|r| Some((r.info.as_ref()?.kind.clone(), r.report()?.section.clone())))
         .collect();
-    if !wt.is_empty() {
-        word_translation(&mut h, &wt);
+    // Sections in the order first met; refused folders last.
+    let mut order: Vec<String> = vec![];
+    for r in &runs {
+        let s = section_of(r, &by_kind);
+        if !order.contains(&s) {
+            order.push(s);
+        }
     }
-    let ae = of(Kind::Autoencoder);
-    if !ae.is_empty() {
-        autoencoders(&mut h, &ae);
-    }
-    let id = of(Kind::Identity);
-    if !id.is_empty() {
-        identity(&mut h, &id);
-    }
-    let other = of(Kind::Other);
-    if !other.is_empty() {
-        others(&mut h, &other);
+    order.sort_by_key(|s| s == "Refused run folders");
+    for s in &order {
+        let members: Vec<&Run> = runs
+            .iter()
+            .filter(|r| &section_of(r, &by_kind) == s)
+            .collect();
+        if s == "Refused run folders" {
+            h.section("refused", s);
+            let rows: Vec<Vec<String>> = members
+                .iter()
+                .map(|r| {
+                    vec![
+                        esc(&r.dir.display().to_string()),
+                        esc(r.refused.as_deref().unwrap_or("")),
+                    ]
+                })
+                .collect();
+            h.table(&["folder".into(), "why it is not shown".into()], &rows);
+            continue;
+        }
+        section(&mut h, &slug(s), s, &members);
     }
     let mut out = String::new();
     let _ = write!(
@@ -851,55 +778,83 @@ pub fn write_report(path: &Path, inputs: &[PathBuf], title: &str) -> Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use embedlab_train::run::{Reuse, RunDir};
+    use embedlab_train::Table;
 
     fn write(p: &Path, v: &Value) {
         std::fs::write(p, serde_json::to_string(v).unwrap()).unwrap();
     }
 
-    #[test]
-    fn report_of_runs_with_spreads_failures_and_unfinished_runs() {
-        let d = tempfile::tempdir().unwrap();
-        for (i, p1) in [(1, 40.0), (2, 44.0)] {
-            let r = d.path().join(format!("en-fr-seed{i}"));
-            std::fs::create_dir(&r).unwrap();
-            write(
-                &r.join("config.json"),
-                &serde_json::json!({"dict": "d", "method": "procrustes", "refine": 0, "seed": i}),
-            );
-            write(
-                &r.join("report.json"),
-                &serde_json::json!({"method": "procrustes", "iterations": [],
-                "precision": [{"retrieval": "csls", "at": {"1": p1, "5": 60.0, "10": 70.0}, "queries": 100},
-                              {"retrieval": "nn", "at": {"1": 30.0, "5": 50.0, "10": 60.0}, "queries": 100}]}),
-            );
-            write(
-                &r.join("examples.json"),
-                &serde_json::json!([{"word": "cat<", "gold": ["chat"], "candidates": [["chat", 0.9], ["chien", 0.5]], "correct_at_1": true}]),
-            );
-        }
-        let ae = d.path().join("vae");
-        std::fs::create_dir(&ae).unwrap();
+    fn word_run(root: &Path, name: &str, seed: i64, p1: f64) {
+        let r = RunDir::create("align-supervised", Some(&root.join(name)), Reuse::Refuse).unwrap();
         write(
-            &ae.join("config.json"),
-            &serde_json::json!({"model": {"family": "vae"}, "train": {"seed": 0}}),
+            &r.file("config.json"),
+            &serde_json::json!({"method": "procrustes", "seed": seed}),
         );
-        std::fs::write(ae.join("metrics.jsonl"), "{\"epoch\":1,\"train\":{\"loss\":300.0},\"valid\":{\"loss\":280.0}}\n{\"epoch\":2,\"train\":{\"loss\":250.0},\"valid\":{\"loss\":240.0}}\n").unwrap();
-        let steps = vec![
-            Step {
-                name: "en-fr".into(),
-                status: "ok".into(),
-                seconds: 1.0,
-                error: None,
-                run: None,
-            },
-            Step {
-                name: "vae".into(),
-                status: "failed".into(),
-                seconds: 2.0,
-                error: Some("loss became NaN".into()),
-                run: Some(ae.clone()),
-            },
-        ];
+        let mut rep = Report::new(
+            "align-supervised",
+            "Word translation",
+            "procrustes: en → fr",
+        );
+        rep.metric("CSLS P@1", p1, "%", Better::Higher)
+            .with_note("100 test source words");
+        rep.metric("fit time", 2.0 + seed as f64, "s", Better::Lower);
+        rep.tables.push(Table {
+            title: "examples".into(),
+            columns: vec!["word".into(), "candidate".into()],
+            rows: vec![vec!["cat<".into(), "chat".into()]],
+            highlight: vec![(0, 1)],
+            open: false,
+        });
+        rep.curve("selection", "held-out P@1", "iteration", "%");
+        r.write_json(REPORT, &rep).unwrap();
+        for (i, v) in [30.0, 35.0 + seed as f64].iter().enumerate() {
+            r.log(&serde_json::json!({"event": "iteration", "iteration": i, "selection": v, "criterion": 0.5}))
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn any_kind_renders_from_its_report_with_spreads_curves_and_failures() {
+        let d = tempfile::tempdir().unwrap();
+        word_run(d.path(), "en-fr-seed1", 1, 40.0);
+        word_run(d.path(), "en-fr-seed2", 2, 44.0);
+        // A kind the report has never heard of.
+        let r = RunDir::create(
+            "flow-of-the-future",
+            Some(&d.path().join("novel")),
+            Reuse::Refuse,
+        )
+        .unwrap();
+        let mut rep = Report::new("flow-of-the-future", "Normalizing flows", "a new family");
+        rep.metric("bits/dim", 1.23, "bits/dim", Better::Lower);
+        rep.curve("valid.loss", "validation loss", "epoch", "");
+        r.write_json(REPORT, &rep).unwrap();
+        for e in 1..=3 {
+            r.log(&serde_json::json!({"epoch": e, "valid": {"loss": 4.0 - e as f64}}))
+                .unwrap();
+        }
+        // A run that did not finish, one with a corrupt report, one with a binary config.
+        let r = RunDir::create("train", Some(&d.path().join("unfinished")), Reuse::Refuse).unwrap();
+        r.log(&serde_json::json!({"epoch": 1, "valid": {"loss": 3.0}}))
+            .unwrap();
+        let r = RunDir::create("train", Some(&d.path().join("corrupt")), Reuse::Refuse).unwrap();
+        std::fs::write(r.file(REPORT), "{\"format\": 2, \"kind\":").unwrap();
+        std::fs::write(r.file("config.json"), [0xffu8, 0xfe, 0x00]).unwrap();
+        // A folder from before run format 2.
+        let old = d.path().join("old-run");
+        std::fs::create_dir(&old).unwrap();
+        write(
+            &old.join("report.json"),
+            &serde_json::json!({"precision": []}),
+        );
+        let steps = vec![Step {
+            name: "vae".into(),
+            status: "failed".into(),
+            seconds: 2.0,
+            error: Some("loss became NaN".into()),
+            run: None,
+        }];
         write(
             &d.path().join(STEPS_FILE),
             &serde_json::to_value(&steps).unwrap(),
@@ -913,18 +868,56 @@ mod tests {
             html.contains("42.00 ± 2.83 (40.00–44.00)"),
             "spread over the two seeds"
         );
+        assert!(html.contains("<b>44</b>"), "the best P@1 in bold");
         assert!(
-            html.contains("cat&lt;") && html.contains("class=\"hit\">chat"),
-            "examples, escaped"
+            html.contains("CSLS P@1 <small>(%)</small> ↑"),
+            "units and direction"
         );
         assert!(
-            html.contains("did not finish") && html.contains("no report.json"),
-            "unfinished run"
+            html.contains("cat&lt;") && html.contains("class=\"hit\">chat"),
+            "tables, escaped"
+        );
+        assert!(
+            html.contains("Normalizing flows") && html.contains("bits/dim"),
+            "an unknown kind renders"
+        );
+        assert!(html.contains("did not finish"), "unfinished run");
+        assert!(html.contains("report.json: broken"), "corrupt report named");
+        assert!(
+            html.contains("config.json: not text"),
+            "binary config named"
+        );
+        assert!(
+            html.contains("Refused run folders") && html.contains("before run format 2"),
+            "old run refused"
+        );
+        assert!(
+            html.contains("held-out P@1 (%) by iteration: en-fr-seed1, en-fr-seed2"),
+            "runs overlaid on one chart"
         );
         assert!(html.contains("data:image/png;base64,"), "curve embedded");
         for bad in ["src=\"http", "href=\"http", "<link", "@import", "url(http"] {
             assert!(!html.contains(bad), "external reference {bad}");
         }
         assert!(build_report(&[d.path().join("nope")], "x").is_err());
+    }
+
+    #[test]
+    fn a_constant_series_is_said_not_drawn() {
+        let d = tempfile::tempdir().unwrap();
+        let r = RunDir::create("train", Some(&d.path().join("r")), Reuse::Refuse).unwrap();
+        let mut rep = Report::new("train", "Image models", "x");
+        rep.curve("lr.model", "learning rate", "epoch", "");
+        r.write_json(REPORT, &rep).unwrap();
+        for e in 1..=4 {
+            r.log(&serde_json::json!({"epoch": e, "lr": {"model": 0.001}}))
+                .unwrap();
+        }
+        let html = build_report(&[d.path().join("r")], "t").unwrap();
+        assert!(
+            html.contains("learning rate: 0.0010 (the same at every epoch)"),
+            "{html}"
+        );
+        assert!(!html.contains("data:image/png"), "no chart of a constant");
     }
 }

@@ -9,7 +9,8 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
-/// Draws the series on shared axes; returns a PNG.
+/// Draws the series on shared axes, with a legend naming each; returns a
+/// PNG. The x axis (epochs, iterations) is labelled with whole numbers only.
 pub fn line_chart_png(
     series: &[Series],
     title: &str,
@@ -49,10 +50,21 @@ pub fn line_chart_png(
             .y_label_area_size(64)
             .build_cartesian_2d(x0..x1, (y0 - my)..(y1 + my))
             .map_err(|e| err(&e))?;
+        // Ticks a whole number apart at least, so that they fall on whole
+        // numbers; labels of whole numbers only.
+        let span = (x1 - x0).round().max(1.0) as usize;
         chart
             .configure_mesh()
             .x_desc(x_label)
             .y_desc(y_label)
+            .x_labels(span.clamp(1, 10) + 1)
+            .x_label_formatter(&|v| {
+                if (v - v.round()).abs() < 1e-6 {
+                    format!("{:.0}", v)
+                } else {
+                    String::new()
+                }
+            })
             .light_line_style(WHITE.mix(0.0))
             .draw()
             .map_err(|e| err(&e))?;

@@ -16,9 +16,7 @@ pub struct ReportArgs {
 }
 
 pub fn report(a: &ReportArgs) -> Result<()> {
-    let sp = crate::util::spinner("writing the report");
     embedlab_reports::html::write_report(&a.out, &a.runs, &a.title)?;
-    sp.finish_and_clear();
     println!("report: {}", a.out.display());
     Ok(())
 }

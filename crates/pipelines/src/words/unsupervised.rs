@@ -2,22 +2,21 @@
 //! by VecMap-style self-learning (from the similarity-structure
 //! initialisation, or from identical strings) or by MUSE's adversarial
 //! mapping followed by Procrustes refinement.
-use super::align::{
-    print_precision, read_dictionary, save_map, EmbArgs, PrepArgs, RunPrep, EVAL_KS,
-    EVAL_RETRIEVALS,
+use super::supervised::{
+    file_name, read_dictionary, reuse, save_map, word_report, write_examples, EmbArgs, PrepArgs,
+    RunPrep, EVAL_KS, EVAL_RETRIEVALS,
 };
-use crate::run::RunDir;
-use crate::util::{bar, parse_range, spinner};
-use anyhow::{bail, Context, Result};
+use crate::progress::{parse_range, spinner};
+use crate::{fail, Result};
 use clap::{Args, ValueEnum};
 use embedlab_align::adversarial::{
-    adversarial, Adversarial, AdversarialConfig, AdversarialState, EpochLog, Precision, Progress,
-    RefineLog,
+    adversarial, AdversarialConfig, AdversarialResult, Event, Precision,
 };
 use embedlab_align::selflearn::{identical_strings, self_learn, SelfLearnConfig, Step};
 use embedlab_align::Space;
 use embedlab_data::Embeddings;
 use embedlab_metrics::{precision_at_k, Precision as PrecisionAtK};
+use embedlab_train::{Better, RunDir};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -56,46 +55,71 @@ pub enum PrecisionArg {
 #[derive(Args, Debug, Clone, Serialize, Deserialize)]
 #[command(next_help_heading = "Adversarial (--method adversarial)")]
 pub struct AdversarialArgs {
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = AdversarialConfig::default().epochs)]
     pub epochs: usize,
     /// Source words per epoch (MUSE: 1000000; about 10 min an epoch on 2 CPU cores).
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = AdversarialConfig::default().epoch_size)]
     pub epoch_size: usize,
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = AdversarialConfig::default().batch_size)]
     pub batch_size: i64,
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = AdversarialConfig::default().dis_steps)]
     pub dis_steps: usize,
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = AdversarialConfig::default().dis_layers)]
     pub dis_layers: usize,
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, default_value_t = AdversarialConfig::default().dis_hidden)]
     pub dis_hidden: i64,
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = AdversarialConfig::default().dis_input_dropout)]
     pub dis_input_dropout: f64,
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = AdversarialConfig::default().dis_smooth)]
     pub dis_smooth: f64,
     /// Draw discriminator words from this many most frequent of each side.
-    #[arg(long, default_value_t = 75_000)]
+    #[arg(long, default_value_t = AdversarialConfig::default().dis_most_frequent)]
     pub dis_most_frequent: i64,
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = AdversarialConfig::default().dis_lr)]
     pub dis_lr: f64,
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = AdversarialConfig::default().map_lr)]
     pub map_lr: f64,
-    #[arg(long, default_value_t = 0.98)]
+    #[arg(long, default_value_t = AdversarialConfig::default().lr_decay)]
     pub lr_decay: f64,
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = AdversarialConfig::default().lr_shrink)]
     pub lr_shrink: f64,
     /// Orthogonalisation β: W ← (1+β)W − β(WWᵀ)W after each map step.
-    #[arg(long, default_value_t = 0.001)]
+    #[arg(long, default_value_t = AdversarialConfig::default().map_beta)]
     pub map_beta: f64,
     /// Most frequent source words in the model-selection criterion.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = AdversarialConfig::default().criterion_words)]
     pub criterion_words: usize,
     /// Procrustes refinement iterations after the adversarial phase.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = AdversarialConfig::default().refinement)]
     pub refinement: usize,
     /// Number format of the discriminator's products.
     #[arg(long, value_enum, default_value_t = PrecisionArg::Auto)]
     pub precision: PrecisionArg,
+}
+
+impl Default for AdversarialArgs {
+    fn default() -> Self {
+        let c = AdversarialConfig::default();
+        Self {
+            epochs: c.epochs,
+            epoch_size: c.epoch_size,
+            batch_size: c.batch_size,
+            dis_steps: c.dis_steps,
+            dis_layers: c.dis_layers,
+            dis_hidden: c.dis_hidden,
+            dis_input_dropout: c.dis_input_dropout,
+            dis_smooth: c.dis_smooth,
+            dis_most_frequent: c.dis_most_frequent,
+            dis_lr: c.dis_lr,
+            map_lr: c.map_lr,
+            lr_decay: c.lr_decay,
+            lr_shrink: c.lr_shrink,
+            map_beta: c.map_beta,
+            criterion_words: c.criterion_words,
+            refinement: c.refinement,
+            precision: PrecisionArg::Auto,
+        }
+    }
 }
 
 impl AdversarialArgs {
@@ -191,6 +215,37 @@ pub struct UnsupervisedArgs {
     /// Run folder (default runs/align-unsupervised-<time>).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Empty --out first if it already holds something.
+    #[arg(long)]
+    #[serde(default)]
+    pub overwrite: bool,
+}
+
+/// The kind of run `align unsupervised` writes.
+pub const KIND: &str = "align-unsupervised";
+
+impl UnsupervisedArgs {
+    /// Self-learning with every default, from `src` to `tgt`.
+    pub fn new(src: PathBuf, tgt: PathBuf) -> Self {
+        Self {
+            emb: EmbArgs::new(src, tgt),
+            method: UnsupervisedMethod::SelfLearning,
+            dict_test: None,
+            invert_dict: false,
+            test_ranks: None,
+            prep: PrepArgs::default(),
+            init: Init::Structure,
+            init_vocab: 4000,
+            cutoff: 20_000,
+            keep_prob: 0.1,
+            patience: 50,
+            max_iterations: 2000,
+            adv: AdversarialArgs::default(),
+            resume: None,
+            out: None,
+            overwrite: false,
+        }
+    }
 }
 
 /// Self-learning outcome.
@@ -203,38 +258,37 @@ pub struct SelfLearningReport {
     pub dictionary_pairs: usize,
 }
 
-/// Adversarial outcome.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AdversarialReport {
-    pub precision: Precision,
-    /// The best criterion (mean cosine of CSLS translations).
-    pub criterion: f64,
-    pub epochs: Vec<EpochLog>,
-    pub refinement: Vec<RefineLog>,
-    pub adversarial_seconds: f64,
-    pub refinement_seconds: f64,
-}
-
-/// report.json of an unsupervised run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What an unsupervised run reports (the details of its report.json).
+#[derive(Debug, Serialize, Deserialize)]
 pub struct UnsupervisedReport {
     pub method: UnsupervisedMethod,
     pub self_learning: Option<SelfLearningReport>,
-    pub adversarial: Option<AdversarialReport>,
+    pub adversarial: Option<AdversarialResult>,
     pub test: Option<embedlab_data::dictionary::ResolveStats>,
     pub precision: Vec<PrecisionAtK>,
     /// Whole run, loading excluded.
     pub seconds: f64,
 }
 
-pub fn run_unsupervised(args: &UnsupervisedArgs, device: Device) -> Result<UnsupervisedReport> {
+pub fn run_unsupervised(
+    args: &UnsupervisedArgs,
+    seed: i64,
+    device: Device,
+) -> Result<UnsupervisedReport> {
+    if args.resume.is_some() && args.method != UnsupervisedMethod::Adversarial {
+        fail!("--resume applies to --method adversarial only");
+    }
+    let adv_cfg = args.adv.config(device);
+    adv_cfg.check()?;
     let (src, tgt) = args.emb.load()?;
     let t0 = Instant::now();
-    let mut run = match &args.resume {
-        Some(dir) => RunDir::reopen(dir)?,
-        None => RunDir::create("align-unsupervised", args.out.as_deref())?,
+    let run = match &args.resume {
+        Some(dir) => RunDir::resume(dir, KIND)?,
+        None => RunDir::create(KIND, args.out.as_deref(), reuse(args.overwrite))?,
     };
-    run.write_json("config.json", args)?;
+    if args.resume.is_none() {
+        run.write_json("config.json", args)?;
+    }
     let (ps, pt) = args.prep.sides("renorm,center,renorm")?;
     run.write_json(
         "prep.json",
@@ -247,7 +301,7 @@ pub fn run_unsupervised(args: &UnsupervisedArgs, device: Device) -> Result<Unsup
     let (x, _) = ps.apply(&src, device)?;
     let (z, _) = pt.apply(&tgt, device)?;
     if x.size()[1] != z.size()[1] {
-        bail!(
+        fail!(
             "unsupervised mapping needs equal dimensions: source {} and target {} (use --src-pca/--tgt-pca)",
             x.size()[1],
             z.size()[1]
@@ -255,20 +309,17 @@ pub fn run_unsupervised(args: &UnsupervisedArgs, device: Device) -> Result<Unsup
     }
     let (map, self_learning, adversarial) = match args.method {
         UnsupervisedMethod::SelfLearning => {
-            if args.resume.is_some() {
-                bail!("--resume applies to --method adversarial only");
-            }
-            let (m, r) = run_self_learning(args, &src, &tgt, &x, &z, &mut run)?;
+            let (m, r) = run_self_learning(args, &src, &tgt, &x, &z, &run)?;
             (m, Some(r), None)
         }
         UnsupervisedMethod::Adversarial => {
-            let (m, r) = run_adversarial(args, &x, &z, &mut run, device)?;
-            (m, None, Some(r))
+            let mut r = run_adversarial(&adv_cfg, seed, &x, &z, &run, args.resume.is_some())?;
+            (r.map.take().expect("a map"), None, Some(r))
         }
     };
     save_map(&run.file("map.safetensors"), &map)?;
-    let (precision, test) = match &args.dict_test {
-        None => (vec![], None),
+    let (precision, test, examples) = match &args.dict_test {
+        None => (vec![], None, vec![]),
         Some(p) => evaluate(
             args,
             p,
@@ -276,7 +327,7 @@ pub fn run_unsupervised(args: &UnsupervisedArgs, device: Device) -> Result<Unsup
             &tgt,
             &map.map_src(&x),
             &map.map_tgt(&z),
-            &mut run,
+            &run,
         )?,
     };
     let report = UnsupervisedReport {
@@ -287,7 +338,46 @@ pub fn run_unsupervised(args: &UnsupervisedArgs, device: Device) -> Result<Unsup
         precision,
         seconds: t0.elapsed().as_secs_f64(),
     };
-    run.write_json("report.json", &report)?;
+    let how = match args.method {
+        UnsupervisedMethod::SelfLearning => format!("self-learning ({:?} start)", args.init),
+        UnsupervisedMethod::Adversarial => "adversarial + refinement".to_string(),
+    };
+    let mut r = word_report(
+        KIND,
+        format!(
+            "{} without a dictionary: {} → {}",
+            how.to_lowercase(),
+            file_name(&args.emb.src),
+            file_name(&args.emb.tgt)
+        ),
+        &report.precision,
+        &examples,
+        serde_json::to_value(&report)?,
+    );
+    if let Some(a) = &report.adversarial {
+        r.metric("criterion", a.criterion, "", Better::Higher)
+            .with_note("MUSE's mean cosine of CSLS translations of the top source words");
+        r.metric(
+            "adversarial time",
+            a.adversarial_seconds,
+            "s",
+            Better::Lower,
+        );
+        r.curve("valid.criterion", "mean-cosine criterion", "epoch", "");
+        r.curve("train.dis.loss", "discriminator loss", "epoch", "");
+    }
+    if let Some(s) = &report.self_learning {
+        r.metric("iterations", s.iterations as f64, "", Better::Neither);
+        r.curve("objective", "self-learning objective", "iteration", "");
+        r.curve(
+            "dictionary_pairs",
+            "induced dictionary pairs",
+            "iteration",
+            "",
+        );
+    }
+    r.metric("time", report.seconds, "s", Better::Lower);
+    run.write_json(embedlab_train::report::REPORT, &r)?;
     eprintln!("run folder: {}", run.path.display());
     Ok(report)
 }
@@ -298,7 +388,7 @@ fn run_self_learning(
     tgt: &Embeddings,
     x: &Tensor,
     z: &Tensor,
-    run: &mut RunDir,
+    run: &RunDir,
 ) -> Result<(embedlab_align::maps::Mapping, SelfLearningReport)> {
     let seed = match args.init {
         Init::Structure => None,
@@ -306,7 +396,7 @@ fn run_self_learning(
             let s = identical_strings(src.words(), tgt.words());
             eprintln!("identical strings: {} seed pairs", s.len());
             if s.is_empty() {
-                bail!("no word is spelled the same in both vocabularies: use --init structure");
+                fail!("no word is spelled the same in both vocabularies: use --init structure");
             }
             Some(s)
         }
@@ -337,7 +427,7 @@ fn run_self_learning(
     })?;
     pb.finish_and_clear();
     if let Some(e) = log_error {
-        return Err(e);
+        return Err(e.into());
     }
     let report = SelfLearningReport {
         init: args.init,
@@ -349,148 +439,47 @@ fn run_self_learning(
     Ok((map, report))
 }
 
-const CHECKPOINT: &str = "checkpoint.safetensors";
-const CHECKPOINT_STATE: &str = "checkpoint.json";
-
-/// What a checkpoint's JSON holds: the configuration it was made with and the state.
-#[derive(Serialize, Deserialize)]
-struct CheckpointMeta {
-    config: AdversarialConfig,
-    state: AdversarialState,
-}
-
-fn save_checkpoint(run: &RunDir, cfg: &AdversarialConfig, m: &Adversarial) -> Result<()> {
-    embedlab_data::atomic::write_safetensors_atomic(&run.file(CHECKPOINT), m.tensors())?;
-    // The state after its tensors: a crash in between leaves an older state
-    // with newer tensors, which resumes one epoch early rather than late.
-    run.write_json(
-        CHECKPOINT_STATE,
-        &CheckpointMeta {
-            config: cfg.clone(),
-            state: m.state.clone(),
-        },
-    )?;
-    save_map(
-        &run.file("map.safetensors"),
-        &embedlab_align::maps::Mapping {
-            src: m.best_w.shallow_clone(),
-            tgt: None,
-        },
-    )
-}
-
-fn load_checkpoint(
-    dir: &Path,
-    cfg: &AdversarialConfig,
-    dim: i64,
-    device: Device,
-) -> Result<Adversarial> {
-    let meta_path = dir.join(CHECKPOINT_STATE);
-    let text = std::fs::read_to_string(&meta_path)
-        .with_context(|| format!("--resume: cannot read {}", meta_path.display()))?;
-    let meta: CheckpointMeta = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not a checkpoint state", meta_path.display()))?;
-    let mut saved = serde_json::to_value(&meta.config)?;
-    let mut now = serde_json::to_value(cfg)?;
-    for v in [&mut saved, &mut now] {
-        v.as_object_mut().map(|o| o.remove("epochs"));
-    }
-    if saved != now {
-        bail!(
-            "{}: the run was made with other adversarial options than these (only --epochs may change on --resume)",
-            meta_path.display()
-        );
-    }
-    let path = dir.join(CHECKPOINT);
-    let tensors = Tensor::read_safetensors(&path)
-        .with_context(|| format!("{}: not a readable safetensors file", path.display()))?;
-    let mut state = meta.state;
-    if state.stopped && cfg.epochs > state.epochs_done {
-        state.stopped = state.map_lr < cfg.min_lr;
-    }
-    Adversarial::from_tensors(tensors, state, cfg, dim, device)
-        .with_context(|| format!("{}: does not fit this run", path.display()))
-}
-
 fn run_adversarial(
-    args: &UnsupervisedArgs,
+    cfg: &AdversarialConfig,
+    seed: i64,
     x: &Tensor,
     z: &Tensor,
-    run: &mut RunDir,
-    device: Device,
-) -> Result<(embedlab_align::maps::Mapping, AdversarialReport)> {
-    let cfg = args.adv.config(device);
-    let dim = x.size()[1];
-    let mut model = match &args.resume {
-        Some(dir) => {
-            let m = load_checkpoint(dir, &cfg, dim, device)?;
-            eprintln!(
-                "resuming after epoch {} of {}",
-                m.state.epochs_done, cfg.epochs
-            );
-            m
-        }
-        None => Adversarial::new(dim, &cfg, device),
-    };
+    run: &RunDir,
+    resume: bool,
+) -> Result<AdversarialResult> {
     eprintln!(
         "adversarial: {} epochs of {} words, discriminator {}×{} ({:?}), refinement {}",
         cfg.epochs, cfg.epoch_size, cfg.dis_layers, cfg.dis_hidden, cfg.precision, cfg.refinement
     );
-    let pb = bar(cfg.epoch_size as u64, "");
-    let mut failure: Option<anyhow::Error> = None;
-    let result = adversarial(x, z, &mut model, &cfg, |p| {
-        let r: Result<()> = (|| {
-            match p {
-                Progress::Batch {
-                    epoch,
-                    samples,
-                    dis_loss,
-                } => {
-                    pb.set_message(format!("epoch {epoch} dis loss {dis_loss:.4}"));
-                    pb.set_position(samples as u64);
-                }
-                Progress::Epoch(m) => {
-                    let e = m.state.epochs.last().expect("an epoch was logged");
-                    pb.println(format!(
-                        "epoch {}: dis loss {:.4}, P(src|src) {:.3}, P(src|tgt) {:.3}, criterion {:.5}{}, lr {:.4}, {:.1} s",
-                        e.epoch, e.dis_loss, e.dis_src_prob, e.dis_tgt_prob, e.criterion,
-                        if e.best { " (best)" } else { "" }, e.map_lr, e.seconds
-                    ));
-                    pb.reset();
-                    run.log(&serde_json::json!({"event": "epoch", "epoch": e}))?;
-                    save_checkpoint(run, &cfg, m)?;
-                }
-                Progress::Refine(r) => {
-                    pb.println(format!(
-                        "refinement {}: {} pairs, criterion {:.5}{}",
-                        r.iteration,
-                        r.dictionary_pairs,
-                        r.criterion,
-                        if r.best { " (best)" } else { "" }
-                    ));
-                    run.log(&serde_json::json!({"event": "refinement", "refinement": r}))?;
+    let mut refine_error = None;
+    let r = adversarial(x, z, cfg, seed, run, resume, &mut |ev| {
+        match ev {
+            Event::Epoch(e) => eprintln!(
+                "epoch {}: dis loss {:.4}, P(src|src) {:.3}, P(src|tgt) {:.3}, criterion {:.5}{}, lr {:.4}, {:.1} s",
+                e.epoch, e.dis_loss, e.dis_src_prob, e.dis_tgt_prob, e.criterion,
+                if e.best { " (best)" } else { "" }, e.map_lr, e.seconds
+            ),
+            Event::Refine(r) => {
+                eprintln!(
+                "refinement {}: {} pairs, criterion {:.5}{}",
+                r.iteration,
+                r.dictionary_pairs,
+                r.criterion,
+                if r.best { " (best)" } else { "" }
+            );
+                if let Err(e) = run.log(&serde_json::json!({"event": "refinement", "refinement": r})) {
+                    refine_error.get_or_insert(e);
                 }
             }
-            Ok(())
-        })();
-        if let Err(e) = r {
-            failure.get_or_insert(e);
         }
-    });
-    pb.finish_and_clear();
-    if let Some(e) = failure {
-        return Err(e);
+    })?;
+    if let Some(e) = refine_error {
+        return Err(e.into());
     }
-    let r = result?;
-    let report = AdversarialReport {
-        precision: cfg.precision,
-        criterion: r.criterion,
-        epochs: r.epochs,
-        refinement: r.refinement,
-        adversarial_seconds: r.adversarial_seconds,
-        refinement_seconds: r.refinement_seconds,
-    };
-    Ok((r.map, report))
+    if let Some(why) = &r.stopped {
+        eprintln!("the adversarial phase stopped early: {why}");
+    }
+    Ok(r)
 }
 
 fn evaluate(
@@ -500,10 +489,11 @@ fn evaluate(
     tgt: &Embeddings,
     xs: &Tensor,
     zs: &Tensor,
-    run: &mut RunDir,
+    run: &RunDir,
 ) -> Result<(
     Vec<PrecisionAtK>,
     Option<embedlab_data::dictionary::ResolveStats>,
+    Vec<super::supervised::Example>,
 )> {
     let r = read_dictionary(path, args.invert_dict, args.emb.lowercase)?.resolve(src, tgt);
     let pairs = match args.test_ranks {
@@ -511,7 +501,7 @@ fn evaluate(
         None => r.pairs.clone(),
     };
     if pairs.is_empty() {
-        bail!(
+        fail!(
             "{}: no test pair has both words in the vocabularies",
             path.display()
         );
@@ -523,18 +513,6 @@ fn evaluate(
         run.log(&serde_json::json!({"event": "precision", "retrieval": p.retrieval, "at": p.at, "queries": p.queries}))?;
         out.push(p);
     }
-    super::align::write_examples(run, &mut space, &pairs, src, tgt, 20, 5)?;
-    Ok((out, Some(r.stats)))
-}
-
-pub fn unsupervised(args: &UnsupervisedArgs, device: Device) -> Result<()> {
-    let r = run_unsupervised(args, device)?;
-    if !r.precision.is_empty() {
-        let name = match args.method {
-            UnsupervisedMethod::SelfLearning => format!("self-learning ({:?} init)", args.init),
-            UnsupervisedMethod::Adversarial => "adversarial + refinement".to_string(),
-        };
-        print_precision(&name.to_lowercase(), &r.precision);
-    }
-    Ok(())
+    let examples = write_examples(run, &mut space, &pairs, src, tgt, 20, 5)?;
+    Ok((out, Some(r.stats), examples))
 }

@@ -1,6 +1,7 @@
-//! `embedlab bench csls`: time and peak memory of CSLS evaluation at scale.
-use crate::util::peak_rss_bytes;
-use anyhow::Result;
+//! `embedlab bench`: time and peak memory of CSLS evaluation at scale, and
+//! the time to load a large `.vec` file.
+use crate::progress::peak_rss_bytes;
+use crate::Result;
 use clap::Args;
 use embedlab_align::{Retrieval, Space};
 use serde::Serialize;
@@ -34,7 +35,18 @@ struct CslsBenchResult {
     peak_rss_mib: Option<f64>,
 }
 
-pub fn csls(a: &CslsBench, device: Device) -> Result<()> {
+/// Runs the benchmark; returns its result as JSON.
+pub fn csls(a: &CslsBench, device: Device) -> Result<String> {
+    if a.n < 2
+        || a.dim < 1
+        || a.queries < 1
+        || a.queries as i64 > a.n
+        || !(1..=1000).contains(&a.knn)
+        || a.n > 10_000_000
+        || a.dim > 100_000
+    {
+        crate::fail!("bench csls: need 2 ≤ --n ≤ 10000000, 1 ≤ --dim ≤ 100000, 1 ≤ --queries ≤ --n and 1 ≤ --knn ≤ 1000");
+    }
     let opts = (Kind::Float, device);
     let x = Tensor::randn([a.n, a.dim], opts);
     let y = Tensor::randn([a.n, a.dim], opts);
@@ -63,8 +75,7 @@ pub fn csls(a: &CslsBench, device: Device) -> Result<()> {
         seconds_total: t0.elapsed().as_secs_f64(),
         peak_rss_mib: peak_rss_bytes().map(|b| b as f64 / 1048576.0),
     };
-    println!("{}", serde_json::to_string_pretty(&res)?);
-    Ok(())
+    Ok(serde_json::to_string_pretty(&res)?)
 }
 
 #[derive(Args, Debug)]
@@ -80,7 +91,10 @@ pub struct LoadBench {
 }
 
 /// Writes an `n × dim` .vec of random vectors and times loading it back.
-pub fn load(a: &LoadBench) -> Result<()> {
+pub fn load(a: &LoadBench) -> Result<String> {
+    if a.n < 1 || a.dim < 1 || a.n > 10_000_000 || a.dim > 10_000 {
+        crate::fail!("bench load: need 1 ≤ --n ≤ 10000000 and 1 ≤ --dim ≤ 10000");
+    }
     use embedlab_data::{Embeddings, LoadOptions};
     let tmp = std::env::temp_dir().join(format!("embedlab-bench-{}.vec", std::process::id()));
     let path = a.file.clone().unwrap_or_else(|| tmp.clone());
@@ -102,12 +116,8 @@ pub fn load(a: &LoadBench) -> Result<()> {
     if a.file.is_none() {
         let _ = std::fs::remove_file(&tmp);
     }
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&serde_json::json!({
-            "n": a.n, "dim": a.dim, "file_mib": bytes as f64 / 1048576.0,
-            "seconds_load": secs, "rayon_threads": rayon::current_num_threads(),
-        }))?
-    );
-    Ok(())
+    Ok(serde_json::to_string_pretty(&serde_json::json!({
+        "n": a.n, "dim": a.dim, "file_mib": bytes as f64 / 1048576.0,
+        "seconds_load": secs,
+    }))?)
 }

@@ -1,5 +1,5 @@
 //! `embedlab convert`: embeddings and dictionaries between formats.
-use anyhow::Result;
+use crate::Result;
 use clap::{Args, Subcommand};
 use embedlab_align::supervised::Prep;
 use embedlab_align::Normalization;

@@ -1,7 +1,9 @@
-//! `embedlab align supervised`: fit, refine, evaluate and save a map.
-use crate::run::RunDir;
-use crate::util::{bar, parse_range, spinner};
-use anyhow::{bail, Context, Result};
+//! Supervised word translation: fit, refine, evaluate and save a map
+//! (`embedlab align supervised`), and what every word-translation run shares:
+//! where the vectors come from, how both sides are prepared, the
+//! dictionaries, translation examples, the saved map and its report.
+use crate::progress::{bar, parse_range, spinner};
+use crate::{fail, Context, Result};
 use clap::Args;
 use embedlab_align::induce::{Build, InduceConfig};
 use embedlab_align::maps::Mapping;
@@ -9,6 +11,8 @@ use embedlab_align::supervised::{fit_supervised, FitConfig, Iteration, Prep, Sel
 use embedlab_align::{MapMethod, Normalization, Retrieval, Space};
 use embedlab_data::{Dictionary, EmbeddingFormat, Embeddings, LoadOptions};
 use embedlab_metrics::{precision_at_k, Precision};
+use embedlab_train::{Better, Report, Table};
+use embedlab_train::{Reuse, RunDir};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -17,11 +21,12 @@ use tch::{Device, Tensor};
 /// Where one side's vectors come from.
 #[derive(Args, Debug, Clone, Serialize, Deserialize)]
 pub struct EmbArgs {
-    /// Source embeddings (.vec, GloVe .txt, word2vec .bin, spaCy vocab/ folder, .npy).
-    #[arg(long)]
+    /// Source embeddings (.vec, GloVe .txt, word2vec .bin, spaCy vocab/
+    /// folder, .npy); required (a resumed run reads its own).
+    #[arg(long, default_value = "", hide_default_value = true, value_parser = any_path)]
     pub src: PathBuf,
-    /// Target embeddings (same formats).
-    #[arg(long)]
+    /// Target embeddings (same formats); required.
+    #[arg(long, default_value = "", hide_default_value = true, value_parser = any_path)]
     pub tgt: PathBuf,
     /// Force the source format (vec, glove, bin, spacy, npy).
     #[arg(long)]
@@ -43,7 +48,27 @@ pub struct EmbArgs {
     pub lowercase: bool,
 }
 
+/// A path, the empty one included (meaning "not given": the pipelines say
+/// which option is missing when it is needed).
+fn any_path(s: &str) -> std::result::Result<PathBuf, String> {
+    Ok(PathBuf::from(s))
+}
+
 impl EmbArgs {
+    /// Both sides with the defaults (200k words, as they are).
+    pub fn new(src: PathBuf, tgt: PathBuf) -> Self {
+        Self {
+            src,
+            tgt,
+            src_format: None,
+            tgt_format: None,
+            src_words: None,
+            tgt_words: None,
+            src_max_vocab: 200_000,
+            tgt_max_vocab: 200_000,
+            lowercase: false,
+        }
+    }
     fn opts(
         &self,
         fmt: Option<EmbeddingFormat>,
@@ -59,6 +84,14 @@ impl EmbArgs {
         }
     }
     pub fn load(&self) -> Result<(Embeddings, Embeddings)> {
+        for (flag, p) in [("--src", &self.src), ("--tgt", &self.tgt)] {
+            if p.as_os_str().is_empty() {
+                fail!(
+                    "{flag} is required: the {} embeddings to map",
+                    if flag == "--src" { "source" } else { "target" }
+                );
+            }
+        }
         let load = |p: &Path, o: LoadOptions| -> Result<Embeddings> {
             let pb = spinner(format!("loading {}", p.display()));
             let t = Instant::now();
@@ -175,10 +208,25 @@ pub struct SupervisedArgs {
     /// Run folder (default runs/align-supervised-<time>).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Empty --out first if it already holds something.
+    #[arg(long)]
+    #[serde(default)]
+    pub overwrite: bool,
+}
+
+/// The kind of run `align supervised` writes.
+pub const KIND: &str = "align-supervised";
+
+pub fn reuse(overwrite: bool) -> Reuse {
+    if overwrite {
+        Reuse::Overwrite
+    } else {
+        Reuse::Refuse
+    }
 }
 
 /// How both sides are prepared before mapping (shared by every aligner).
-#[derive(Args, Debug, Clone, Serialize, Deserialize)]
+#[derive(Args, Debug, Clone, Serialize, Deserialize, Default)]
 pub struct PrepArgs {
     /// Normalisation chain for both sides, e.g. renorm,center,renorm or none
     /// (default: the method's).
@@ -279,7 +327,7 @@ fn pairs(
     let dict = args.dictionary(&args.dict)?;
     let resolved = dict.resolve(src, tgt);
     if resolved.pairs.is_empty() {
-        bail!(
+        fail!(
             "{}: none of its {} pairs has both words in the vocabularies (try --lowercase or --invert-dict)",
             args.dict.display(),
             dict.pairs.len()
@@ -289,7 +337,7 @@ fn pairs(
         Some(tp) => {
             let test = args.dictionary(tp)?.resolve(src, tgt);
             if test.pairs.is_empty() {
-                bail!(
+                fail!(
                     "{}: no test pair has both words in the vocabularies",
                     tp.display()
                 );
@@ -301,7 +349,7 @@ fn pairs(
             let split = match (args.train_ranks, args.test_ranks) {
                 (Some(a), Some(b)) => resolved.split_ranges(a, b)?,
                 (None, None) => resolved.split_default(5000, args.test_size)?,
-                _ => bail!("give both --train-ranks and --test-ranks, or neither"),
+                _ => fail!("give both --train-ranks and --test-ranks, or neither"),
             };
             let stats = (
                 resolved.stats.clone(),
@@ -322,7 +370,7 @@ type SupervisedReportDict = (
 /// Splits off every n-th training source word (by frequency) for validation.
 fn hold_out(train: &[(usize, usize)], fraction: f64) -> Result<(Pairs, Pairs)> {
     if !(0.0..0.5).contains(&fraction) {
-        bail!("--validation must be in [0, 0.5), got {fraction}");
+        fail!("--validation must be in [0, 0.5), got {fraction}");
     }
     if fraction == 0.0 {
         return Ok((train.to_vec(), vec![]));
@@ -338,7 +386,7 @@ fn hold_out(train: &[(usize, usize)], fraction: f64) -> Result<(Pairs, Pairs)> {
         .map(|(_, &w)| w)
         .collect();
     if held.is_empty() {
-        bail!(
+        fail!(
             "--validation {fraction}: too few training words ({}) to hold any out",
             words.len()
         );
@@ -358,7 +406,7 @@ pub fn run_supervised(
     device: Device,
 ) -> Result<SupervisedReport> {
     let t_all = Instant::now();
-    let mut run = RunDir::create("align-supervised", args.out.as_deref())?;
+    let run = RunDir::create(KIND, args.out.as_deref(), reuse(args.overwrite))?;
     run.write_json("config.json", args)?;
     let (train, test, (dstats, tstats, ranks)) = pairs(args, src, tgt)?;
     let word_pairs = |p: &[(usize, usize)]| Dictionary {
@@ -507,7 +555,7 @@ pub fn run_supervised(
         run.log(&serde_json::json!({"event": "precision", "retrieval": p.retrieval, "at": p.at, "queries": p.queries}))?;
         precision.push(p);
     }
-    write_examples(&run, &mut space, &test, src, tgt, 20, 5)?;
+    let examples = write_examples(&run, &mut space, &test, src, tgt, 20, 5)?;
     pb.finish_and_clear();
     let evaluate = t.elapsed().as_secs_f64();
 
@@ -540,9 +588,115 @@ pub fn run_supervised(
             total_after_load: t_all.elapsed().as_secs_f64(),
         },
     };
-    run.write_json("report.json", &report)?;
+    let refine = if args.refine > 0 {
+        format!(" + {} refinements", args.refine)
+    } else {
+        String::new()
+    };
+    let mut r = word_report(
+        KIND,
+        format!(
+            "{:?}{refine}: {} → {} ({})",
+            args.method,
+            file_name(&args.emb.src),
+            file_name(&args.emb.tgt),
+            file_name(&args.dict)
+        )
+        .to_lowercase(),
+        &report.precision,
+        &examples,
+        serde_json::to_value(&report)?,
+    );
+    r.metric(
+        "train pairs",
+        report.train_pairs as f64,
+        "",
+        Better::Neither,
+    );
+    r.metric("fit time", report.seconds.fit, "s", Better::Lower);
+    if args.refine > 0 {
+        r.curve(
+            "selection",
+            "held-out CSLS P@1 (selection)",
+            "iteration",
+            "%",
+        );
+        r.curve("criterion", "mean-cosine criterion", "iteration", "");
+    }
+    run.write_json(embedlab_train::report::REPORT, &r)?;
     eprintln!("run folder: {}", run.path.display());
     Ok(report)
+}
+
+/// A file's name, for titles.
+pub fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| p.display().to_string())
+}
+
+/// The report every word-translation run writes: precision@k with NN and
+/// CSLS, and the translation examples as a table.
+pub fn word_report(
+    kind: &str,
+    title: String,
+    precision: &[Precision],
+    examples: &[Example],
+    details: serde_json::Value,
+) -> Report {
+    let mut r = Report::new(kind, super::SECTION, title);
+    for p in precision {
+        let name = if p.retrieval.starts_with("csls") {
+            "CSLS"
+        } else {
+            "NN"
+        };
+        for k in EVAL_KS {
+            if let Some(v) = p.at.get(&k) {
+                r.metric(&format!("{name} P@{k}"), *v, "%", Better::Higher)
+                    .with_note(format!("{} test source words", p.queries));
+            }
+        }
+    }
+    if let Some(p) = precision.first() {
+        r.metric("test words", p.queries as f64, "", Better::Neither);
+    }
+    if !examples.is_empty() {
+        let mut highlight = vec![];
+        let rows = examples
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let mut row = vec![e.word.clone(), e.gold.join(", ")];
+                for (j, (w, s)) in e.candidates.iter().enumerate() {
+                    if e.gold.contains(w) {
+                        highlight.push((i, j + 2));
+                    }
+                    row.push(format!("{w} ({s:.3})"));
+                }
+                row
+            })
+            .collect();
+        let k = examples
+            .iter()
+            .map(|e| e.candidates.len())
+            .max()
+            .unwrap_or(0);
+        let mut columns = vec!["source word".to_string(), "gold translations".to_string()];
+        columns.extend((1..=k).map(|i| format!("CSLS #{i}")));
+        r.tables.push(Table {
+            title: format!(
+                "{} translation examples (CSLS top-{k} with scores; correct ones highlighted)",
+                examples.len()
+            ),
+            columns,
+            rows,
+            highlight,
+            open: false,
+        });
+    }
+    r.details = details;
+    r
 }
 
 /// One translation example of `examples.json`.
@@ -619,7 +773,7 @@ pub fn save_map(path: &Path, m: &Mapping) -> Result<()> {
 /// Loads a map saved by `save_map`.
 pub fn load_map(path: &Path, device: Device) -> Result<Mapping> {
     let tensors = Tensor::read_safetensors(path)
-        .with_context(|| format!("{}: not a readable safetensors file", path.display()))?;
+        .context(|| format!("{}: not a readable safetensors file", path.display()))?;
     let mut src = None;
     let mut tgt = None;
     for (n, t) in tensors {
@@ -629,20 +783,20 @@ pub fn load_map(path: &Path, device: Device) -> Result<Mapping> {
             _ => {}
         }
     }
-    let src = src.with_context(|| format!("{}: no tensor named W", path.display()))?;
+    let src = src.context(|| format!("{}: no tensor named W", path.display()))?;
     Ok(Mapping { src, tgt })
 }
 
-/// Prints a precision table.
-pub fn print_precision(title: &str, ps: &[Precision]) {
-    println!("{title}");
-    println!(
-        "  {:<8} {:>7} {:>7} {:>7}  queries",
+/// A precision table, as text.
+pub fn precision_table(title: &str, ps: &[Precision]) -> String {
+    let mut s = format!("{title}\n");
+    s += &format!(
+        "  {:<8} {:>7} {:>7} {:>7}  queries\n",
         "method", "P@1", "P@5", "P@10"
     );
     for p in ps {
-        println!(
-            "  {:<8} {:>7.2} {:>7.2} {:>7.2}  {}",
+        s += &format!(
+            "  {:<8} {:>7.2} {:>7.2} {:>7.2}  {}\n",
             p.retrieval,
             p.at.get(&1).copied().unwrap_or(f64::NAN),
             p.at.get(&5).copied().unwrap_or(f64::NAN),
@@ -650,6 +804,7 @@ pub fn print_precision(title: &str, ps: &[Precision]) {
             p.queries
         );
     }
+    s
 }
 
 /// How a run prepared its two sides: saved as `prep.json` by every `align`
@@ -673,21 +828,21 @@ pub struct LoadedRun {
 pub fn load_run(dir: &Path, device: Device) -> Result<LoadedRun> {
     let cfg = dir.join("prep.json");
     let prep: RunPrep = if cfg.exists() {
-        let text = std::fs::read_to_string(&cfg)
-            .with_context(|| format!("cannot read {}", cfg.display()))?;
+        let text =
+            std::fs::read_to_string(&cfg).context(|| format!("cannot read {}", cfg.display()))?;
         serde_json::from_str(&text)
-            .with_context(|| format!("{}: not a valid prep.json", cfg.display()))?
+            .context(|| format!("{}: not a valid prep.json", cfg.display()))?
     } else {
         // Runs made before prep.json existed: rebuild it from the supervised config.
         let old = dir.join("config.json");
-        let text = std::fs::read_to_string(&old).with_context(|| {
+        let text = std::fs::read_to_string(&old).context(|| {
             format!(
                 "{}: not an align run folder (no prep.json or config.json)",
                 dir.display()
             )
         })?;
         let args: SupervisedArgs = serde_json::from_str(&text)
-            .with_context(|| format!("{}: not an align run config", old.display()))?;
+            .context(|| format!("{}: not an align run config", old.display()))?;
         let (src, tgt) = args.prep()?;
         RunPrep {
             emb: args.emb,
@@ -702,7 +857,7 @@ pub fn load_run(dir: &Path, device: Device) -> Result<LoadedRun> {
     let (x, _) = ps.apply(&src, device)?;
     let (y, _) = pt.apply(&tgt, device)?;
     map.check_dims(x.size()[1], y.size()[1])
-        .with_context(|| format!("{} (embeddings changed?)", map_path.display()))?;
+        .context(|| format!("{} (embeddings changed?)", map_path.display()))?;
     Ok(LoadedRun {
         mapped: map.map_src(&x),
         target: map.map_tgt(&y),

@@ -1,10 +1,11 @@
+//! Progress on the terminal (indicatif) and small parsing helpers.
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Duration;
 
-/// A spinner for a step of unknown length; finish it with `done`.
+/// A spinner for a step of unknown length; finish it with `finish_and_clear`.
 pub fn spinner(msg: impl Into<String>) -> ProgressBar {
     let pb = ProgressBar::new_spinner();
-    pb.set_style(ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").unwrap());
+    pb.set_style(ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("template"));
     pb.set_message(msg.into());
     pb.enable_steady_tick(Duration::from_millis(120));
     pb
@@ -15,7 +16,7 @@ pub fn bar(n: u64, msg: impl Into<String>) -> ProgressBar {
     let pb = ProgressBar::new(n);
     pb.set_style(
         ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} [{elapsed}<{eta}]")
-            .unwrap()
+            .expect("template")
             .progress_chars("=> "),
     );
     pb.set_message(msg.into());
@@ -47,19 +48,4 @@ pub fn parse_range(s: &str) -> Result<(usize, usize), String> {
         return Err(format!("range {s} is empty"));
     }
     Ok((a, b))
-}
-
-/// Makes glibc's malloc keep large freed blocks for reuse. libtorch
-/// allocates its temporaries afresh on every operation; by default glibc
-/// serves blocks over 128 KiB with `mmap` and returns them on `free`, so a
-/// training step touching a few 2048×2048 matrices pays for zeroing fresh
-/// pages every time (the adversarial discriminator step ran 20–25% slower).
-/// Freed blocks of up to 32 MiB (glibc's limit) now stay in the heap.
-pub fn keep_freed_memory() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt only changes allocator parameters; called once at start-up.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
-    }
 }

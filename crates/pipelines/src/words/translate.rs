@@ -1,6 +1,7 @@
-//! `embedlab translate` and `embedlab export`: use a saved map.
-use super::align::load_run;
-use anyhow::{bail, Result};
+//! Using a saved map: translate words (`embedlab translate`) and write the
+//! mapped vectors (`embedlab export`).
+use super::supervised::load_run;
+use crate::{fail, Result};
 use clap::Args;
 use embedlab_align::{Retrieval, Space};
 use std::path::PathBuf;
@@ -25,7 +26,15 @@ pub struct TranslateArgs {
     pub words: Vec<String>,
 }
 
-pub fn translate(a: &TranslateArgs, device: Device) -> Result<()> {
+/// A word and its candidates with their scores, best first.
+pub type Translation = (String, Vec<(String, f64)>);
+
+/// The top-k candidates of each known word, and the words not in the
+/// vocabulary.
+pub fn translate(a: &TranslateArgs, device: Device) -> Result<(Vec<Translation>, Vec<String>)> {
+    if !(1..=1000).contains(&a.k) {
+        fail!("-k {} is out of range: give 1..=1000", a.k);
+    }
     let retrieval: Retrieval = a.retrieval.parse()?;
     let r = load_run(&a.run, device)?;
     let (from, to) = if a.reverse {
@@ -38,6 +47,7 @@ pub fn translate(a: &TranslateArgs, device: Device) -> Result<()> {
         space = space.reversed();
     }
     let mut unknown = vec![];
+    let mut out = vec![];
     for w in &a.words {
         let key = if r.emb.lowercase {
             w.to_lowercase()
@@ -49,25 +59,17 @@ pub fn translate(a: &TranslateArgs, device: Device) -> Result<()> {
             continue;
         };
         let (scores, idx) = space.translate(&[i], retrieval, a.k)?;
-        println!("{w}:");
-        for j in 0..idx.size()[1] {
-            let t = idx.int64_value(&[0, j]) as usize;
-            println!(
-                "  {:>2}. {:<24} {:.4}",
-                j + 1,
-                to.word(t),
-                scores.double_value(&[0, j])
-            );
-        }
+        let cands = (0..idx.size()[1])
+            .map(|j| {
+                (
+                    to.word(idx.int64_value(&[0, j]) as usize).to_string(),
+                    scores.double_value(&[0, j]),
+                )
+            })
+            .collect();
+        out.push((w.clone(), cands));
     }
-    if !unknown.is_empty() {
-        bail!(
-            "not in the {} vocabulary: {}",
-            if a.reverse { "target" } else { "source" },
-            unknown.join(", ")
-        );
-    }
-    Ok(())
+    Ok((out, unknown))
 }
 
 #[derive(Args, Debug)]

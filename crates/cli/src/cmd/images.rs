@@ -1,0 +1,283 @@
+//! `embedlab train`, `eval` and `latent`: image models, parsed and printed.
+use anyhow::Result;
+use clap::{ArgMatches, Args, Subcommand};
+use embedlab_pipelines::analysis::{AnalysisOpts, MapMethod};
+use embedlab_pipelines::evaluate::EvalOpts;
+use embedlab_pipelines::identity::{self, IdentityArgs};
+use embedlab_pipelines::images::{
+    self, load_run, AeArgs, AeKind, DataArgs, ModelSpec, OptimArgs, OutArgs, TrainRequest,
+};
+use embedlab_train::{Metric, Report};
+use std::path::PathBuf;
+use tch::Device;
+
+#[derive(Subcommand, Debug)]
+pub enum TrainCmd {
+    /// Autoencoder (deterministic code).
+    Ae(Box<AeTrainArgs>),
+    /// Variational autoencoder.
+    Vae(Box<AeTrainArgs>),
+    /// Conditional autoencoder (label-conditioned encoder and decoder).
+    Cae(Box<AeTrainArgs>),
+    /// Conditional VAE.
+    Cvae(Box<AeTrainArgs>),
+    /// The 8-3-8 identity network of the course (prints its 3-unit code).
+    Identity(IdentityArgs),
+}
+
+/// Everything an image model's training takes.
+#[derive(Args, Debug)]
+pub struct AeTrainArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub model: AeArgs,
+    #[command(flatten)]
+    pub optim: OptimArgs,
+    #[command(flatten)]
+    pub eval: EvalOpts,
+    #[command(flatten)]
+    pub analysis: AnalysisOpts,
+    #[command(flatten)]
+    pub out: OutArgs,
+    /// Continue the run in this folder (it keeps its options; only --epochs
+    /// and --patience may change).
+    #[arg(long, conflicts_with_all = ["out", "overwrite"])]
+    pub resume: Option<PathBuf>,
+}
+
+fn print_metrics(metrics: &[Metric]) {
+    for m in metrics {
+        let value = if m.value.fract() == 0.0 && m.value.abs() < 1e12 {
+            format!("{}", m.value as i64)
+        } else {
+            format!("{:.4}", m.value)
+        };
+        let unit = if m.unit.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", m.unit)
+        };
+        let note = m
+            .note
+            .as_deref()
+            .map(|n| format!("   ({n})"))
+            .unwrap_or_default();
+        println!("  {:<28} {value}{unit}{note}", m.name);
+    }
+}
+
+fn print_report(dir: &std::path::Path, r: &Report) {
+    println!("{}", r.title);
+    print_metrics(&r.metrics);
+    println!("run folder: {}", dir.display());
+}
+
+pub fn train(t: &TrainCmd, matches: &ArgMatches, seed: i64, device: Device) -> Result<()> {
+    let (kind, name, a) = match t {
+        TrainCmd::Ae(a) => (AeKind::Ae, "ae", a),
+        TrainCmd::Vae(a) => (AeKind::Vae, "vae", a),
+        TrainCmd::Cae(a) => (AeKind::Cae, "cae", a),
+        TrainCmd::Cvae(a) => (AeKind::Cvae, "cvae", a),
+        TrainCmd::Identity(a) => {
+            let (dir, r) = identity::run(a, seed)?;
+            println!("8-3-8 identity autoencoder, final loss {:.4}", r.final_loss);
+            print!("{}", r.table());
+            println!("{}/8 inputs reconstructed", r.correct);
+            println!("run folder: {}", dir.display());
+            return Ok(());
+        }
+    };
+    let out = match &a.resume {
+        Some(dir) => {
+            let given = super::given(
+                &<crate::Cli as clap::CommandFactory>::command(),
+                matches,
+                &["train", name],
+            );
+            super::check_resume_options(&given, &["epochs", "patience"])?;
+            let epochs = given
+                .iter()
+                .any(|g| g == "epochs")
+                .then_some(a.optim.epochs);
+            images::resume(dir, Some(name), epochs, a.optim.patience, device)?
+        }
+        None => images::train_new(
+            &TrainRequest {
+                model: ModelSpec::Autoencoder(kind, a.model.clone()),
+                data: a.data.clone(),
+                optim: a.optim.clone(),
+                eval: a.eval.clone(),
+                analysis: a.analysis.clone(),
+                out: a.out.clone(),
+                seed,
+            },
+            device,
+        )?,
+    };
+    print_report(&out.dir, &out.report);
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// A run folder written by `embedlab train`.
+    pub run: PathBuf,
+    #[command(flatten)]
+    pub eval: EvalOpts,
+}
+
+pub fn eval(a: &EvalArgs, device: Device) -> Result<()> {
+    let (file, metrics) = images::eval(&a.run, &a.eval, device)?;
+    println!("test metrics of {}:", a.run.display());
+    print_metrics(&metrics);
+    println!("wrote {}", file.display());
+    Ok(())
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LatentCmd {
+    /// Samples (the model's own; a Gaussian fitted to the codes for an AE).
+    Samples {
+        run: PathBuf,
+        #[arg(long, default_value_t = 100)]
+        n: i64,
+    },
+    /// Class-conditional samples, one row a class (CAE/CVAE).
+    ClassSamples {
+        run: PathBuf,
+        #[arg(long, default_value_t = 10)]
+        per_class: i64,
+    },
+    /// Test images and their reconstructions, alternating rows.
+    Reconstruct {
+        run: PathBuf,
+        #[arg(long, default_value_t = 30)]
+        n: i64,
+    },
+    /// Latent interpolation between two test images (with the pixel cross-fade under it).
+    Interpolate {
+        run: PathBuf,
+        #[arg(long)]
+        from: i64,
+        #[arg(long)]
+        to: i64,
+        #[arg(long, default_value_t = 10)]
+        steps: i64,
+    },
+    /// Vary single latent dimensions around a test image's code.
+    Traverse {
+        run: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        index: i64,
+        #[arg(long, default_value_t = 8)]
+        dims: i64,
+        /// ± this many standard deviations.
+        #[arg(long, default_value_t = 3.0)]
+        range: f64,
+        #[arg(long, default_value_t = 10)]
+        steps: i64,
+    },
+    /// 2-D map of test codes coloured by class.
+    Map {
+        run: PathBuf,
+        #[arg(long, value_enum, default_value_t = MapMethod::Tsne)]
+        method: MapMethod,
+        #[arg(long, default_value_t = 2000)]
+        images: i64,
+    },
+    /// Nearest training images to a test image, in the model's code space
+    /// and in pixel space, with same-class statistics beside pixels and PCA.
+    Query {
+        run: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        index: i64,
+        #[arg(long, default_value_t = 8)]
+        k: i64,
+        /// Test images the same-class statistics average over.
+        #[arg(long, default_value_t = 1000)]
+        queries: i64,
+    },
+    /// Linear probes: logistic regression on the codes, pixels and PCA.
+    Probe {
+        run: PathBuf,
+        /// Training images the probes learn from.
+        #[arg(long, default_value_t = 10_000)]
+        train_images: i64,
+    },
+}
+
+pub fn latent(c: &LatentCmd, device: Device) -> Result<()> {
+    let run = match c {
+        LatentCmd::Samples { run, .. }
+        | LatentCmd::ClassSamples { run, .. }
+        | LatentCmd::Reconstruct { run, .. }
+        | LatentCmd::Interpolate { run, .. }
+        | LatentCmd::Traverse { run, .. }
+        | LatentCmd::Map { run, .. }
+        | LatentCmd::Query { run, .. }
+        | LatentCmd::Probe { run, .. } => run,
+    };
+    let r = load_run(run, device)?;
+    let an = r.analysis();
+    let not_for =
+        |what: &str| anyhow::anyhow!("{}: a {} has no {what}", run.display(), r.cfg.model_name());
+    let figure = match c {
+        LatentCmd::Samples { n, .. } => an.samples(*n)?.ok_or_else(|| not_for("samples"))?,
+        LatentCmd::ClassSamples { per_class, .. } => an
+            .class_samples(*per_class)?
+            .ok_or_else(|| not_for("class-conditional samples (train a cae or cvae)"))?,
+        LatentCmd::Reconstruct { n, .. } => an
+            .reconstructions(*n)?
+            .ok_or_else(|| not_for("reconstructions"))?,
+        LatentCmd::Interpolate {
+            from, to, steps, ..
+        } => an
+            .interpolations(&[(*from, *to)], *steps)?
+            .ok_or_else(|| not_for("interpolations"))?,
+        LatentCmd::Traverse {
+            index,
+            dims,
+            range,
+            steps,
+            ..
+        } => an
+            .traversal(*index, *dims, *range, *steps)?
+            .ok_or_else(|| not_for("traversals"))?,
+        LatentCmd::Map { method, images, .. } => an.map(*method, *images)?,
+        LatentCmd::Query {
+            index, k, queries, ..
+        } => {
+            let (stats, fig) = an.query(*index, *k, *queries)?;
+            println!(
+                "test image {index} (class {}): {k} nearest training images in {}",
+                r.ds.classes[r.splits.test.y.int64_value(&[*index]) as usize],
+                r.run.file(&fig.file).display()
+            );
+            for s in &stats {
+                println!(
+                    "same-class neighbours over {} queries, {:<10} {:.2}%",
+                    s.queries,
+                    s.representation,
+                    100.0 * s.same_class
+                );
+            }
+            r.run.write_json("query.json", &stats)?;
+            fig
+        }
+        LatentCmd::Probe { train_images, .. } => {
+            let m = an.probe(*train_images)?;
+            println!("linear probe, test accuracy:");
+            print_metrics(&m);
+            r.run.write_json("probe.json", &m)?;
+            println!("wrote {}", r.run.file("probe.json").display());
+            return Ok(());
+        }
+    };
+    println!(
+        "wrote {} ({})",
+        r.run.file(&figure.file).display(),
+        figure.caption
+    );
+    Ok(())
+}

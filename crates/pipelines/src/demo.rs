@@ -1,0 +1,325 @@
+//! `embedlab demo`: the main job on the offline default data — short but
+//! real runs of every pipeline (supervised and unsupervised word
+//! translation, AE/VAE/CVAE and a conv VAE, the 8-3-8 network), each a step
+//! whose failure is recorded without stopping the others, then one
+//! self-contained HTML report of everything that finished. Every pipeline
+//! is called in-process with typed options.
+use crate::analysis::AnalysisOpts;
+use crate::evaluate::EvalOpts;
+use crate::identity::IdentityArgs;
+use crate::images::{
+    self, AeArgs, AeKind, ArchArg, DataArgs, ModelSpec, OptimArgs, OutArgs, TrainRequest,
+};
+use crate::steps::Steps;
+use crate::words::supervised::{
+    precision_table, run_supervised, EmbArgs, Method, PrepArgs, SupervisedArgs, SupervisedReport,
+};
+use crate::words::unsupervised::{run_unsupervised, Init, UnsupervisedArgs, UnsupervisedMethod};
+use crate::{fail, Result};
+use clap::Args;
+use embedlab_data::Embeddings;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::Device;
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Folder filled by scripts/fetch-data.sh.
+    #[arg(long, default_value = "data")]
+    pub data: PathBuf,
+    /// Parent folder of the demo's runs (default runs/demo-<time>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Which pipelines to run.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "words,unsupervised,images"
+    )]
+    pub parts: Vec<Part>,
+    /// Epochs of the Fashion-MNIST autoencoders (the MNIST one gets as many).
+    #[arg(long, default_value_t = 5)]
+    pub image_epochs: usize,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// Supervised en→fr and fr→en word translation, every map method.
+    Words,
+    /// en→fr without a seed dictionary (self-learning from identical strings).
+    Unsupervised,
+    /// AE, VAE, CVAE on Fashion-MNIST, a conv VAE on MNIST, the 8-3-8 network.
+    Images,
+}
+
+#[derive(Serialize)]
+struct DemoRow {
+    direction: String,
+    method: Method,
+    refine: usize,
+    pca: Option<usize>,
+    report: SupervisedReport,
+}
+
+/// The en/fr settings the docs report: English GloVe 6B 50d (top 200k),
+/// French fastText 300d (spaCy, 20k), FreeDict dictionaries, lowercased.
+pub fn en_fr_args(data: &Path, reverse: bool, out: PathBuf) -> SupervisedArgs {
+    let en = data.join("en/glove_6B_50d_emb.npy");
+    let fr = data.join("fr/vocab");
+    let (src, tgt, dict) = if reverse {
+        (fr, en, data.join("dict/freedict-fra-eng.index"))
+    } else {
+        (en, fr, data.join("dict/freedict-eng-fra.index"))
+    };
+    SupervisedArgs {
+        emb: EmbArgs {
+            src,
+            tgt,
+            src_format: None,
+            tgt_format: None,
+            src_words: None,
+            tgt_words: None,
+            src_max_vocab: 200_000,
+            tgt_max_vocab: 200_000,
+            lowercase: true,
+        },
+        dict,
+        dict_test: None,
+        invert_dict: false,
+        train_ranks: None,
+        test_ranks: None,
+        test_size: 1500,
+        method: Method::Procrustes,
+        prep: PrepArgs::default(),
+        refine: 0,
+        refine_max_rank: 15_000,
+        induce_full_vocabulary: false,
+        validation: 0.1,
+        keep_seed: false,
+        out: Some(out),
+        overwrite: false,
+    }
+}
+
+pub fn demo(a: &DemoArgs, seed: i64, device: Device) -> Result<PathBuf> {
+    if !a.data.is_dir() {
+        fail!(
+            "{} is missing: run scripts/fetch-data.sh (or `make demo`) first",
+            a.data.display()
+        );
+    }
+    if !(1..=1000).contains(&a.image_epochs) {
+        fail!(
+            "--image-epochs {} is out of range: give 1..=1000",
+            a.image_epochs
+        );
+    }
+    let root = a.out.clone().unwrap_or_else(|| {
+        PathBuf::from("runs").join(format!(
+            "demo-{}",
+            chrono::Local::now().format("%Y%m%d-%H%M%S")
+        ))
+    });
+    if root.join(embedlab_train::report::STEPS_FILE).exists() {
+        fail!(
+            "{} already holds a demo: choose another --out",
+            root.display()
+        );
+    }
+    std::fs::create_dir_all(&root)
+        .map_err(|e| crate::PipelineError::file(&root, format!("cannot create: {e}")))?;
+    let started = Instant::now();
+    let mut steps = Steps::new(&root);
+    if a.parts.contains(&Part::Words) {
+        supervised_part(a, &root, device, &mut steps);
+    }
+    if a.parts.contains(&Part::Unsupervised) {
+        let out = root.join("en-fr-unsupervised");
+        let mut args = UnsupervisedArgs::new(
+            a.data.join("en/glove_6B_50d_emb.npy"),
+            a.data.join("fr/vocab"),
+        );
+        args.emb.lowercase = true;
+        args.emb.src_max_vocab = 20_000;
+        args.emb.tgt_max_vocab = 20_000;
+        args.dict_test = Some(a.data.join("dict/freedict-eng-fra.index"));
+        args.prep.tgt_pca = Some(50);
+        args.method = UnsupervisedMethod::SelfLearning;
+        args.init = Init::Identical;
+        args.cutoff = 10_000;
+        args.patience = 10;
+        args.max_iterations = 40;
+        args.out = Some(out.clone());
+        steps.run(
+            "en-fr unsupervised: self-learning from identical strings",
+            Some(out),
+            || {
+                let r = run_unsupervised(&args, seed, device)?;
+                eprint!("{}", precision_table("en→fr, self-learning", &r.precision));
+                Ok(())
+            },
+        );
+    }
+    if a.parts.contains(&Part::Images) {
+        images_part(a, &root, seed, device, &mut steps);
+    }
+    let report = root.join("report.html");
+    eprintln!("\n== report");
+    embedlab_reports::html::write_report(&report, std::slice::from_ref(&root), "embedlab demo")?;
+    eprintln!(
+        "\ndemo: {} steps in {:.1} min; report: {}",
+        steps.list.len(),
+        started.elapsed().as_secs_f64() / 60.0,
+        report.display()
+    );
+    let failed = steps.failed();
+    if !failed.is_empty() {
+        fail!(
+            "{} of {} steps failed ({}); the report shows what finished",
+            failed.len(),
+            steps.list.len(),
+            failed.join("; ")
+        );
+    }
+    Ok(report)
+}
+
+fn images_part(a: &DemoArgs, root: &Path, seed: i64, device: Device, steps: &mut Steps) {
+    let fashion = a.data.join("fashion-mnist");
+    let mnist = a.data.join("mnist-5k/mnist_5k.csv.gz");
+    let e = a.image_epochs;
+    let request = |kind: AeKind, data: &Path, epochs: usize, out: PathBuf| TrainRequest {
+        model: ModelSpec::Autoencoder(kind, AeArgs::default()),
+        data: DataArgs {
+            data: data.to_path_buf(),
+            valid: None,
+            train_limit: None,
+        },
+        optim: OptimArgs {
+            epochs,
+            ..OptimArgs::default()
+        },
+        eval: EvalOpts {
+            iwae_k: 1000,
+            iwae_images: 200,
+        },
+        analysis: AnalysisOpts::default(),
+        out: OutArgs {
+            out: Some(out),
+            overwrite: false,
+        },
+        seed,
+    };
+    // (run, request): the VAE runs twice, with two seeds, so the report
+    // shows a spread over seeds.
+    let mut plans: Vec<(&str, TrainRequest)> = vec![];
+    let mut add = |name: &'static str, f: &dyn Fn(PathBuf) -> TrainRequest| {
+        plans.push((name, f(root.join(name))));
+    };
+    add("fashion-mnist-ae", &|o| request(AeKind::Ae, &fashion, e, o));
+    add("fashion-mnist-vae", &|o| {
+        let mut r = request(AeKind::Vae, &fashion, e, o);
+        r.analysis.tsne = true;
+        r
+    });
+    add("fashion-mnist-vae-seed2", &|o| {
+        let mut r = request(AeKind::Vae, &fashion, e, o);
+        r.seed = seed + 1;
+        r.analysis.no_images = true;
+        r
+    });
+    add("fashion-mnist-cvae", &|o| {
+        request(AeKind::Cvae, &fashion, e, o)
+    });
+    add("mnist-conv-vae", &|o| {
+        let mut r = request(AeKind::Vae, &mnist, e * 4, o);
+        match &mut r.model {
+            ModelSpec::Autoencoder(_, ae) => ae.arch = ArchArg::Conv,
+        }
+        r.analysis.tsne = true;
+        r
+    });
+    for (name, req) in plans {
+        let out = req.out.out.clone();
+        steps.run(&format!("{name}: train, evaluate, draw"), out, || {
+            images::train_new(&req, device).map(|_| ())
+        });
+    }
+    let out = root.join("identity-8-3-8");
+    let args = IdentityArgs {
+        out: OutArgs {
+            out: Some(out.clone()),
+            overwrite: false,
+        },
+        ..IdentityArgs::default()
+    };
+    steps.run("8-3-8 identity network", Some(out), || {
+        let (_, r) = crate::identity::run(&args, seed)?;
+        eprint!("{}", r.table());
+        Ok(())
+    });
+}
+
+fn supervised_part(a: &DemoArgs, root: &Path, device: Device, steps: &mut Steps) {
+    let mut rows = vec![];
+    let mut cache: Option<(Embeddings, Embeddings)> = None;
+    for reverse in [false, true] {
+        let dir = if reverse { "fr-en" } else { "en-fr" };
+        // (method, refinement iterations, PCA of the 300-d French side to 50)
+        let plans = [
+            (Method::Lstsq, 0, None),
+            (Method::Xing, 0, Some(50)),
+            (Method::Procrustes, 0, Some(50)),
+            (Method::Procrustes, 5, Some(50)),
+            (Method::Multistep, 0, Some(50)),
+            (Method::Multistep, 5, Some(50)),
+        ];
+        for (method, refine, pca) in plans {
+            let name = format!(
+                "{dir}-{method:?}{}",
+                if refine > 0 { "-refine" } else { "" }
+            )
+            .to_lowercase();
+            let mut args = en_fr_args(&a.data, reverse, root.join(&name));
+            args.method = method;
+            args.refine = refine;
+            if reverse {
+                args.prep.src_pca = pca;
+            } else {
+                args.prep.tgt_pca = pca;
+            }
+            steps.run(
+                &format!("{name}: supervised word translation"),
+                Some(root.join(&name)),
+                || {
+                    if cache.is_none() {
+                        cache = Some(args.emb.load()?);
+                    }
+                    let (en, fr) = cache.as_ref().expect("loaded");
+                    let (s, t) = if reverse { (fr, en) } else { (en, fr) };
+                    let report = run_supervised(&args, s, t, device)?;
+                    eprint!(
+                        "{}",
+                        precision_table(
+                            &format!("{name} ({} test words)", report.precision[0].queries),
+                            &report.precision,
+                        )
+                    );
+                    rows.push(DemoRow {
+                        direction: dir.into(),
+                        method,
+                        refine,
+                        pca,
+                        report,
+                    });
+                    Ok(())
+                },
+            );
+        }
+    }
+    if let Err(e) = embedlab_data::atomic::write_json_atomic(&root.join("summary.json"), &rows) {
+        eprintln!("cannot write summary.json: {e}");
+    }
+}

@@ -1,0 +1,674 @@
+//! Image models end to end: the registry of families, training a run,
+//! evaluating it on the test set and analysing it, and loading a run back.
+//! Written against the trainer and the capabilities only; a family enters
+//! through one arm of [`ModelConfig`].
+use crate::analysis::{Analysis, AnalysisOpts};
+use crate::evaluate::{test_metrics, EvalOpts};
+use crate::progress::spinner;
+use crate::{PipelineError, Result};
+use clap::{ArgAction, Args, ValueEnum};
+use embedlab_data::{load_image_dataset, ImageDataset};
+use embedlab_models::batches::{prepare, Split, Splits};
+use embedlab_models::capabilities::ImageModel;
+use embedlab_models::{AeConfig, Arch, AutoEncoder, Family, Likelihood, ModelError};
+use embedlab_train::run::CONFIG;
+use embedlab_train::trainer::load_best;
+use embedlab_train::{
+    train, Better, EpochRecord, OptimConfig, Report, Reuse, RunDir, Schedule, TrainConfig,
+    TrainSummary, Trainable,
+};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use tch::Device;
+
+/// The kind written in `run.json` by image-model training runs.
+pub const KIND: &str = "train";
+pub const SECTION: &str = "Image models";
+
+/// Every image-model family, with its configuration. Adding a family is
+/// one arm here and one in [`ModelConfig::build`].
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "family", content = "config", rename_all = "lowercase")]
+pub enum ModelConfig {
+    Autoencoder(AeConfig),
+}
+
+/// A family the pipelines can train and load: a trainable image model.
+pub trait ImageFamily: ImageModel {
+    fn kind(&self) -> String;
+    fn config_json(&self) -> serde_json::Value;
+    fn parameters(&self) -> i64;
+    fn train_on(
+        &mut self,
+        splits: &Splits,
+        cfg: &TrainConfig,
+        run: &RunDir,
+        resume: bool,
+        on_epoch: &mut dyn FnMut(&EpochRecord),
+    ) -> Result<TrainSummary>;
+    /// Loads the run's best weights.
+    fn load_best(&self, dir: &Path) -> Result<()>;
+    /// The optimizer groups the family trains (names, for the configuration).
+    fn group_names(&self) -> Vec<String>;
+}
+
+impl<M> ImageFamily for M
+where
+    M: Trainable<Data = Split, Error = ModelError> + ImageModel,
+{
+    fn kind(&self) -> String {
+        Trainable::kind(self)
+    }
+    fn config_json(&self) -> serde_json::Value {
+        Trainable::config_json(self)
+    }
+    fn parameters(&self) -> i64 {
+        self.var_store()
+            .trainable_variables()
+            .iter()
+            .map(|t| t.numel() as i64)
+            .sum()
+    }
+    fn train_on(
+        &mut self,
+        splits: &Splits,
+        cfg: &TrainConfig,
+        run: &RunDir,
+        resume: bool,
+        on_epoch: &mut dyn FnMut(&EpochRecord),
+    ) -> Result<TrainSummary> {
+        Ok(train(
+            self,
+            &splits.train,
+            &splits.valid,
+            cfg,
+            run,
+            resume,
+            on_epoch,
+        )?)
+    }
+    fn load_best(&self, dir: &Path) -> Result<()> {
+        load_best(
+            self.var_store(),
+            dir,
+            &Trainable::kind(self),
+            &Trainable::config_json(self),
+        )?;
+        Ok(())
+    }
+    fn group_names(&self) -> Vec<String> {
+        self.groups().into_iter().map(|g| g.name).collect()
+    }
+}
+
+impl ModelConfig {
+    /// The model's short name (`vae`).
+    pub fn name(&self) -> String {
+        match self {
+            ModelConfig::Autoencoder(c) => c.name().to_string(),
+        }
+    }
+    /// Builds the model (seed libtorch's generator first for a repeatable
+    /// initialisation).
+    pub fn build(&self, device: Device) -> Result<Box<dyn ImageFamily>> {
+        Ok(match self {
+            ModelConfig::Autoencoder(c) => Box::new(AutoEncoder::new(c.clone(), device)?),
+        })
+    }
+}
+
+// ------------------------------------------------------------ options
+
+/// Which images, and how they are split.
+#[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct DataArgs {
+    /// An MNIST-format IDX folder, a CIFAR-10 binary folder, or an image
+    /// CSV (.csv/.csv.gz; every fifth row is the test set).
+    #[arg(long, default_value = "data/fashion-mnist")]
+    pub data: PathBuf,
+    /// Training images held out for validation, which choose the best
+    /// epoch (default 5000, or 10% of sets under 50,000).
+    #[arg(long)]
+    pub valid: Option<usize>,
+    /// Use at most this many training images (quick runs).
+    #[arg(long)]
+    pub train_limit: Option<usize>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleArg {
+    Constant,
+    Cosine,
+    Step,
+}
+
+/// How long and how fast to train.
+#[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct OptimArgs {
+    /// Epochs (with --resume, the new total).
+    #[arg(long, default_value_t = Self::default().epochs)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = Self::default().batch_size)]
+    pub batch_size: i64,
+    /// Adam's learning rate.
+    #[arg(long, default_value_t = Self::default().lr)]
+    pub lr: f64,
+    #[arg(long, value_enum, default_value_t = Self::default().schedule)]
+    pub schedule: ScheduleArg,
+    /// --schedule step: epochs between decays.
+    #[arg(long, default_value_t = Self::default().step_every)]
+    pub step_every: usize,
+    /// --schedule step: decay factor.
+    #[arg(long, default_value_t = Self::default().step_gamma)]
+    pub step_gamma: f64,
+    /// Clip the gradients' joint L2 norm.
+    #[arg(long)]
+    pub clip: Option<f64>,
+    /// Early stopping: epochs without a better validation loss.
+    #[arg(long)]
+    pub patience: Option<usize>,
+}
+
+impl Default for OptimArgs {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            batch_size: 128,
+            lr: 1e-3,
+            schedule: ScheduleArg::Constant,
+            step_every: 10,
+            step_gamma: 0.5,
+            clip: None,
+            patience: None,
+        }
+    }
+}
+
+impl OptimArgs {
+    /// The optimizer of a group, from these options.
+    pub fn optimizer(&self) -> OptimConfig {
+        OptimConfig::adam(self.lr)
+            .with_clip(self.clip)
+            .with_schedule(match self.schedule {
+                ScheduleArg::Constant => Schedule::Constant,
+                ScheduleArg::Cosine => Schedule::Cosine,
+                ScheduleArg::Step => Schedule::Step {
+                    every: self.step_every,
+                    gamma: self.step_gamma,
+                },
+            })
+    }
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AeKind {
+    /// Autoencoder (deterministic code).
+    Ae,
+    /// Variational autoencoder.
+    Vae,
+    /// Conditional autoencoder (label-conditioned encoder and decoder).
+    Cae,
+    /// Conditional VAE.
+    Cvae,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ArchArg {
+    Mlp,
+    Conv,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LikelihoodArg {
+    Bernoulli,
+    Gaussian,
+}
+
+/// The autoencoders' shape and loss.
+#[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct AeArgs {
+    #[arg(long, value_enum, default_value_t = Self::default().arch)]
+    pub arch: ArchArg,
+    #[arg(long, default_value_t = Self::default().latent)]
+    pub latent: i64,
+    /// Hidden widths (MLP layers; the conv models use the first for their
+    /// fully connected layer).
+    #[arg(long, value_delimiter = ',', default_values_t = Self::default().hidden)]
+    pub hidden: Vec<i64>,
+    #[arg(long, value_enum, default_value_t = Self::default().likelihood)]
+    pub likelihood: LikelihoodArg,
+    /// Dynamic binarisation for the Bernoulli likelihood.
+    #[arg(long, action = ArgAction::Set, default_value_t = Self::default().binarize)]
+    pub binarize: bool,
+    /// KL weight (β-VAE).
+    #[arg(long, default_value_t = Self::default().beta)]
+    pub beta: f64,
+    /// KL warm-up: epochs over which the KL weight rises from 0 to β.
+    #[arg(long, default_value_t = Self::default().warmup)]
+    pub warmup: f64,
+}
+
+impl Default for AeArgs {
+    fn default() -> Self {
+        Self {
+            arch: ArchArg::Mlp,
+            latent: 20,
+            hidden: vec![512, 256],
+            likelihood: LikelihoodArg::Bernoulli,
+            binarize: true,
+            beta: 1.0,
+            warmup: 0.0,
+        }
+    }
+}
+
+impl AeArgs {
+    pub fn config(&self, kind: AeKind, ds: &ImageDataset) -> AeConfig {
+        let (family, conditional) = match kind {
+            AeKind::Ae => (Family::Ae, false),
+            AeKind::Vae => (Family::Vae, false),
+            AeKind::Cae => (Family::Ae, true),
+            AeKind::Cvae => (Family::Vae, true),
+        };
+        let likelihood = match self.likelihood {
+            LikelihoodArg::Bernoulli => Likelihood::Bernoulli,
+            LikelihoodArg::Gaussian => Likelihood::Gaussian,
+        };
+        AeConfig {
+            family,
+            conditional,
+            arch: match self.arch {
+                ArchArg::Mlp => Arch::Mlp,
+                ArchArg::Conv => Arch::Conv,
+            },
+            hidden: self.hidden.clone(),
+            latent: self.latent,
+            likelihood,
+            binarize: self.binarize && likelihood == Likelihood::Bernoulli,
+            beta: self.beta,
+            warmup_epochs: self.warmup,
+            channels: ds.train.channels as i64,
+            height: ds.train.height as i64,
+            width: ds.train.width as i64,
+            classes: ds.classes.len() as i64,
+        }
+    }
+}
+
+/// Which model to train, before the data fixes its input size.
+#[derive(Clone, Debug)]
+pub enum ModelSpec {
+    Autoencoder(AeKind, AeArgs),
+}
+
+impl ModelSpec {
+    fn config(&self, ds: &ImageDataset) -> ModelConfig {
+        match self {
+            ModelSpec::Autoencoder(k, a) => ModelConfig::Autoencoder(a.config(*k, ds)),
+        }
+    }
+}
+
+/// Where the run goes.
+#[derive(Args, Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct OutArgs {
+    /// Run folder (default runs/<kind>-<time>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Empty --out first if it already holds something.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+/// Everything a training run is made with.
+#[derive(Clone, Debug)]
+pub struct TrainRequest {
+    pub model: ModelSpec,
+    pub data: DataArgs,
+    pub optim: OptimArgs,
+    pub eval: EvalOpts,
+    pub analysis: AnalysisOpts,
+    pub out: OutArgs,
+    pub seed: i64,
+}
+
+/// Saved as the run's `config.json`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct RunConfig {
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+    pub data: DataConfig,
+    pub eval: EvalOpts,
+    pub analysis: AnalysisOpts,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct DataConfig {
+    pub path: PathBuf,
+    pub name: String,
+    pub valid: usize,
+    pub train_limit: Option<usize>,
+    pub train_images: i64,
+    pub valid_images: i64,
+    pub test_images: i64,
+}
+
+impl RunConfig {
+    pub fn model_name(&self) -> String {
+        self.model.name()
+    }
+    /// Reads a run folder's `config.json`.
+    pub fn read(dir: &Path) -> Result<Self> {
+        let cp = dir.join(CONFIG);
+        let text = std::fs::read_to_string(&cp)
+            .map_err(|e| PipelineError::file(&cp, format!("cannot read: {e}")))?;
+        serde_json::from_str(&text).map_err(|e| {
+            PipelineError::file(&cp, format!("not an image-model run's configuration: {e}"))
+        })
+    }
+    /// The run's splits of `ds` (the same images every time: the split
+    /// depends on the seed alone).
+    pub fn splits(&self, ds: &ImageDataset, device: Device) -> Result<Splits> {
+        Ok(prepare(
+            ds,
+            self.data.valid,
+            self.data.train_limit,
+            self.train.seed as u64,
+            device,
+        )?)
+    }
+}
+
+fn default_valid(n: usize) -> usize {
+    if n >= 50_000 {
+        5000
+    } else {
+        n / 10
+    }
+}
+
+/// Loads an image dataset, saying what it found.
+pub fn load_data(path: &Path) -> Result<ImageDataset> {
+    let sp = spinner(format!("reading {}", path.display()));
+    let ds = load_image_dataset(path)?;
+    sp.finish_and_clear();
+    eprintln!(
+        "{}: {} training, {} test images of {}×{}×{}, {} classes",
+        ds.name,
+        ds.train.n,
+        ds.test.n,
+        ds.train.channels,
+        ds.train.height,
+        ds.train.width,
+        ds.classes.len()
+    );
+    Ok(ds)
+}
+
+/// What a training run produced.
+pub struct TrainOutcome {
+    pub dir: PathBuf,
+    pub report: Report,
+}
+
+fn print_epoch(r: &EpochRecord) {
+    let train: Vec<String> = r
+        .train
+        .iter()
+        .filter_map(|(g, m)| m.get("loss").map(|l| format!("{g} {l:.3}")))
+        .collect();
+    let valid = r
+        .valid
+        .get("loss")
+        .map(|v| format!("  valid loss {v:.3}"))
+        .unwrap_or_default();
+    eprintln!(
+        "epoch {:>3}: train loss {}{valid}{}  ({:.1} s, {:.0} images/s)",
+        r.epoch,
+        train.join(", "),
+        if r.best { " *" } else { "" },
+        r.seconds,
+        r.items_per_second
+    );
+}
+
+/// Trains a new run.
+pub fn train_new(req: &TrainRequest, device: Device) -> Result<TrainOutcome> {
+    let ds = load_data(&req.data.data)?;
+    let model_cfg = req.model.config(&ds);
+    let valid = req.data.valid.unwrap_or_else(|| default_valid(ds.train.n));
+    // The run's configuration: the model groups each get the options' Adam.
+    tch::manual_seed(req.seed);
+    let probe = model_cfg.build(Device::Cpu)?;
+    let groups = probe
+        .group_names()
+        .into_iter()
+        .map(|g| (g, req.optim.optimizer()))
+        .collect();
+    drop(probe);
+    let cfg = RunConfig {
+        model: model_cfg,
+        train: TrainConfig {
+            epochs: req.optim.epochs,
+            batch_size: req.optim.batch_size,
+            groups,
+            patience: req.optim.patience,
+            seed: req.seed,
+            on_nan: Default::default(),
+        },
+        data: DataConfig {
+            path: req.data.data.clone(),
+            name: ds.name.clone(),
+            valid,
+            train_limit: req.data.train_limit,
+            train_images: 0,
+            valid_images: 0,
+            test_images: 0,
+        },
+        eval: req.eval.clone(),
+        analysis: req.analysis.clone(),
+    };
+    cfg.train.check()?;
+    let reuse = if req.out.overwrite {
+        Reuse::Overwrite
+    } else {
+        Reuse::Refuse
+    };
+    let run = RunDir::create(KIND, req.out.out.as_deref(), reuse)?;
+    run_training(run, cfg, ds, false, device)
+}
+
+/// Continues the run in `dir` (of the model `expect`, when given); only the
+/// epoch budget and patience change.
+pub fn resume(
+    dir: &Path,
+    expect: Option<&str>,
+    epochs: Option<usize>,
+    patience: Option<usize>,
+    device: Device,
+) -> Result<TrainOutcome> {
+    let run = RunDir::resume(dir, KIND)?;
+    let mut cfg = RunConfig::read(dir)?;
+    if let Some(m) = expect {
+        if cfg.model_name() != m {
+            return Err(PipelineError::file(
+                dir,
+                format!("holds a {} run, not a {m} run", cfg.model_name()),
+            ));
+        }
+    }
+    if let Some(e) = epochs {
+        cfg.train.epochs = e;
+    }
+    if patience.is_some() {
+        cfg.train.patience = patience;
+    }
+    let ds = load_data(&cfg.data.path)?;
+    run_training(run, cfg, ds, true, device)
+}
+
+fn run_training(
+    run: RunDir,
+    mut cfg: RunConfig,
+    ds: ImageDataset,
+    resume: bool,
+    device: Device,
+) -> Result<TrainOutcome> {
+    let splits = cfg.splits(&ds, device)?;
+    cfg.data.train_images = splits.train.len();
+    cfg.data.valid_images = splits.valid.len();
+    cfg.data.test_images = splits.test.len();
+    run.write_json(CONFIG, &cfg)?;
+    tch::manual_seed(cfg.train.seed);
+    let mut model = cfg.model.build(device)?;
+    eprintln!(
+        "{} ({} parameters) on {:?}; run folder {}",
+        model.describe(),
+        model.parameters(),
+        device,
+        run.path.display()
+    );
+    let summary = model.train_on(&splits, &cfg.train, &run, resume, &mut print_epoch)?;
+    model.load_best(&run.path)?;
+    let report = evaluate_and_analyse(
+        &run.path,
+        model.as_ref(),
+        &cfg,
+        &ds,
+        &splits,
+        Some(&summary),
+    )?;
+    run.write_json(embedlab_train::report::REPORT, &report)?;
+    Ok(TrainOutcome {
+        dir: run.path.clone(),
+        report,
+    })
+}
+
+/// The test evaluation and analysis of a trained model, as a report.
+fn evaluate_and_analyse(
+    dir: &Path,
+    model: &dyn ImageFamily,
+    cfg: &RunConfig,
+    ds: &ImageDataset,
+    splits: &Splits,
+    summary: Option<&TrainSummary>,
+) -> Result<Report> {
+    let mut report = Report::new(
+        KIND,
+        SECTION,
+        format!("{} on {}", model.describe(), cfg.data.name),
+    );
+    if let Some(s) = summary {
+        report
+            .metric("epochs", s.epochs_done as f64, "", Better::Neither)
+            .with_note(format!("best {}", s.best_epoch));
+        report.metric("training time", s.train_seconds, "s", Better::Lower);
+        report.metric(
+            "training speed",
+            s.items_per_second,
+            "images/s",
+            Better::Higher,
+        );
+    }
+    report.metric("parameters", model.parameters() as f64, "", Better::Neither);
+    report.metrics.extend(test_metrics(
+        model,
+        &splits.test,
+        &cfg.eval,
+        cfg.train.seed,
+    )?);
+    if !cfg.analysis.no_images {
+        let an = Analysis::new(dir, model, splits, &ds.classes, cfg.train.seed);
+        let (figures, metrics) = an.standard(&cfg.analysis)?;
+        report.figures.extend(figures);
+        report.metrics.extend(metrics);
+    }
+    report.curve("valid.loss", "validation loss", "epoch", "nats/image");
+    for g in model.group_names() {
+        report.curve(
+            &format!("train.{g}.loss"),
+            &format!("training loss ({g})"),
+            "epoch",
+            "",
+        );
+        report.curve(
+            &format!("grad_norm.{g}"),
+            &format!("gradient norm ({g})"),
+            "epoch",
+            "",
+        );
+    }
+    report.details = serde_json::json!({
+        "model": model.name(),
+        "description": model.describe(),
+        "dataset": cfg.data.name,
+        "training": summary,
+    });
+    Ok(report)
+}
+
+/// A trained run, loaded back with its data.
+pub struct LoadedRun {
+    pub run: RunDir,
+    pub cfg: RunConfig,
+    pub model: Box<dyn ImageFamily>,
+    pub ds: ImageDataset,
+    pub splits: Splits,
+}
+
+impl LoadedRun {
+    pub fn analysis(&self) -> Analysis<'_> {
+        Analysis::new(
+            &self.run.path,
+            self.model.as_ref(),
+            &self.splits,
+            &self.ds.classes,
+            self.cfg.train.seed,
+        )
+    }
+}
+
+/// Opens a training run (locked while loaded) with its best weights.
+pub fn load_run(dir: &Path, device: Device) -> Result<LoadedRun> {
+    let run = RunDir::open(dir)?;
+    if run.info.kind != KIND {
+        return Err(PipelineError::file(
+            dir,
+            format!(
+                "holds a {} run, not an image-model training run",
+                run.info.kind
+            ),
+        ));
+    }
+    let cfg = RunConfig::read(dir)?;
+    let ds = load_image_dataset(&cfg.data.path)?;
+    let splits = cfg.splits(&ds, device)?;
+    let model = cfg.model.build(device)?;
+    model.load_best(dir)?;
+    Ok(LoadedRun {
+        run,
+        cfg,
+        model,
+        ds,
+        splits,
+    })
+}
+
+/// `embedlab eval RUN`: the test evaluation again (e.g. with more
+/// importance samples), saved beside the run as `eval-….json`.
+pub fn eval(
+    dir: &Path,
+    opts: &EvalOpts,
+    device: Device,
+) -> Result<(PathBuf, Vec<embedlab_train::Metric>)> {
+    let r = load_run(dir, device)?;
+    let m = test_metrics(r.model.as_ref(), &r.splits.test, opts, r.cfg.train.seed)?;
+    let name = format!("eval-k{}-n{}.json", opts.iwae_k, opts.iwae_images);
+    r.run.write_json(&name, &m)?;
+    Ok((r.run.file(&name), m))
+}

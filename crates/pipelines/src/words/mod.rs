@@ -1,0 +1,8 @@
+//! Word translation with word embeddings.
+pub mod convert;
+pub mod supervised;
+pub mod translate;
+pub mod unsupervised;
+
+/// The report section of every word-translation run.
+pub const SECTION: &str = "Word translation";

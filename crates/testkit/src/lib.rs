@@ -1,0 +1,237 @@
+//! embedlab's shared test kit (a dev-dependency of the other crates'
+//! integration tests): tiny generated datasets in every image format, word
+//! vectors with a known map between them, a runner for the `embedlab`
+//! binary, and readers of run folders.
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard};
+use tch::{Device, Kind, Tensor};
+
+/// libtorch's generator is global: tests that seed it take this lock so
+/// that they run one at a time within a test binary.
+pub fn seeded() -> MutexGuard<'static, ()> {
+    static SEEDED: Mutex<()> = Mutex::new(());
+    SEEDED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+// ---------------------------------------------------------------- images
+
+/// An IDX file's bytes (unsigned bytes, the given dimensions).
+pub fn idx_bytes(dims: &[u32], data: &[u8]) -> Vec<u8> {
+    let mut b = vec![0, 0, 8, dims.len() as u8];
+    for d in dims {
+        b.extend_from_slice(&d.to_be_bytes());
+    }
+    b.extend_from_slice(data);
+    b
+}
+
+/// `n` images of `size`×`size` of four classes (a bright bar in one of four
+/// places, with noise), class `i % 4`, as (pixels, labels). Deterministic.
+pub fn bars(n: u32, size: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut rnd = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % 1000) as f64 / 1000.0
+    };
+    let band = (size / 4).max(1);
+    let mut px = Vec::with_capacity(n as usize * size * size);
+    let mut lab = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let c = (i % 4) as usize;
+        lab.push(c as u8);
+        for r in 0..size {
+            for col in 0..size {
+                let on = (r / band == c) || (col / band == c && r % 2 == 0);
+                let v = if on { 0.85 + 0.15 * rnd() } else { 0.1 * rnd() };
+                px.push((v * 255.0) as u8);
+            }
+        }
+    }
+    (px, lab)
+}
+
+/// An MNIST-format IDX folder of bars: `n_train` training and `n_test`
+/// test images of `size`×`size`.
+pub fn write_idx_dataset(dir: &Path, n_train: u32, n_test: u32, size: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (stem, n, seed) in [("train", n_train, 1), ("t10k", n_test, 2)] {
+        let (px, lab) = bars(n, size, seed);
+        let s = size as u32;
+        std::fs::write(
+            dir.join(format!("{stem}-images-idx3-ubyte")),
+            idx_bytes(&[n, s, s], &px),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(format!("{stem}-labels-idx1-ubyte")),
+            idx_bytes(&[n], &lab),
+        )
+        .unwrap();
+    }
+}
+
+/// CIFAR-10 binary batches of 32×32×3 bars (colour by class):
+/// `data_batch_1..=batches` of `per_batch` records and `test_batch`.
+pub fn write_cifar(dir: &Path, batches: usize, per_batch: u32, test: u32) {
+    std::fs::create_dir_all(dir).unwrap();
+    let record = |i: u32| -> Vec<u8> {
+        let (px, lab) = bars(1, 32, i as u64 + 7);
+        let c = (i % 4) as usize;
+        let mut r = vec![lab[0].max(c as u8)];
+        for ch in 0..3 {
+            for p in &px {
+                r.push(if ch == c % 3 { *p } else { p / 3 });
+            }
+        }
+        r
+    };
+    for b in 1..=batches {
+        let bytes: Vec<u8> = (0..per_batch)
+            .flat_map(|i| record(i + 1000 * b as u32))
+            .collect();
+        std::fs::write(dir.join(format!("data_batch_{b}.bin")), bytes).unwrap();
+    }
+    let bytes: Vec<u8> = (0..test).flat_map(record).collect();
+    std::fs::write(dir.join("test_batch.bin"), bytes).unwrap();
+}
+
+/// A gzipped image CSV (label first, no header) of `n` bars of 28×28.
+pub fn write_image_csv(path: &Path, n: u32) {
+    let (px, lab) = bars(n, 28, 3);
+    let mut text = String::new();
+    for i in 0..n as usize {
+        text += &lab[i].to_string();
+        for p in &px[i * 784..(i + 1) * 784] {
+            text += &format!(",{p}");
+        }
+        text.push('\n');
+    }
+    gzip(path, text.as_bytes());
+}
+
+pub fn gzip(path: &Path, bytes: &[u8]) {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(bytes).unwrap();
+    std::fs::write(path, gz.finish().unwrap()).unwrap();
+}
+
+// ---------------------------------------------------------------- words
+
+/// Writes `t` (n × d) as a fastText `.vec` file with these words.
+pub fn write_vec(path: &Path, words: &[String], t: &Tensor) {
+    let (n, d) = t.size2().unwrap();
+    let mut s = format!("{n} {d}\n");
+    for (i, w) in words.iter().enumerate() {
+        let row = Vec::<f32>::try_from(t.get(i as i64)).unwrap();
+        s.push_str(w);
+        for v in row {
+            s.push_str(&format!(" {v}"));
+        }
+        s.push('\n');
+    }
+    std::fs::write(path, s).unwrap();
+}
+
+/// Source vectors `s<i>`, a randomly rotated, noisy target copy `t<i>`,
+/// and a MUSE dictionary of every pair: (src.vec, tgt.vec, dict.txt).
+pub fn rotated_pair(dir: &Path, n: i64, d: i64, noise: f64) -> (PathBuf, PathBuf, PathBuf) {
+    let _g = seeded();
+    tch::manual_seed(42);
+    let x = Tensor::randn([n, d], (Kind::Float, Device::Cpu));
+    let (q, _) = Tensor::linalg_qr(
+        &Tensor::randn([d, d], (Kind::Double, Device::Cpu)),
+        "reduced",
+    );
+    let y = x.matmul(&q.to_kind(Kind::Float))
+        + Tensor::randn([n, d], (Kind::Float, Device::Cpu)) * noise;
+    let src: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
+    let tgt: Vec<String> = (0..n).map(|i| format!("t{i}")).collect();
+    let (a, b, c) = (
+        dir.join("src.vec"),
+        dir.join("tgt.vec"),
+        dir.join("dict.txt"),
+    );
+    write_vec(&a, &src, &x);
+    write_vec(&b, &tgt, &y);
+    let dict: String = (0..n).map(|i| format!("s{i} t{i}\n")).collect();
+    std::fs::write(&c, dict).unwrap();
+    (a, b, c)
+}
+
+// ---------------------------------------------------------------- the CLI
+
+/// Runs the `embedlab` binary `bin` (a test's `env!("CARGO_BIN_EXE_embedlab")`)
+/// with one libtorch thread.
+pub fn run(bin: &str, args: &[&str]) -> Output {
+    Command::new(bin)
+        .args(["--threads", "1"])
+        .args(args)
+        .output()
+        .expect("run embedlab")
+}
+
+/// Asserts that the run succeeded; returns stdout and stderr together.
+pub fn ok(o: &Output) -> String {
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "stdout:\n{out}\nstderr:\n{err}");
+    format!("{out}{err}")
+}
+
+/// Asserts that the run failed cleanly (an error, not a panic or a signal);
+/// returns its stderr.
+pub fn fails(o: &Output) -> String {
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(
+        !o.status.success(),
+        "should have failed:\n{}{err}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "exit code {:?} (a panic or a signal?):\n{err}",
+        o.status.code()
+    );
+    assert!(!err.contains("panicked"), "a panic:\n{err}");
+    err
+}
+
+// ---------------------------------------------------------------- run folders
+
+pub fn json(p: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// A run's `report.json`.
+pub fn report(run: &Path) -> serde_json::Value {
+    json(&run.join("report.json"))
+}
+
+/// The value of the metric `name` in a run's report.
+pub fn metric(report: &serde_json::Value, name: &str) -> f64 {
+    report["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap_or_else(|| panic!("no metric {name} in {}", report["metrics"]))["value"]
+        .as_f64()
+        .unwrap()
+}
+
+/// The lines of a run's `metrics.jsonl`.
+pub fn metrics_lines(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}

@@ -1,0 +1,44 @@
+use std::path::{Path, PathBuf};
+
+/// Errors of the training core.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Data(#[from] embedlab_data::DataError),
+    #[error("tensor error: {0}")]
+    Torch(#[from] tch::TchError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{}: {msg}", path.display())]
+    File { path: PathBuf, msg: String },
+    #[error("training stopped: {what} became {value} at epoch {epoch}, step {step}; {kept}")]
+    NonFinite {
+        what: String,
+        epoch: usize,
+        step: usize,
+        value: f64,
+        kept: String,
+    },
+    #[error("{}: in use by another embedlab process{}; wait for it to finish or choose another folder", path.display(), holder.as_deref().map(|h| format!(" ({h})")).unwrap_or_default())]
+    Locked {
+        path: PathBuf,
+        holder: Option<String>,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, TrainError>;
+
+impl TrainError {
+    pub fn file(path: &Path, msg: impl Into<String>) -> Self {
+        TrainError::File {
+            path: path.to_path_buf(),
+            msg: msg.into(),
+        }
+    }
+    pub fn io(path: &Path, e: std::io::Error) -> Self {
+        TrainError::File {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! embedlab's training core, shared by every model family:
+//! - [`trainer`]: the one trainer (named optimizer groups, rounds, seeds,
+//!   validation, best-epoch selection, NaN policy, resume);
+//! - [`optim`]: Adam and SGD of one group, with their state by name;
+//! - [`checkpoint`]: the one checkpoint format (one atomic safetensors file
+//!   with its description inside);
+//! - [`run`]: run folders (locked, self-describing, never silently reused);
+//! - [`report`]: the `report.json` shape every kind of run writes.
+pub mod checkpoint;
+pub mod error;
+pub mod optim;
+pub mod report;
+pub mod run;
+pub mod trainer;
+
+pub use error::{Result, TrainError};
+pub use optim::{Algorithm, OptimConfig, Optimizer, Schedule};
+pub use report::{Better, Curve, Figure, Metric, Report, Table};
+pub use run::{Reuse, RunDir, RunInfo};
+pub use trainer::{
+    train, Batch, Batches, EpochRecord, Group, Losses, NanPolicy, Progress, Round, Selection,
+    TrainConfig, TrainState, TrainSummary, Trainable,
+};
