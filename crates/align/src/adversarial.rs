@@ -860,8 +860,9 @@ mod tests {
         for l in 0..3 {
             let want_w = &d0.weights[l] - &gw[l] * lr;
             let want_b = &d0.biases[l] - &gb[l] * lr;
-            assert!(max_diff(&d.weights[l], &want_w) < 1e-6, "layer {l} weights");
-            assert!(max_diff(&d.biases[l], &want_b) < 1e-6, "layer {l} biases");
+            // float32 products summed in another order than autograd's.
+            let (dw, db) = (max_diff(&d.weights[l], &want_w), max_diff(&d.biases[l], &want_b));
+            assert!(dw < 1e-5 && db < 1e-5, "layer {l}: weights off by {dw}, biases by {db}");
         }
         // bfloat16 products: the same gradient to bfloat16's precision.
         let mut d = copy(&d0);
