@@ -27,20 +27,22 @@ for data in fashion-mnist mnist; do
   done
 done
 python3 - "$OUT" <<'PY'
-import json, os, sys
+import os, sys
+sys.path.insert(0, "bench")
+from runs import details, metric
 out = sys.argv[1]
-print("| data | model | epochs (best) | test ELBO | IWAE NLL | rec. −log p(x|z) | MSE/pixel | active units | probe: pixels → codes | same-class k-NN: pixels → codes | s |")
+print("| data | model | epochs (best) | test ELBO | IWAE NLL | rec. −log p(x|z) | MSE/pixel | active units | probe: pixels → PCA → codes | same-class 8-NN: pixels → PCA → codes | s |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
 for data in ("fashion-mnist", "mnist"):
     for model in ("ae", "vae", "cae", "cvae"):
-        p = os.path.join(out, f"{data}-{model}", "report.json")
-        if not os.path.isfile(p):
+        run = os.path.join(out, f"{data}-{model}")
+        if not os.path.isfile(os.path.join(run, "report.json")):
             continue
-        r = json.load(open(p))
-        t, tr = r["test"], r["training"]
-        f = lambda v: "–" if v is None else f"{v:.2f}"
-        pr, q = r["probe"], r["query"]
-        print(f"| {data} | {model.upper()} | {tr['epochs_done']} ({tr['best_epoch']}) | {f(t['elbo'])} | {f(t['nll_iwae'])} | {t['reconstruction_nll']:.2f} | {t['reconstruction_mse']:.4f} | {t.get('active_units') or '–'} "
-              f"| {100*pr['pixels']['test_accuracy']:.1f}% → {100*pr['codes']['test_accuracy']:.1f}% "
-              f"| {100*q['pixel_label_precision']:.1f}% → {100*q['latent_label_precision']:.1f}% | {tr['train_seconds']:.0f} |")
+        m = lambda name: metric(run, name)
+        f = lambda v, d=2: "–" if v is None else f"{v:.{d}f}"
+        tr = details(run)["training"]
+        k = 20
+        print(f"| {data} | {model.upper()} | {tr['epochs_done']} ({tr['best_epoch']}) | {f(m('test ELBO'))} | {f(m('test NLL'))} | {f(m('rec. −log p(x|z)'))} | {f(m('rec. MSE'), 4)} | {f(m('active units'), 0)} "
+              f"| {f(m('probe, pixels'), 1)}% → {f(m(f'probe, PCA-{k}'), 1)}% → {f(m('probe, codes'), 1)}% "
+              f"| {f(m('8-NN same class, pixels'), 1)}% → {f(m(f'8-NN same class, PCA-{k}'), 1)}% → {f(m('8-NN same class, codes'), 1)}% | {tr['train_seconds']:.0f} |")
 PY

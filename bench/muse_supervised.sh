@@ -93,6 +93,8 @@ done
 
 "$PY" - "$OUT" $CASES <<'PYEOF'
 import json, re, sys
+sys.path.insert(0, "bench")
+from runs import details
 out, cases = sys.argv[1], sys.argv[2:]
 def wall(path):
     t = open(path).read()
@@ -113,7 +115,7 @@ for c in cases:
         selected_iteration=best["n_iter"], iter0_p1_csls=logs[0]["precision_at_1-csls_knn_10"],
         seconds=ms, peak_mib=mr, speedup=1.0))
     for m in ["multistep", "procrustes"]:
-        rep = json.load(open(f"{out}/embedlab-{m}-{c}/report.json"))
+        rep = details(f"{out}/embedlab-{m}-{c}")
         ours = {p["retrieval"]: p["at"] for p in rep["precision"]}
         es, er = wall(f"{out}/embedlab-{m}-{c}.time")
         rows.append(dict(case=c, tool=f"embedlab {m}", p1_nn=ours["nn"]["1"], p1_csls=ours["csls10"]["1"],

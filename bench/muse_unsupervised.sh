@@ -90,6 +90,8 @@ done
 
 "$PY" - "$OUT" <<'PYEOF'
 import glob, json, os, re, sys
+sys.path.insert(0, "bench")
+from runs import details
 out = sys.argv[1]
 def wall(path):
     t = open(path).read()
@@ -117,7 +119,7 @@ for log in sorted(glob.glob(f"{out}/muse-*.log")):
     last_epoch = [elapsed(l) for l in lines if "End of epoch" in l][-1]
     muse_adv = (ends[0] if ends else last_epoch) - start
     ms, mr = wall(f"{out}/muse-{run}.time")
-    rep = json.load(open(ours))
+    rep = details(ours)
     adv = rep["adversarial"]
     p = {q["retrieval"]: q["at"] for q in rep["precision"]}
     es, er = wall(f"{out}/embedlab-{run}.time")

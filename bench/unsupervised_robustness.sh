@@ -55,13 +55,15 @@ done
 
 "$PY" - "$OUT" <<'PYEOF'
 import glob, json, os, sys, statistics as st
+sys.path.insert(0, "bench")
+from runs import details
 out = sys.argv[1]
 rows = {}
 for rep in sorted(glob.glob(f"{out}/*/report.json")):
     run = os.path.basename(os.path.dirname(rep))
     task, rest = run.split("-", 1) if not run.startswith(("en-fr", "fr-en")) else (run[:5], run[6:])
     method, seed = rest.rsplit("-s", 1)
-    r = json.load(open(rep))
+    r = details(rep)
     p1 = {p["retrieval"]: p["at"]["1"] for p in r["precision"]}["csls10"]
     rows.setdefault((task, method), []).append((int(seed), p1, r["seconds"]))
 summary = []

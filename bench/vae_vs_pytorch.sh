@@ -63,15 +63,14 @@ fi
 
 "$PY" - "$OUT" <<'PY'
 import glob, json, os, statistics, sys
+sys.path.insert(0, "bench")
+from runs import details, epochs, metric
 out = sys.argv[1]
 def speeds(path):
     if path.endswith(".jsonl") and os.path.isfile(path):
         rows = [json.loads(l) for l in open(path) if l.strip()]
         return [r["images_per_second"] for r in rows if "epoch" in r and r["epoch"] > 1]
-    m = os.path.join(path, "metrics.jsonl")
-    if os.path.isfile(m):
-        return [json.loads(l)["images_per_second"] for l in open(m) if json.loads(l)["epoch"] > 1]
-    return []
+    return [r["items_per_second"] for r in epochs(path) if r["epoch"] > 1]
 header = ["| model | embedlab images/s | PyTorch (default Adam) | ratio | PyTorch (fused Adam) | ratio |",
           "|---|---|---|---|---|---|"]
 for arch in ("mlp", "conv"):
@@ -84,16 +83,17 @@ for arch in ("mlp", "conv"):
         while header:
             print(header.pop(0))
         print(f"| {arch} VAE | {rng(e)} | {rng(p)} | **{me/mp:.2f}** | {rng(f)} | {me/mf:.2f} |")
-fe = os.path.join(out, "fidelity-embedlab", "report.json")
+fe = os.path.join(out, "fidelity-embedlab")
 fp = os.path.join(out, "fidelity-pytorch.jsonl")
-if os.path.isfile(fe) and os.path.isfile(fp):
-    r = json.load(open(fe))["test"]
+if os.path.isfile(os.path.join(fe, "report.json")) and os.path.isfile(fp):
+    elbo, nll = metric(fe, "test ELBO"), metric(fe, "test NLL")
     p = [json.loads(l) for l in open(fp) if l.strip()][-1]
     print()
     print("| MLP VAE | test ELBO | IWAE NLL | k | images | training s |")
     print("|---|---|---|---|---|---|")
-    tr = json.load(open(fe))["training"]["train_seconds"]
-    print(f"| embedlab | {r['elbo']:.2f} | {r['nll_iwae']:.2f} | {r['iwae_k']} | {r['iwae_images']} | {tr:.0f} |")
-    print(f"| PyTorch | {p['test_elbo']:.2f} | {p['nll_iwae']:.2f} | {p['iwae_k']} | {p['iwae_images']} | {p['train_seconds']:.0f} |")
-    print(f"\n|NLL difference| = {abs(r['nll_iwae'] - p['nll_iwae']):.3f} nats (target ≤ 1)")
+    tr = details(fe)["training"]["train_seconds"]
+    k, n = os.environ.get("IWAE_K", "5000"), os.environ.get("IWAE_IMAGES", "1000")
+    print(f"| embedlab | {elbo:.2f} | {nll:.3f} | {k} | {n} | {tr:.0f} |")
+    print(f"| PyTorch | {p['test_elbo']:.2f} | {p['nll_iwae']:.3f} | {p['iwae_k']} | {p['iwae_images']} | {p['train_seconds']:.0f} |")
+    print(f"\n|NLL difference| = {abs(nll - p['nll_iwae']):.3f} nats (target ≤ 1)")
 PY

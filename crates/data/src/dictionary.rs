@@ -15,14 +15,71 @@ pub struct Dictionary {
     pub pairs: Vec<(String, String)>,
 }
 
+/// Dictionary file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DictFormat {
+    /// MUSE text: `source target` a line.
+    Muse,
+    /// FreeDict dictd: `<stem>.index` + `<stem>.dict.dz` (or `.dict`).
+    Dictd,
+}
+
+impl std::str::FromStr for DictFormat {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "muse" | "text" => Ok(Self::Muse),
+            "dictd" | "freedict" => Ok(Self::Dictd),
+            _ => Err(format!("unknown dictionary format '{s}' (muse, dictd)")),
+        }
+    }
+}
+
+/// The path without a dictd suffix.
+fn dictd_stem(path: &Path) -> String {
+    let s = path.to_string_lossy();
+    s.strip_suffix(".index")
+        .or_else(|| s.strip_suffix(".dict.dz"))
+        .or_else(|| s.strip_suffix(".dict"))
+        .unwrap_or(&s)
+        .to_string()
+}
+
 impl Dictionary {
-    /// Reads MUSE (`src tgt` per line) or dictd (`.index`/`.dict[.dz]`), by extension.
+    /// Reads a dictionary, recognising its format by content: a `.index`
+    /// file, or any file with a `<stem>.index` beside it, is dictd; other
+    /// files are MUSE text. When neither reading works, the error says what
+    /// was tried.
     pub fn load(path: &Path) -> Result<Self> {
+        Self::load_as(path, None)
+    }
+
+    /// Reads a dictionary in the given format, or recognises it (`None`).
+    pub fn load_as(path: &Path, format: Option<DictFormat>) -> Result<Self> {
+        match format {
+            Some(DictFormat::Muse) => return Self::read_muse(path),
+            Some(DictFormat::Dictd) => return Self::read_dictd(path),
+            None => {}
+        }
         let name = path.to_string_lossy();
-        if name.ends_with(".index") || name.ends_with(".dict.dz") || name.ends_with(".dict") {
-            Self::read_dictd(path)
-        } else {
-            Self::read_muse(path)
+        let index = PathBuf::from(format!("{}.index", dictd_stem(path)));
+        if name.ends_with(".index") || index.is_file() {
+            return Self::read_dictd(path);
+        }
+        match Self::read_muse(path) {
+            Ok(d) => Ok(d),
+            Err(e @ (DataError::Io { .. } | DataError::Empty { .. })) => Err(e),
+            Err(e) if name.ends_with(".dict") || name.ends_with(".dict.dz") => {
+                Err(DataError::format(
+                    path,
+                    format!(
+                        "neither a dictd dictionary (no {} beside it) nor a MUSE text dictionary ({e}); force one with --dict-format muse|dictd",
+                        index.display()
+                    ),
+                ))
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -65,13 +122,7 @@ impl Dictionary {
     /// FreeDict dictd: `path` may name the `.index`, the `.dict.dz`/`.dict`, or share their stem.
     /// Keeps single-word headwords and single-word translations.
     pub fn read_dictd(path: &Path) -> Result<Self> {
-        let s = path.to_string_lossy();
-        let stem = s
-            .strip_suffix(".index")
-            .or_else(|| s.strip_suffix(".dict.dz"))
-            .or_else(|| s.strip_suffix(".dict"))
-            .unwrap_or(&s)
-            .to_string();
+        let stem = dictd_stem(path);
         let index = PathBuf::from(format!("{stem}.index"));
         let dz = PathBuf::from(format!("{stem}.dict.dz"));
         let plain = PathBuf::from(format!("{stem}.dict"));
@@ -110,7 +161,7 @@ impl Dictionary {
                     ))
                 }
             };
-            if off + len > body.len() {
+            if off.checked_add(len).is_none_or(|end| end > body.len()) {
                 return Err(DataError::parse(
                     &index,
                     i + 1,

@@ -63,6 +63,56 @@ pub struct LoadOptions {
     pub words: Option<PathBuf>,
 }
 
+/// What loading decided about a file's rows: every decision that is not an
+/// error is counted here, and the pipelines print it and keep it in the
+/// run's report.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LoadReport {
+    /// The format read (given, or recognised from the path and content).
+    pub format: Option<EmbeddingFormat>,
+    /// Rows read before `max_vocab` stopped the reading.
+    pub rows_read: usize,
+    /// Later occurrences of a word (or of a lowercased form) skipped; the
+    /// first, most frequent one is kept.
+    pub duplicates_skipped: usize,
+    /// Words of several tokens (GloVe 840B has a few, e.g. `. . .`), kept as
+    /// one word with spaces.
+    pub words_with_spaces: usize,
+    /// All-zero vectors (no direction: normalisation leaves them zero).
+    pub zero_vectors: usize,
+    /// Empty words skipped (a spaCy string table or a word index may hold one).
+    pub empty_words_skipped: usize,
+}
+
+impl LoadReport {
+    /// One sentence per decision taken, for the user.
+    pub fn notes(&self) -> Vec<String> {
+        let mut v = vec![];
+        if self.duplicates_skipped > 0 {
+            v.push(format!(
+                "{} repeated words skipped (the first, most frequent kept)",
+                self.duplicates_skipped
+            ));
+        }
+        if self.words_with_spaces > 0 {
+            v.push(format!(
+                "{} words contain spaces (kept as one word)",
+                self.words_with_spaces
+            ));
+        }
+        if self.zero_vectors > 0 {
+            v.push(format!(
+                "{} all-zero vectors kept (they have no direction)",
+                self.zero_vectors
+            ));
+        }
+        if self.empty_words_skipped > 0 {
+            v.push(format!("{} empty words skipped", self.empty_words_skipped));
+        }
+        v
+    }
+}
+
 /// A vocabulary (most frequent first) with one `dim`-sized row per word.
 #[derive(Debug, Clone)]
 pub struct Embeddings {
@@ -70,6 +120,8 @@ pub struct Embeddings {
     index: HashMap<String, usize>,
     dim: usize,
     data: Vec<f32>,
+    /// What loading decided (empty for embeddings built in memory).
+    pub report: LoadReport,
 }
 
 impl Embeddings {
@@ -94,6 +146,7 @@ impl Embeddings {
             index,
             dim,
             data,
+            report: LoadReport::default(),
         })
     }
     pub fn len(&self) -> usize {
@@ -143,6 +196,7 @@ impl Embeddings {
             index: self.index.clone(),
             dim: size[1] as usize,
             data,
+            report: self.report.clone(),
         })
     }
     /// The first `n` words.
@@ -163,6 +217,7 @@ impl Embeddings {
             None => guess_format(path)?,
         };
         let mut b = Builder::new(path, opts);
+        b.report.format = Some(format);
         match format {
             EmbeddingFormat::Vec | EmbeddingFormat::Glove => {
                 read_text(path, format == EmbeddingFormat::Vec, &mut b)?
@@ -220,14 +275,29 @@ fn guess_format(path: &Path) -> Result<EmbeddingFormat> {
     if name.ends_with(".bin") {
         return Ok(EmbeddingFormat::Word2vecBin);
     }
-    // Text: a `n d` first line means .vec, otherwise GloVe.
+    // Text: a `count dim` first line means .vec; a word and numbers, GloVe.
     let first = first_line(path)?;
+    if first.contains('\0') || std::str::from_utf8(first.as_bytes()).is_err() {
+        return Err(DataError::format(
+            path,
+            "not a text embedding file (binary bytes on line 1); for word2vec binary pass --format bin",
+        ));
+    }
     let toks: Vec<&str> = first.split_whitespace().collect();
     if toks.len() == 2 && toks.iter().all(|t| t.parse::<usize>().is_ok()) {
-        Ok(EmbeddingFormat::Vec)
-    } else {
-        Ok(EmbeddingFormat::Glove)
+        return Ok(EmbeddingFormat::Vec);
     }
+    if toks.len() == 2 && toks[0].parse::<usize>().is_ok() && toks[1].parse::<f32>().is_err() {
+        return Err(DataError::parse(
+            path,
+            1,
+            format!(
+                "looks like a .vec header 'count dim', but '{}' is not a dimension (force the format with --format vec or glove)",
+                toks[1]
+            ),
+        ));
+    }
+    Ok(EmbeddingFormat::Glove)
 }
 
 fn open_text(path: &Path) -> Result<Box<dyn Read>> {
@@ -239,11 +309,13 @@ fn open_text(path: &Path) -> Result<Box<dyn Read>> {
     }
 }
 
+/// The first line (at most 64 KiB of it), lossily decoded.
 fn first_line(path: &Path) -> Result<String> {
-    let mut r = std::io::BufReader::new(open_text(path)?);
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut r, &mut line).map_err(|e| DataError::io(path, e))?;
-    Ok(line)
+    let mut r = open_text(path)?.take(1 << 16);
+    let mut buf = Vec::new();
+    r.read_to_end(&mut buf).map_err(|e| DataError::io(path, e))?;
+    let end = buf.iter().position(|&c| c == b'\n').unwrap_or(buf.len());
+    Ok(String::from_utf8_lossy(&buf[..end]).to_string())
 }
 
 fn read_all(path: &Path) -> Result<Vec<u8>> {
@@ -262,6 +334,7 @@ struct Builder<'a> {
     index: HashMap<String, usize>,
     data: Vec<f32>,
     dim: usize,
+    report: LoadReport,
 }
 
 impl<'a> Builder<'a> {
@@ -273,6 +346,7 @@ impl<'a> Builder<'a> {
             index: HashMap::new(),
             data: vec![],
             dim: 0,
+            report: LoadReport::default(),
         }
     }
     fn full(&self) -> bool {
@@ -299,6 +373,10 @@ impl<'a> Builder<'a> {
         if self.full() {
             return Ok(());
         }
+        self.report.rows_read += 1;
+        if word.is_empty() {
+            return Err(DataError::parse(self.path, line, "empty word"));
+        }
         let word = if self.opts.lowercase {
             word.to_lowercase()
         } else {
@@ -306,6 +384,7 @@ impl<'a> Builder<'a> {
         };
         if self.index.contains_key(&word) {
             if self.opts.dedupe {
+                self.report.duplicates_skipped += 1;
                 return Ok(());
             }
             return Err(DataError::parse(
@@ -313,6 +392,12 @@ impl<'a> Builder<'a> {
                 line,
                 format!("word '{word}' repeated"),
             ));
+        }
+        if v.iter().all(|&x| x == 0.0) {
+            self.report.zero_vectors += 1;
+        }
+        if word.contains(' ') {
+            self.report.words_with_spaces += 1;
         }
         self.index.insert(word.clone(), self.words.len());
         self.words.push(word);
@@ -331,6 +416,7 @@ impl<'a> Builder<'a> {
             index: self.index,
             dim: self.dim,
             data: self.data,
+            report: self.report,
         })
     }
 }
@@ -342,9 +428,19 @@ fn parse_line(line: &[u8], dim: Option<usize>) -> std::result::Result<(String, V
     if toks.len() < 2 {
         return Err("a word and its values expected".into());
     }
-    // A word may itself contain spaces (GloVe 840B): the last `dim` tokens are values.
+    // A word may itself contain spaces (GloVe 840B): the last `dim` tokens
+    // are values. But a number where the word should end means a row with
+    // more values than the others, not a word with spaces.
     let nv = match dim {
-        Some(d) if toks.len() > d + 1 => d,
+        Some(d) if toks.len() > d + 1 => {
+            if toks[toks.len() - d - 1].parse::<f32>().is_ok() {
+                return Err(format!(
+                    "{} values, expected {d} (a row with extra numbers)",
+                    toks.len() - 1
+                ));
+            }
+            d
+        }
         _ => toks.len() - 1,
     };
     let word = toks[..toks.len() - nv].join(" ");
@@ -386,6 +482,9 @@ fn read_text(path: &Path, header: bool, b: &mut Builder) -> Result<()> {
                 format!("header must be 'count dim', got '{}'", h.trim()),
             ));
         }
+        if nums[1] == 0 {
+            return Err(DataError::parse(path, 1, "header announces dimension 0"));
+        }
         announced = Some(nums[0]);
         dim = Some(nums[1]);
         start = 1;
@@ -412,10 +511,13 @@ fn read_text(path: &Path, header: bool, b: &mut Builder) -> Result<()> {
     }
     if let Some(n) = announced {
         let have = lines.len() - start;
-        if have < n && !b.full() {
+        if have != n {
             return Err(DataError::format(
                 path,
-                format!("header announces {n} vectors but the file has {have} (truncated?)"),
+                format!(
+                    "header announces {n} vectors but the file has {have}{}",
+                    if have < n { " (truncated?)" } else { "" }
+                ),
             ));
         }
     }
@@ -441,6 +543,23 @@ fn read_word2vec_bin(path: &Path, b: &mut Builder) -> Result<()> {
         ));
     }
     let (n, d) = (nums[0], nums[1]);
+    // Every record holds at least a one-byte word, a space and 4·d bytes:
+    // the header must fit the file before anything is allocated.
+    let fits = d
+        .checked_mul(4)
+        .and_then(|r| r.checked_add(2))
+        .and_then(|r| r.checked_mul(n))
+        .is_some_and(|m| d > 0 && m <= bytes.len() - nl - 1);
+    if !fits {
+        return Err(DataError::parse(
+            path,
+            1,
+            format!(
+                "header announces {n} vectors of {d} values, which do not fit the {} bytes of the file",
+                bytes.len()
+            ),
+        ));
+    }
     let mut pos = nl + 1;
     let mut v = vec![0f32; d];
     for rec in 0..n {
@@ -460,6 +579,12 @@ fn read_word2vec_bin(path: &Path, b: &mut Builder) -> Result<()> {
             .map_err(|_| DataError::format(path, format!("record {}: word is not UTF-8", rec + 1)))?
             .to_string();
         pos += sp + 1;
+        if rec == 0 && looks_like_text(&bytes[pos..(pos + 4 * d).min(bytes.len())]) {
+            return Err(DataError::format(
+                path,
+                "the values after the first word are text, not binary floats: a text .vec file? (use --format vec)",
+            ));
+        }
         if pos + 4 * d > bytes.len() {
             return Err(DataError::format(
                 path,
@@ -476,6 +601,13 @@ fn read_word2vec_bin(path: &Path, b: &mut Builder) -> Result<()> {
         b.push(&word, &v, rec + 1)?;
     }
     Ok(())
+}
+
+/// Whether bytes read as little-endian floats are in fact decimal text.
+fn looks_like_text(b: &[u8]) -> bool {
+    b.len() >= 8
+        && b.iter()
+            .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'-' | b'+' | b'e' | b'E' | b' ' | b'\n' | b'\r' | b'\t'))
 }
 
 fn read_spacy(path: &Path, b: &mut Builder) -> Result<()> {
@@ -529,6 +661,10 @@ fn read_spacy(path: &Path, b: &mut Builder) -> Result<()> {
             missing += 1;
             continue;
         };
+        if word.is_empty() {
+            b.report.empty_words_skipped += 1;
+            continue;
+        }
         seen[row] = true;
         b.push(
             word,
@@ -625,6 +761,10 @@ fn read_npy_index(path: &Path, words: Option<&Path>, b: &mut Builder) -> Result<
         ));
     }
     for (i, w) in words.iter().enumerate() {
+        if w.is_empty() {
+            b.report.empty_words_skipped += 1;
+            continue;
+        }
         b.push(w, &m.data[i * m.cols..(i + 1) * m.cols], i + 1)?;
         if b.full() {
             break;

@@ -49,10 +49,25 @@ impl ImageSet {
                 what: "image set".into(),
             });
         }
+        for (what, v) in [
+            ("channels", self.channels),
+            ("height", self.height),
+            ("width", self.width),
+        ] {
+            if !(1..=MAX_SIDE).contains(&v) {
+                return Err(DataError::format(
+                    path,
+                    format!("images of {v} {what}: expected 1 to {MAX_SIDE}"),
+                ));
+            }
+        }
         debug_assert_eq!(self.pixels.len(), self.n * self.dim());
         Ok(())
     }
 }
+
+/// The largest image side (or channel count) accepted.
+const MAX_SIDE: usize = 4096;
 
 /// A dataset: training and test images, class names, and where it came from.
 #[derive(Clone, Debug)]
@@ -62,6 +77,25 @@ pub struct ImageDataset {
     pub test: ImageSet,
     pub classes: Vec<String>,
     pub source: PathBuf,
+    /// Decisions taken while reading (e.g. fractional pixels scaled), to be
+    /// reported to the user.
+    pub notes: Vec<String>,
+}
+
+/// Checks that every label names one of `classes` classes.
+fn check_labels(set: &ImageSet, classes: usize, path: &Path) -> Result<()> {
+    if let Some(i) = set.labels.iter().position(|&l| l as usize >= classes) {
+        return Err(DataError::parse(
+            path,
+            i + 1,
+            format!(
+                "label {} is not one of the {classes} classes (0–{})",
+                set.labels[i],
+                classes - 1
+            ),
+        ));
+    }
+    Ok(())
 }
 
 const FASHION_CLASSES: [&str; 10] = [
@@ -103,10 +137,69 @@ fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     }
 }
 
+/// An IDX file's bytes, un-gzipped, reading no more than its header
+/// announces (plus one byte, to tell an oversized file): a corrupt header
+/// or a gzip bomb cannot make the reader allocate past what the file says.
+fn read_idx_bytes(path: &Path) -> Result<Vec<u8>> {
+    let f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut magic = [0u8; 2];
+    let gz = {
+        use std::io::Read as _;
+        let mut g = &f;
+        let n = g.read(&mut magic).map_err(|e| DataError::io(path, e))?;
+        n == 2 && magic == [0x1f, 0x8b]
+    };
+    drop(f);
+    let f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut r: Box<dyn Read> = if gz {
+        Box::new(MultiGzDecoder::new(std::io::BufReader::new(f)))
+    } else {
+        Box::new(std::io::BufReader::new(f))
+    };
+    let corrupt = |e: std::io::Error| {
+        if gz {
+            DataError::format(path, format!("corrupt gzip stream: {e}"))
+        } else {
+            DataError::io(path, e)
+        }
+    };
+    let mut head = Vec::with_capacity(20);
+    (&mut r)
+        .take(4)
+        .read_to_end(&mut head)
+        .map_err(corrupt)?;
+    if head.len() == 4 && head[0] == 0 && head[1] == 0 {
+        let ndim = head[3] as usize;
+        (&mut r)
+            .take(4 * ndim.min(4) as u64)
+            .read_to_end(&mut head)
+            .map_err(corrupt)?;
+        if head.len() == 4 + 4 * ndim && (1..=4).contains(&ndim) {
+            let want = (0..ndim)
+                .map(|i| {
+                    let o = 4 + 4 * i;
+                    u32::from_be_bytes([head[o], head[o + 1], head[o + 2], head[o + 3]]) as u64
+                })
+                .try_fold(1u64, |a, d| a.checked_mul(d));
+            let limit = want.map_or(0, |w| w.saturating_add(1));
+            let mut body = Vec::new();
+            (&mut r)
+                .take(limit)
+                .read_to_end(&mut body)
+                .map_err(corrupt)?;
+            head.extend_from_slice(&body);
+            return Ok(head);
+        }
+    }
+    // Not an IDX header: read a little more so that the parser can say why.
+    (&mut r).take(64).read_to_end(&mut head).map_err(corrupt)?;
+    Ok(head)
+}
+
 /// Parses an IDX file: returns its dimensions and the unsigned-byte payload.
 /// Only the unsigned-byte type (0x08), the one MNIST uses, is accepted.
 pub fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
-    let bytes = read_maybe_gz(path)?;
+    let bytes = read_idx_bytes(path)?;
     if bytes.len() < 4 {
         return Err(DataError::format(
             path,
@@ -240,12 +333,12 @@ pub enum LabelColumn {
 /// Reads a CSV of square grey images, one a row, pixels 0–255 and a label
 /// column. A header row naming a column `label` sets which column that is;
 /// without a header, `default_label` says.
-pub fn read_image_csv(path: &Path, default_label: LabelColumn) -> Result<ImageSet> {
+pub fn read_image_csv(path: &Path, default_label: LabelColumn) -> Result<(ImageSet, Vec<String>)> {
     let bytes = read_maybe_gz(path)?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|e| DataError::format(path, format!("not UTF-8 text: {e}")))?;
     let mut label_col = default_label;
-    let mut pixels = Vec::new();
+    let mut values: Vec<f64> = Vec::new();
     let mut labels = Vec::new();
     let mut width: Option<usize> = None;
     for (i, line) in text.lines().enumerate() {
@@ -276,6 +369,13 @@ pub fn read_image_csv(path: &Path, default_label: LabelColumn) -> Result<ImageSe
                 format!("{} fields, earlier rows have {w}", fields.len()),
             ));
         }
+        if w < 2 {
+            return Err(DataError::parse(
+                path,
+                i + 1,
+                "a label and at least one pixel expected",
+            ));
+        }
         let (lab, pix) = match label_col {
             LabelColumn::First => (fields[0], &fields[1..]),
             LabelColumn::Last => (fields[w - 1], &fields[..w - 1]),
@@ -295,7 +395,7 @@ pub fn read_image_csv(path: &Path, default_label: LabelColumn) -> Result<ImageSe
                     format!("pixel {v} outside 0–255"),
                 ));
             }
-            pixels.push(v.round() as u8);
+            values.push(v);
         }
     }
     let n = labels.len();
@@ -307,6 +407,28 @@ pub fn read_image_csv(path: &Path, default_label: LabelColumn) -> Result<ImageSe
             format!("{d} pixels a row is not a square image"),
         ));
     }
+    // Pixels written as fractions of 1 (a common export) would all round to
+    // black: scale them, and say so. Other fractional values are rounded,
+    // and counted.
+    let mut notes = vec![];
+    let max = values.iter().copied().fold(0.0, f64::max);
+    let fractional = values.iter().filter(|v| v.fract() != 0.0).count();
+    let scale = if max <= 1.0 && fractional > 0 {
+        notes.push(format!(
+            "{}: pixel values are fractions of 1 (largest {max}): read as 0–1 and scaled to 0–255",
+            path.display()
+        ));
+        255.0
+    } else {
+        if fractional > 0 {
+            notes.push(format!(
+                "{}: {fractional} fractional pixel values rounded to whole grey levels",
+                path.display()
+            ));
+        }
+        1.0
+    };
+    let pixels = values.iter().map(|v| (v * scale).round() as u8).collect();
     let set = ImageSet {
         pixels,
         labels,
@@ -316,7 +438,7 @@ pub fn read_image_csv(path: &Path, default_label: LabelColumn) -> Result<ImageSe
         width: side,
     };
     set.check(path)?;
-    Ok(set)
+    Ok((set, notes))
 }
 
 const CIFAR_RECORD: usize = 1 + 3 * 32 * 32;
@@ -397,17 +519,22 @@ pub fn load_image_dataset(path: &Path) -> Result<ImageDataset> {
                 ));
             }
             let name = name_of(path);
-            let classes = if name.to_lowercase().contains("fashion") {
+            let top = train.labels.iter().chain(&test.labels).copied().max().unwrap_or(0) as usize;
+            let classes: Vec<String> = if name.to_lowercase().contains("fashion") {
                 FASHION_CLASSES.iter().map(|s| s.to_string()).collect()
             } else {
-                (0..10).map(|d| d.to_string()).collect()
+                // Digits, or as many classes as the labels name (EMNIST has 47).
+                (0..(top + 1).max(10)).map(|d| d.to_string()).collect()
             };
+            check_labels(&train, classes.len(), &trl)?;
+            check_labels(&test, classes.len(), &tel)?;
             return Ok(ImageDataset {
                 name,
                 train,
                 test,
                 classes,
                 source: path.to_path_buf(),
+                notes: vec![],
             });
         }
         let batch1 = path.join("data_batch_1.bin");
@@ -432,6 +559,7 @@ pub fn load_image_dataset(path: &Path) -> Result<ImageDataset> {
                 test: read_cifar_batches(&[test_file])?,
                 classes: CIFAR_CLASSES.iter().map(|s| s.to_string()).collect(),
                 source: path.to_path_buf(),
+                notes: vec![],
             });
         }
         return Err(DataError::format(
@@ -441,7 +569,7 @@ pub fn load_image_dataset(path: &Path) -> Result<ImageDataset> {
     }
     let lower = name_of(path).to_lowercase();
     if lower.ends_with(".csv") || lower.ends_with(".csv.gz") {
-        let all = read_image_csv(path, LabelColumn::Last)?;
+        let (all, notes) = read_image_csv(path, LabelColumn::Last)?;
         let (test_idx, train_idx): (Vec<usize>, Vec<usize>) = (0..all.n).partition(|i| i % 5 == 4);
         if test_idx.is_empty() {
             return Err(DataError::format(path, "fewer than 5 rows: no test split"));
@@ -456,6 +584,7 @@ pub fn load_image_dataset(path: &Path) -> Result<ImageDataset> {
             test: all.select(&test_idx),
             classes: (0..=max.max(9)).map(|d| d.to_string()).collect(),
             source: path.to_path_buf(),
+            notes,
         });
     }
     if !path.exists() {
@@ -618,8 +747,14 @@ mod tests {
         assert_eq!(&ds.test.pixels[..4], &[16, 17, 18, 19]);
         // Header with the label first.
         std::fs::write(&p, "label,p0,p1,p2,p3\n3,0,1,2,3\n").unwrap();
-        let one = read_image_csv(&p, LabelColumn::Last).unwrap();
+        let (one, notes) = read_image_csv(&p, LabelColumn::Last).unwrap();
         assert_eq!((one.labels[0], one.pixels.clone()), (3, vec![0, 1, 2, 3]));
+        assert!(notes.is_empty());
+        // Pixels as fractions of 1 are scaled, and the decision is reported.
+        std::fs::write(&p, "label,p0,p1,p2,p3\n3,0,0.5,1,0.25\n").unwrap();
+        let (one, notes) = read_image_csv(&p, LabelColumn::Last).unwrap();
+        assert_eq!(one.pixels, vec![0, 128, 255, 64]);
+        assert!(notes[0].contains("fractions of 1"), "{notes:?}");
         std::fs::write(&p, "0,1,2,3,4\n0,1,2\n").unwrap();
         let e = read_image_csv(&p, LabelColumn::Last)
             .unwrap_err()
@@ -630,5 +765,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("outside 0–255"), "{e}");
+    }
+
+    #[test]
+    fn labels_beyond_the_classes_and_empty_images_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        // A Fashion-MNIST folder (10 named classes) with label 12.
+        let f = d.path().join("fashion");
+        std::fs::create_dir(&f).unwrap();
+        write_mnist_dir(&f, 4, 2, false);
+        std::fs::write(f.join("t10k-labels-idx1-ubyte"), idx_bytes(&[2], &[1, 12])).unwrap();
+        let e = load_image_dataset(&f).unwrap_err().to_string();
+        assert!(e.contains("t10k-labels-idx1-ubyte:2") && e.contains("label 12"), "{e}");
+        // A plain IDX folder takes as many classes as its labels name.
+        let m = d.path().join("emnist");
+        std::fs::create_dir(&m).unwrap();
+        write_mnist_dir(&m, 4, 2, false);
+        std::fs::write(m.join("t10k-labels-idx1-ubyte"), idx_bytes(&[2], &[1, 46])).unwrap();
+        assert_eq!(load_image_dataset(&m).unwrap().classes.len(), 47);
+        // Images of width 0.
+        std::fs::write(m.join("train-images-idx3-ubyte"), idx_bytes(&[4, 4, 0], &[])).unwrap();
+        let e = load_image_dataset(&m).unwrap_err().to_string();
+        assert!(e.contains("0 width"), "{e}");
+        // A header announcing 2^32 × 2^32 bytes is refused without reading (or allocating) it.
+        let big = idx_bytes(&[u32::MAX, u32::MAX, 2], &[1, 2, 3]);
+        std::fs::write(m.join("train-images-idx3-ubyte"), gz(&big)).unwrap();
+        let e = load_image_dataset(&m).unwrap_err().to_string();
+        assert!(e.contains("truncated") || e.contains("overflow"), "{e}");
     }
 }

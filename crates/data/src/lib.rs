@@ -8,7 +8,7 @@ pub mod images;
 pub mod murmur;
 pub mod npy;
 
-pub use dictionary::{Dictionary, Resolved, Split};
+pub use dictionary::{DictFormat, Dictionary, Resolved, Split};
 pub use embeddings::{EmbeddingFormat, Embeddings, LoadOptions};
 pub use error::{DataError, Result};
 pub use images::{load_image_dataset, ImageDataset, ImageSet};

@@ -83,7 +83,7 @@ pub(crate) fn parse_npy(path: &Path, bytes: &[u8]) -> Result<Matrix> {
             ))
         }
     };
-    if bytes.len() < start + hlen {
+    if bytes.len() - start < hlen {
         return Err(DataError::format(path, "truncated .npy header"));
     }
     let text = String::from_utf8_lossy(&bytes[start..start + hlen]).to_string();
@@ -110,19 +110,29 @@ pub(crate) fn parse_npy(path: &Path, bytes: &[u8]) -> Result<Matrix> {
             ))
         }
     };
-    let n = rows * cols;
+    // Sizes are checked against the file before anything is allocated: a
+    // header whose shape multiplies past the file (or past usize) is refused.
     let body = &bytes[start + hlen..];
-    if body.len() < n * width {
+    let need = rows
+        .checked_mul(cols)
+        .and_then(|n| n.checked_mul(width))
+        .ok_or_else(|| {
+            DataError::format(
+                path,
+                format!("shape {rows}x{cols} of {width}-byte values overflows"),
+            )
+        })?;
+    let n = rows * cols;
+    if body.len() < need {
         return Err(DataError::format(
             path,
             format!(
-                "truncated: {rows}x{cols} needs {} data bytes, file has {}",
-                n * width,
+                "truncated: {rows}x{cols} needs {need} data bytes, file has {}",
                 body.len()
             ),
         ));
     }
-    let mut data: Vec<f32> = body[..n * width]
+    let mut data: Vec<f32> = body[..need]
         .chunks_exact(width)
         .map(|c| match (is_f64, big) {
             (false, false) => f32::from_le_bytes(c.try_into().unwrap()),
@@ -190,6 +200,20 @@ mod tests {
             bytes.extend(v.to_le_bytes());
         }
         assert_eq!(parse_npy(&p, &bytes).unwrap(), m);
+    }
+
+    #[test]
+    fn a_shape_that_overflows_or_outgrows_the_file_is_refused() {
+        let p = Path::new("big.npy");
+        for shape in ["(4611686018427387904, 4)", "(18446744073709551615, 18446744073709551615)", "(1000000, 1000000)"] {
+            let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+            let h = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}\n");
+            bytes.extend((h.len() as u16).to_le_bytes());
+            bytes.extend(h.as_bytes());
+            bytes.extend([0u8; 64]);
+            let e = parse_npy(p, &bytes).unwrap_err().to_string();
+            assert!(e.contains("big.npy") && (e.contains("overflows") || e.contains("truncated")), "{e}");
+        }
     }
 
     #[test]

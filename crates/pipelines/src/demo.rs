@@ -88,6 +88,7 @@ pub fn en_fr_args(data: &Path, reverse: bool, out: PathBuf) -> SupervisedArgs {
         dict,
         dict_test: None,
         invert_dict: false,
+        dict_format: None,
         train_ranks: None,
         test_ranks: None,
         test_size: 1500,

@@ -32,6 +32,8 @@ impl Default for EvalOpts {
 }
 
 /// Test metrics, drawn with a fixed seed (binarisation, posterior samples).
+/// Gradients are off except where a model's density asks for them (an
+/// estimator built on vector–Jacobian products): each capability decides.
 pub fn test_metrics(
     m: &dyn ImageModel,
     test: &Split,
@@ -39,9 +41,9 @@ pub fn test_metrics(
     seed: i64,
 ) -> Result<Vec<Metric>> {
     tch::manual_seed(seed ^ 0x7e57);
-    let _g = tch::no_grad_guard();
     let mut out = m.family_metrics(test)?;
     if let (Some(enc), Some(dec)) = (m.encoder(), m.decoder()) {
+        let _g = tch::no_grad_guard();
         let mut se = 0.0;
         for (x, y) in test.batches(500) {
             let ye = labels_if(enc.needs_labels(), &y);

@@ -406,6 +406,9 @@ pub fn load_data(path: &Path) -> Result<ImageDataset> {
         ds.train.width,
         ds.classes.len()
     );
+    for n in &ds.notes {
+        eprintln!("  {n}");
+    }
     Ok(ds)
 }
 

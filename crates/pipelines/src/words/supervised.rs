@@ -9,7 +9,7 @@ use embedlab_align::induce::{Build, InduceConfig};
 use embedlab_align::maps::Mapping;
 use embedlab_align::supervised::{fit_supervised, FitConfig, Iteration, Prep, Select};
 use embedlab_align::{MapMethod, Normalization, Retrieval, Space};
-use embedlab_data::{Dictionary, EmbeddingFormat, Embeddings, LoadOptions};
+use embedlab_data::{DictFormat, Dictionary, EmbeddingFormat, Embeddings, LoadOptions};
 use embedlab_metrics::{precision_at_k, Precision};
 use embedlab_train::{Better, Report, Table};
 use embedlab_train::{Reuse, RunDir};
@@ -104,6 +104,9 @@ impl EmbArgs {
                 e.dim(),
                 t.elapsed().as_secs_f64()
             );
+            for n in e.report.notes() {
+                eprintln!("  {}: {n}", p.display());
+            }
             Ok(e)
         };
         let s = load(
@@ -171,6 +174,10 @@ pub struct SupervisedArgs {
     /// Read the dictionaries the other way round (target→source files).
     #[arg(long)]
     pub invert_dict: bool,
+    /// Dictionary format (muse, dictd); default: recognised by content.
+    #[arg(long)]
+    #[serde(default)]
+    pub dict_format: Option<DictFormat>,
     /// Train on these source-frequency ranks of the dictionary (e.g. 0:5000).
     #[arg(long, value_parser = parse_range)]
     pub train_ranks: Option<(usize, usize)>,
@@ -268,13 +275,18 @@ impl SupervisedArgs {
         self.prep.sides(self.method.default_normalize())
     }
     fn dictionary(&self, path: &Path) -> Result<Dictionary> {
-        read_dictionary(path, self.invert_dict, self.emb.lowercase)
+        read_dictionary(path, self.dict_format, self.invert_dict, self.emb.lowercase)
     }
 }
 
 /// Reads a dictionary (MUSE or dictd), optionally swapped and lowercased.
-pub fn read_dictionary(path: &Path, invert: bool, lowercase: bool) -> Result<Dictionary> {
-    let mut d = Dictionary::load(path)?;
+pub fn read_dictionary(
+    path: &Path,
+    format: Option<DictFormat>,
+    invert: bool,
+    lowercase: bool,
+) -> Result<Dictionary> {
+    let mut d = Dictionary::load_as(path, format)?;
     if invert {
         d = d.inverted();
     }

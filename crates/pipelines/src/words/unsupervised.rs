@@ -163,6 +163,10 @@ pub struct UnsupervisedArgs {
     /// Read --dict-test the other way round.
     #[arg(long)]
     pub invert_dict: bool,
+    /// Dictionary format (muse, dictd); default: recognised by content.
+    #[arg(long)]
+    #[serde(default)]
+    pub dict_format: Option<embedlab_data::DictFormat>,
     /// Evaluate on these source-frequency ranks of --dict-test only (e.g. 5000:6500).
     #[arg(long, value_parser = parse_range)]
     pub test_ranks: Option<(usize, usize)>,
@@ -232,6 +236,7 @@ impl UnsupervisedArgs {
             method: UnsupervisedMethod::SelfLearning,
             dict_test: None,
             invert_dict: false,
+            dict_format: None,
             test_ranks: None,
             prep: PrepArgs::default(),
             init: Init::Structure,
@@ -495,7 +500,8 @@ fn evaluate(
     Option<embedlab_data::dictionary::ResolveStats>,
     Vec<super::supervised::Example>,
 )> {
-    let r = read_dictionary(path, args.invert_dict, args.emb.lowercase)?.resolve(src, tgt);
+    let r = read_dictionary(path, args.dict_format, args.invert_dict, args.emb.lowercase)?
+        .resolve(src, tgt);
     let pairs = match args.test_ranks {
         Some(rk) => r.in_ranks(rk),
         None => r.pairs.clone(),
