@@ -861,8 +861,14 @@ mod tests {
             let want_w = &d0.weights[l] - &gw[l] * lr;
             let want_b = &d0.biases[l] - &gb[l] * lr;
             // float32 products summed in another order than autograd's.
-            let (dw, db) = (max_diff(&d.weights[l], &want_w), max_diff(&d.biases[l], &want_b));
-            assert!(dw < 1e-5 && db < 1e-5, "layer {l}: weights off by {dw}, biases by {db}");
+            let (dw, db) = (
+                max_diff(&d.weights[l], &want_w),
+                max_diff(&d.biases[l], &want_b),
+            );
+            assert!(
+                dw < 1e-5 && db < 1e-5,
+                "layer {l}: weights off by {dw}, biases by {db}"
+            );
         }
         // bfloat16 products: the same gradient to bfloat16's precision.
         let mut d = copy(&d0);

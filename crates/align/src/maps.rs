@@ -96,12 +96,17 @@ fn check_finite(w: Tensor, what: &str) -> Result<Tensor> {
 pub fn least_squares(x: &Tensor, y: &Tensor, ridge: f64) -> Result<Tensor> {
     check_pairs(x, y)?;
     let (x, y) = (x.to_kind(Kind::Double), y.to_kind(Kind::Double));
-    let d = x.size()[1];
+    let (n, d) = (x.size()[0], x.size()[1]);
+    if ridge == 0.0 && n < d {
+        return Err(AlignError::Invalid(format!(
+            "least squares from {n} pairs in {d} dimensions is underdetermined (infinitely many maps fit): give at least {d} training pairs, or use an orthogonal method"
+        )));
+    }
     let mut xtx = x.tr().matmul(&x);
     if ridge > 0.0 {
         xtx += Tensor::eye(d, (Kind::Double, x.device())) * ridge;
     }
-    // lstsq tolerates a rank-deficient XᵀX (fewer pairs than dimensions).
+    // lstsq tolerates a rank-deficient XᵀX (repeated or collinear pairs).
     let driver = if x.device().is_cuda() {
         "gels"
     } else {
@@ -232,6 +237,13 @@ mod tests {
         assert_eq!(w.size(), vec![20, 30]);
         let i = w.matmul(&w.tr()) - Tensor::eye(20, (Kind::Float, Device::Cpu));
         assert!(i.abs().max().double_value(&[]) < 1e-4);
+    }
+
+    #[test]
+    fn least_squares_refuses_fewer_pairs_than_dimensions() {
+        let x = Tensor::randn([5, 10], (Kind::Float, Device::Cpu));
+        let e = least_squares(&x, &x, 0.0).unwrap_err().to_string();
+        assert!(e.contains("5 pairs in 10 dimensions"), "{e}");
     }
 
     #[test]

@@ -313,7 +313,8 @@ fn open_text(path: &Path) -> Result<Box<dyn Read>> {
 fn first_line(path: &Path) -> Result<String> {
     let mut r = open_text(path)?.take(1 << 16);
     let mut buf = Vec::new();
-    r.read_to_end(&mut buf).map_err(|e| DataError::io(path, e))?;
+    r.read_to_end(&mut buf)
+        .map_err(|e| DataError::io(path, e))?;
     let end = buf.iter().position(|&c| c == b'\n').unwrap_or(buf.len());
     Ok(String::from_utf8_lossy(&buf[..end]).to_string())
 }
@@ -410,6 +411,12 @@ impl<'a> Builder<'a> {
                 path: self.path.to_path_buf(),
                 what: "vocabulary".into(),
             });
+        }
+        if self.report.zero_vectors == self.words.len() {
+            return Err(DataError::format(
+                self.path,
+                format!("all {} vectors are zero: nothing to map", self.words.len()),
+            ));
         }
         Ok(Embeddings {
             words: self.words,
@@ -606,8 +613,13 @@ fn read_word2vec_bin(path: &Path, b: &mut Builder) -> Result<()> {
 /// Whether bytes read as little-endian floats are in fact decimal text.
 fn looks_like_text(b: &[u8]) -> bool {
     b.len() >= 8
-        && b.iter()
-            .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'-' | b'+' | b'e' | b'E' | b' ' | b'\n' | b'\r' | b'\t'))
+        && b.iter().all(|c| {
+            c.is_ascii_digit()
+                || matches!(
+                    c,
+                    b'.' | b'-' | b'+' | b'e' | b'E' | b' ' | b'\n' | b'\r' | b'\t'
+                )
+        })
 }
 
 fn read_spacy(path: &Path, b: &mut Builder) -> Result<()> {

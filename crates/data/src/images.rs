@@ -164,10 +164,7 @@ fn read_idx_bytes(path: &Path) -> Result<Vec<u8>> {
         }
     };
     let mut head = Vec::with_capacity(20);
-    (&mut r)
-        .take(4)
-        .read_to_end(&mut head)
-        .map_err(corrupt)?;
+    (&mut r).take(4).read_to_end(&mut head).map_err(corrupt)?;
     if head.len() == 4 && head[0] == 0 && head[1] == 0 {
         let ndim = head[3] as usize;
         (&mut r)
@@ -519,7 +516,13 @@ pub fn load_image_dataset(path: &Path) -> Result<ImageDataset> {
                 ));
             }
             let name = name_of(path);
-            let top = train.labels.iter().chain(&test.labels).copied().max().unwrap_or(0) as usize;
+            let top = train
+                .labels
+                .iter()
+                .chain(&test.labels)
+                .copied()
+                .max()
+                .unwrap_or(0) as usize;
             let classes: Vec<String> = if name.to_lowercase().contains("fashion") {
                 FASHION_CLASSES.iter().map(|s| s.to_string()).collect()
             } else {
@@ -776,7 +779,10 @@ mod tests {
         write_mnist_dir(&f, 4, 2, false);
         std::fs::write(f.join("t10k-labels-idx1-ubyte"), idx_bytes(&[2], &[1, 12])).unwrap();
         let e = load_image_dataset(&f).unwrap_err().to_string();
-        assert!(e.contains("t10k-labels-idx1-ubyte:2") && e.contains("label 12"), "{e}");
+        assert!(
+            e.contains("t10k-labels-idx1-ubyte:2") && e.contains("label 12"),
+            "{e}"
+        );
         // A plain IDX folder takes as many classes as its labels name.
         let m = d.path().join("emnist");
         std::fs::create_dir(&m).unwrap();
@@ -784,7 +790,11 @@ mod tests {
         std::fs::write(m.join("t10k-labels-idx1-ubyte"), idx_bytes(&[2], &[1, 46])).unwrap();
         assert_eq!(load_image_dataset(&m).unwrap().classes.len(), 47);
         // Images of width 0.
-        std::fs::write(m.join("train-images-idx3-ubyte"), idx_bytes(&[4, 4, 0], &[])).unwrap();
+        std::fs::write(
+            m.join("train-images-idx3-ubyte"),
+            idx_bytes(&[4, 4, 0], &[]),
+        )
+        .unwrap();
         let e = load_image_dataset(&m).unwrap_err().to_string();
         assert!(e.contains("0 width"), "{e}");
         // A header announcing 2^32 × 2^32 bytes is refused without reading (or allocating) it.

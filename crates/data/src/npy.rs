@@ -205,14 +205,21 @@ mod tests {
     #[test]
     fn a_shape_that_overflows_or_outgrows_the_file_is_refused() {
         let p = Path::new("big.npy");
-        for shape in ["(4611686018427387904, 4)", "(18446744073709551615, 18446744073709551615)", "(1000000, 1000000)"] {
+        for shape in [
+            "(4611686018427387904, 4)",
+            "(18446744073709551615, 18446744073709551615)",
+            "(1000000, 1000000)",
+        ] {
             let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
             let h = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}\n");
             bytes.extend((h.len() as u16).to_le_bytes());
             bytes.extend(h.as_bytes());
             bytes.extend([0u8; 64]);
             let e = parse_npy(p, &bytes).unwrap_err().to_string();
-            assert!(e.contains("big.npy") && (e.contains("overflows") || e.contains("truncated")), "{e}");
+            assert!(
+                e.contains("big.npy") && (e.contains("overflows") || e.contains("truncated")),
+                "{e}"
+            );
         }
     }
 

@@ -379,7 +379,10 @@ fn text_rows_that_do_not_fit_are_errors_or_counted_decisions() {
     };
     // Extra numbers are not folded into the word.
     let e = glove("extra.txt", "cat 1 2\ndog 0.4 0.5 0.6\n").unwrap_err();
-    assert!(e.contains("extra.txt:2") && e.contains("3 values, expected 2"), "{e}");
+    assert!(
+        e.contains("extra.txt:2") && e.contains("3 values, expected 2"),
+        "{e}"
+    );
     // A word of several tokens is kept, and counted.
     let ok = glove("spaces.txt", "cat 1 2\n. . . 0.4 0.5\n").unwrap();
     assert_eq!(ok.words()[1], ". . .");
@@ -387,21 +390,42 @@ fn text_rows_that_do_not_fit_are_errors_or_counted_decisions() {
     // Header count checked both ways, dimension 0 refused.
     let vec = |name: &str, text: &str| -> String {
         let p = write(d.path(), name, text);
-        let o = LoadOptions { format: Some(EmbeddingFormat::Vec), ..opts() };
+        let o = LoadOptions {
+            format: Some(EmbeddingFormat::Vec),
+            ..opts()
+        };
         Embeddings::load(&p, &o).unwrap_err().to_string()
     };
-    assert!(vec("more.vec", "1 2\na 1 2\nb 3 4\n").contains("announces 1 vectors but the file has 2"));
+    assert!(
+        vec("more.vec", "1 2\na 1 2\nb 3 4\n").contains("announces 1 vectors but the file has 2")
+    );
     assert!(vec("dim0.vec", "1 0\na\n").contains("dimension 0"));
     // A broken header is not silently read as GloVe.
     let e = glove("broken.txt", "20000 x\na 1 2\n").unwrap_err();
-    assert!(e.contains("broken.txt:1") && e.contains("not a dimension"), "{e}");
+    assert!(
+        e.contains("broken.txt:1") && e.contains("not a dimension"),
+        "{e}"
+    );
     // Duplicates are skipped and counted; zero vectors counted.
     let ok = glove("dups.txt", "cat 1 2\ncat 3 4\ndog 0 0\n").unwrap();
-    assert_eq!((ok.len(), ok.report.duplicates_skipped, ok.report.zero_vectors), (2, 1, 1));
-    assert!(ok.report.notes().iter().any(|n| n.contains("1 repeated words skipped")));
+    assert_eq!(
+        (
+            ok.len(),
+            ok.report.duplicates_skipped,
+            ok.report.zero_vectors
+        ),
+        (2, 1, 1)
+    );
+    assert!(ok
+        .report
+        .notes()
+        .iter()
+        .any(|n| n.contains("1 repeated words skipped")));
     // Without dedupe, a repeated word is an error.
     let p = write(d.path(), "dups2.txt", "cat 1 2\ncat 3 4\n");
-    let e = Embeddings::load(&p, &LoadOptions::default()).unwrap_err().to_string();
+    let e = Embeddings::load(&p, &LoadOptions::default())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("dups2.txt:2") && e.contains("repeated"), "{e}");
 }
 
@@ -409,18 +433,32 @@ fn text_rows_that_do_not_fit_are_errors_or_counted_decisions() {
 fn word2vec_sizes_are_checked_against_the_file_before_allocating() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("w.bin");
-    for header in ["1 4611686018427387904\n", "1000000000000 300\n", "2 1000000000000\n", "1 0\n"] {
+    for header in [
+        "1 4611686018427387904\n",
+        "1000000000000 300\n",
+        "2 1000000000000\n",
+        "1 0\n",
+    ] {
         let mut b = header.as_bytes().to_vec();
         b.extend(b"chat \x00\x00\x80\x3f\x00\x00\x00\x40\n");
         std::fs::write(&p, b).unwrap();
         let e = Embeddings::load(&p, &opts()).unwrap_err().to_string();
-        assert!(e.contains("w.bin:1") && e.contains("do not fit"), "{header}: {e}");
+        assert!(
+            e.contains("w.bin:1") && e.contains("do not fit"),
+            "{header}: {e}"
+        );
     }
     // A text .vec read as binary is refused, not turned into garbage.
     std::fs::write(&p, "2 3\ncat 0.1 0.2 0.3\ndog 0.4 0.5 0.6\n").unwrap();
-    let e = Embeddings::load(&p, &LoadOptions { format: Some(EmbeddingFormat::Word2vecBin), ..opts() })
-        .unwrap_err()
-        .to_string();
+    let e = Embeddings::load(
+        &p,
+        &LoadOptions {
+            format: Some(EmbeddingFormat::Word2vecBin),
+            ..opts()
+        },
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("text") && e.contains("--format vec"), "{e}");
 }
 
@@ -432,8 +470,13 @@ fn dictionaries_are_recognised_by_content_and_offsets_cannot_overflow() {
     assert_eq!(Dictionary::load(&p).unwrap().pairs.len(), 2);
     // Binary junk named *.dict is neither format, and the error says so.
     std::fs::write(d.path().join("junk.dict"), [0xff, 0xfe, 0x00, 0x01]).unwrap();
-    let e = Dictionary::load(&d.path().join("junk.dict")).unwrap_err().to_string();
-    assert!(e.contains("neither a dictd dictionary") && e.contains("--dict-format"), "{e}");
+    let e = Dictionary::load(&d.path().join("junk.dict"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("neither a dictd dictionary") && e.contains("--dict-format"),
+        "{e}"
+    );
     // Forcing the format.
     let e = Dictionary::load_as(&p, Some(embedlab_data::DictFormat::Dictd))
         .unwrap_err()
@@ -441,7 +484,11 @@ fn dictionaries_are_recognised_by_content_and_offsets_cannot_overflow() {
     assert!(e.contains("en-fr.index"), "{e}");
     // A dictd offset near 2^64 (base64 of usize::MAX - 1).
     std::fs::write(d.path().join("x.dict"), "cat\nchat\n").unwrap();
-    let idx = write(d.path(), "x.index", &format!("cat\t{}\tB\n", b64(usize::MAX - 1)));
+    let idx = write(
+        d.path(),
+        "x.index",
+        &format!("cat\t{}\tB\n", b64(usize::MAX - 1)),
+    );
     let e = Dictionary::load(&idx).unwrap_err().to_string();
     assert!(e.contains("x.index:1") && e.contains("past the end"), "{e}");
 }

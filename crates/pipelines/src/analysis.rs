@@ -322,8 +322,8 @@ impl<'a> Analysis<'a> {
         steps: i64,
     ) -> Result<Option<Figure>> {
         self.test_image(index)?;
-        range_check("--dims", dims, 1, 1000)?;
-        range_check("--steps", steps, 2, 100)?;
+        range_check("--dims", dims, 1, 64)?;
+        range_check("--steps", steps, 2, 50)?;
         if !(range.is_finite() && range > 0.0 && range <= 100.0) {
             return Err(PipelineError::Invalid(format!(
                 "--range {range} is out of range: give a number in (0, 100]"

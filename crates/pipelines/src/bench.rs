@@ -11,14 +11,14 @@ use tch::{Device, Kind, Tensor};
 #[derive(Args, Debug)]
 pub struct CslsBench {
     /// Source and target vocabulary size.
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, default_value_t = 200_000, value_parser = crate::opts::int(2, 10_000_000))]
     pub n: i64,
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 300, value_parser = crate::opts::int(1, 100_000))]
     pub dim: i64,
     /// Query words (MUSE's test sets have 1,500).
-    #[arg(long, default_value_t = 1500)]
+    #[arg(long, default_value_t = 1500, value_parser = crate::opts::count(1, 10_000_000))]
     pub queries: usize,
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = crate::opts::int(1, 1000))]
     pub knn: i64,
 }
 
@@ -81,9 +81,9 @@ pub fn csls(a: &CslsBench, device: Device) -> Result<String> {
 #[derive(Args, Debug)]
 pub struct LoadBench {
     /// Words in the synthetic .vec file.
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, default_value_t = 200_000, value_parser = crate::opts::count(1, 10_000_000))]
     pub n: usize,
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 300, value_parser = crate::opts::count(1, 10_000))]
     pub dim: usize,
     /// Where to write the file (default: a temporary folder, removed after).
     #[arg(long)]

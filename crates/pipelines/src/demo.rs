@@ -40,7 +40,7 @@ pub struct DemoArgs {
     )]
     pub parts: Vec<Part>,
     /// Epochs of the Fashion-MNIST autoencoders (the MNIST one gets as many).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = crate::opts::count(1, 1000))]
     pub image_epochs: usize,
 }
 

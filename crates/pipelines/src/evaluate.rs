@@ -15,10 +15,10 @@ use tch::Kind;
 pub struct EvalOpts {
     /// Samples per image of a density estimator (the IWAE bound's k; 0 skips
     /// the density).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = crate::opts::int(0, 1_000_000))]
     pub iwae_k: i64,
     /// Test images the density averages over (the other metrics use all).
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, value_parser = crate::opts::int(0, 1_000_000))]
     pub iwae_images: i64,
 }
 

@@ -16,9 +16,9 @@ const STEPS_PER_EPOCH: usize = 100;
 #[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct IdentityArgs {
     /// Full-batch Adam steps (rounded up to a multiple of 100: one epoch).
-    #[arg(long, default_value_t = 3000)]
+    #[arg(long, default_value_t = 3000, value_parser = crate::opts::count(1, 10_000_000))]
     pub steps: usize,
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.05, value_parser = crate::opts::rate)]
     pub lr: f64,
     #[command(flatten)]
     pub out: OutArgs,

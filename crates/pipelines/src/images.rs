@@ -128,10 +128,10 @@ pub struct DataArgs {
     pub data: PathBuf,
     /// Training images held out for validation, which choose the best
     /// epoch (default 5000, or 10% of sets under 50,000).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::opts::count(1, 100_000_000))]
     pub valid: Option<usize>,
     /// Use at most this many training images (quick runs).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::opts::count(1, 100_000_000))]
     pub train_limit: Option<usize>,
 }
 
@@ -147,26 +147,26 @@ pub enum ScheduleArg {
 #[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct OptimArgs {
     /// Epochs (with --resume, the new total).
-    #[arg(long, default_value_t = Self::default().epochs)]
+    #[arg(long, default_value_t = Self::default().epochs, value_parser = crate::opts::count(1, 1_000_000))]
     pub epochs: usize,
-    #[arg(long, default_value_t = Self::default().batch_size)]
+    #[arg(long, default_value_t = Self::default().batch_size, value_parser = crate::opts::int(1, 1 << 20))]
     pub batch_size: i64,
     /// Adam's learning rate.
-    #[arg(long, default_value_t = Self::default().lr)]
+    #[arg(long, default_value_t = Self::default().lr, value_parser = crate::opts::rate)]
     pub lr: f64,
     #[arg(long, value_enum, default_value_t = Self::default().schedule)]
     pub schedule: ScheduleArg,
     /// --schedule step: epochs between decays.
-    #[arg(long, default_value_t = Self::default().step_every)]
+    #[arg(long, default_value_t = Self::default().step_every, value_parser = crate::opts::count(1, 1_000_000))]
     pub step_every: usize,
     /// --schedule step: decay factor.
-    #[arg(long, default_value_t = Self::default().step_gamma)]
+    #[arg(long, default_value_t = Self::default().step_gamma, value_parser = crate::opts::fraction)]
     pub step_gamma: f64,
     /// Clip the gradients' joint L2 norm.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::opts::positive)]
     pub clip: Option<f64>,
     /// Early stopping: epochs without a better validation loss.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::opts::count(1, 1_000_000))]
     pub patience: Option<usize>,
 }
 
@@ -233,11 +233,11 @@ pub enum LikelihoodArg {
 pub struct AeArgs {
     #[arg(long, value_enum, default_value_t = Self::default().arch)]
     pub arch: ArchArg,
-    #[arg(long, default_value_t = Self::default().latent)]
+    #[arg(long, default_value_t = Self::default().latent, value_parser = crate::opts::int(1, 4096))]
     pub latent: i64,
     /// Hidden widths (MLP layers; the conv models use the first for their
     /// fully connected layer).
-    #[arg(long, value_delimiter = ',', default_values_t = Self::default().hidden)]
+    #[arg(long, value_delimiter = ',', default_values_t = Self::default().hidden, value_parser = crate::opts::int(1, 65_536))]
     pub hidden: Vec<i64>,
     #[arg(long, value_enum, default_value_t = Self::default().likelihood)]
     pub likelihood: LikelihoodArg,
@@ -245,10 +245,10 @@ pub struct AeArgs {
     #[arg(long, action = ArgAction::Set, default_value_t = Self::default().binarize)]
     pub binarize: bool,
     /// KL weight (β-VAE).
-    #[arg(long, default_value_t = Self::default().beta)]
+    #[arg(long, default_value_t = Self::default().beta, value_parser = crate::opts::non_negative)]
     pub beta: f64,
     /// KL warm-up: epochs over which the KL weight rises from 0 to β.
-    #[arg(long, default_value_t = Self::default().warmup)]
+    #[arg(long, default_value_t = Self::default().warmup, value_parser = crate::opts::non_negative)]
     pub warmup: f64,
 }
 

@@ -15,6 +15,7 @@ pub mod demo;
 pub mod evaluate;
 pub mod identity;
 pub mod images;
+pub mod opts;
 pub mod progress;
 pub mod steps;
 pub mod words;

@@ -388,7 +388,8 @@ fn run_kernel(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], hp: &Fused
             // SAFETY: the CPU has AVX-512F (and so AVX2 and FMA).
             return unsafe { adam_kernel_avx512(p, g, m, v, hp) };
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
             // SAFETY: the CPU has AVX2 and FMA (checked just above).
             return unsafe { adam_kernel_avx2(p, g, m, v, hp) };
         }

@@ -7,6 +7,7 @@ use embedlab_pipelines::identity::{self, IdentityArgs};
 use embedlab_pipelines::images::{
     self, load_run, AeArgs, AeKind, DataArgs, ModelSpec, OptimArgs, OutArgs, TrainRequest,
 };
+use embedlab_pipelines::opts;
 use embedlab_train::{Metric, Report};
 use std::path::PathBuf;
 use tch::Device;
@@ -140,42 +141,42 @@ pub enum LatentCmd {
     /// Samples (the model's own; a Gaussian fitted to the codes for an AE).
     Samples {
         run: PathBuf,
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, default_value_t = 100, value_parser = opts::int(1, 10_000))]
         n: i64,
     },
     /// Class-conditional samples, one row a class (CAE/CVAE).
     ClassSamples {
         run: PathBuf,
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 10, value_parser = opts::int(1, 1000))]
         per_class: i64,
     },
     /// Test images and their reconstructions, alternating rows.
     Reconstruct {
         run: PathBuf,
-        #[arg(long, default_value_t = 30)]
+        #[arg(long, default_value_t = 30, value_parser = opts::int(1, 10_000))]
         n: i64,
     },
     /// Latent interpolation between two test images (with the pixel cross-fade under it).
     Interpolate {
         run: PathBuf,
-        #[arg(long)]
+        #[arg(long, value_parser = opts::int(0, 100_000_000))]
         from: i64,
-        #[arg(long)]
+        #[arg(long, value_parser = opts::int(0, 100_000_000))]
         to: i64,
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 10, value_parser = opts::int(2, 100))]
         steps: i64,
     },
     /// Vary single latent dimensions around a test image's code.
     Traverse {
         run: PathBuf,
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, value_parser = opts::int(0, 100_000_000))]
         index: i64,
-        #[arg(long, default_value_t = 8)]
+        #[arg(long, default_value_t = 8, value_parser = opts::int(1, 64))]
         dims: i64,
         /// ± this many standard deviations.
-        #[arg(long, default_value_t = 3.0)]
+        #[arg(long, default_value_t = 3.0, value_parser = opts::span)]
         range: f64,
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 10, value_parser = opts::int(2, 50))]
         steps: i64,
     },
     /// 2-D map of test codes coloured by class.
@@ -183,26 +184,26 @@ pub enum LatentCmd {
         run: PathBuf,
         #[arg(long, value_enum, default_value_t = MapMethod::Tsne)]
         method: MapMethod,
-        #[arg(long, default_value_t = 2000)]
+        #[arg(long, default_value_t = 2000, value_parser = opts::int(3, 20_000))]
         images: i64,
     },
     /// Nearest training images to a test image, in the model's code space
     /// and in pixel space, with same-class statistics beside pixels and PCA.
     Query {
         run: PathBuf,
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, value_parser = opts::int(0, 100_000_000))]
         index: i64,
-        #[arg(long, default_value_t = 8)]
+        #[arg(long, default_value_t = 8, value_parser = opts::int(1, 100))]
         k: i64,
         /// Test images the same-class statistics average over.
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = 1000, value_parser = opts::int(1, 10_000))]
         queries: i64,
     },
     /// Linear probes: logistic regression on the codes, pixels and PCA.
     Probe {
         run: PathBuf,
         /// Training images the probes learn from.
-        #[arg(long, default_value_t = 10_000)]
+        #[arg(long, default_value_t = 10_000, value_parser = opts::int(10, 1_000_000))]
         train_images: i64,
     },
 }

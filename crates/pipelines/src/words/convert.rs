@@ -24,12 +24,12 @@ pub struct ConvertEmb {
     /// Word index for .npy input.
     #[arg(long)]
     pub words: Option<PathBuf>,
-    #[arg(long)]
+    #[arg(long, value_parser = crate::opts::count(1, 100_000_000))]
     pub max_vocab: Option<usize>,
     #[arg(long)]
     pub lowercase: bool,
     /// Reduce to K dimensions with PCA.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::opts::count(1, 100_000))]
     pub pca: Option<usize>,
     /// Normalisation chain applied after PCA (e.g. renorm,center,renorm).
     #[arg(long, default_value = "none")]

@@ -39,9 +39,9 @@ pub struct EmbArgs {
     #[arg(long)]
     pub tgt_words: Option<PathBuf>,
     /// Keep the N most frequent source words (MUSE: 200000).
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, default_value_t = 200_000, value_parser = crate::opts::count(1, 100_000_000))]
     pub src_max_vocab: usize,
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, default_value_t = 200_000, value_parser = crate::opts::count(1, 100_000_000))]
     pub tgt_max_vocab: usize,
     /// Lowercase words of both sides and the dictionaries (most frequent casing wins).
     #[arg(long)]
@@ -185,17 +185,17 @@ pub struct SupervisedArgs {
     #[arg(long, value_parser = parse_range)]
     pub test_ranks: Option<(usize, usize)>,
     /// Test words when splitting automatically (MUSE: 1500 after the first 5000).
-    #[arg(long, default_value_t = 1500)]
+    #[arg(long, default_value_t = 1500, value_parser = crate::opts::count(1, 100_000_000))]
     pub test_size: usize,
     #[arg(long, value_enum, default_value_t = Method::Procrustes)]
     pub method: Method,
     #[command(flatten)]
     pub prep: PrepArgs,
     /// Refinement iterations: re-induce the dictionary (mutual CSLS neighbours) and refit.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = crate::opts::count(0, 1000))]
     pub refine: usize,
     /// Words of each side taking part in induction (MUSE: 15000).
-    #[arg(long, default_value_t = 15_000)]
+    #[arg(long, default_value_t = 15_000, value_parser = crate::opts::count(2, 100_000_000))]
     pub refine_max_rank: usize,
     /// Induce over the whole vocabularies and then drop pairs beyond
     /// --refine-max-rank (MUSE's way) instead of searching only the top words.
@@ -207,7 +207,7 @@ pub struct SupervisedArgs {
     /// on all training pairs; 0 picks by MUSE's unsupervised mean-cosine
     /// criterion instead.
     /// Only used with --refine.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = crate::opts::below_half)]
     pub validation: f64,
     /// Keep the seed pairs in each refined dictionary.
     #[arg(long)]
@@ -240,9 +240,9 @@ pub struct PrepArgs {
     #[arg(long)]
     pub normalize: Option<String>,
     /// Reduce the source to K dimensions with PCA (before normalising).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::opts::count(1, 100_000))]
     pub src_pca: Option<usize>,
-    #[arg(long)]
+    #[arg(long, value_parser = crate::opts::count(1, 100_000))]
     pub tgt_pca: Option<usize>,
 }
 

@@ -13,7 +13,7 @@ pub struct TranslateArgs {
     #[arg(long)]
     pub run: PathBuf,
     /// Candidates to show per word.
-    #[arg(long, short, default_value_t = 10)]
+    #[arg(long, short, default_value_t = 10, value_parser = crate::opts::int(1, 1000))]
     pub k: i64,
     /// nn, csls (k=10) or csls<k>.
     #[arg(long, default_value = "csls")]

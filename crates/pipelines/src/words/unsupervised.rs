@@ -55,42 +55,42 @@ pub enum PrecisionArg {
 #[derive(Args, Debug, Clone, Serialize, Deserialize)]
 #[command(next_help_heading = "Adversarial (--method adversarial)")]
 pub struct AdversarialArgs {
-    #[arg(long, default_value_t = AdversarialConfig::default().epochs)]
+    #[arg(long, default_value_t = AdversarialConfig::default().epochs, value_parser = crate::opts::count(1, 1_000_000))]
     pub epochs: usize,
     /// Source words per epoch (MUSE: 1000000; about 10 min an epoch on 2 CPU cores).
-    #[arg(long, default_value_t = AdversarialConfig::default().epoch_size)]
+    #[arg(long, default_value_t = AdversarialConfig::default().epoch_size, value_parser = crate::opts::count(1, 1_000_000_000))]
     pub epoch_size: usize,
-    #[arg(long, default_value_t = AdversarialConfig::default().batch_size)]
+    #[arg(long, default_value_t = AdversarialConfig::default().batch_size, value_parser = crate::opts::int(1, 1 << 20))]
     pub batch_size: i64,
-    #[arg(long, default_value_t = AdversarialConfig::default().dis_steps)]
+    #[arg(long, default_value_t = AdversarialConfig::default().dis_steps, value_parser = crate::opts::count(1, 100))]
     pub dis_steps: usize,
-    #[arg(long, default_value_t = AdversarialConfig::default().dis_layers)]
+    #[arg(long, default_value_t = AdversarialConfig::default().dis_layers, value_parser = crate::opts::count(0, 16))]
     pub dis_layers: usize,
-    #[arg(long, default_value_t = AdversarialConfig::default().dis_hidden)]
+    #[arg(long, default_value_t = AdversarialConfig::default().dis_hidden, value_parser = crate::opts::int(1, 65_536))]
     pub dis_hidden: i64,
-    #[arg(long, default_value_t = AdversarialConfig::default().dis_input_dropout)]
+    #[arg(long, default_value_t = AdversarialConfig::default().dis_input_dropout, value_parser = crate::opts::below_one)]
     pub dis_input_dropout: f64,
-    #[arg(long, default_value_t = AdversarialConfig::default().dis_smooth)]
+    #[arg(long, default_value_t = AdversarialConfig::default().dis_smooth, value_parser = crate::opts::below_half)]
     pub dis_smooth: f64,
     /// Draw discriminator words from this many most frequent of each side.
-    #[arg(long, default_value_t = AdversarialConfig::default().dis_most_frequent)]
+    #[arg(long, default_value_t = AdversarialConfig::default().dis_most_frequent, value_parser = crate::opts::int(1, 100_000_000))]
     pub dis_most_frequent: i64,
-    #[arg(long, default_value_t = AdversarialConfig::default().dis_lr)]
+    #[arg(long, default_value_t = AdversarialConfig::default().dis_lr, value_parser = crate::opts::rate)]
     pub dis_lr: f64,
-    #[arg(long, default_value_t = AdversarialConfig::default().map_lr)]
+    #[arg(long, default_value_t = AdversarialConfig::default().map_lr, value_parser = crate::opts::rate)]
     pub map_lr: f64,
-    #[arg(long, default_value_t = AdversarialConfig::default().lr_decay)]
+    #[arg(long, default_value_t = AdversarialConfig::default().lr_decay, value_parser = crate::opts::fraction)]
     pub lr_decay: f64,
-    #[arg(long, default_value_t = AdversarialConfig::default().lr_shrink)]
+    #[arg(long, default_value_t = AdversarialConfig::default().lr_shrink, value_parser = crate::opts::fraction)]
     pub lr_shrink: f64,
     /// Orthogonalisation β: W ← (1+β)W − β(WWᵀ)W after each map step.
-    #[arg(long, default_value_t = AdversarialConfig::default().map_beta)]
+    #[arg(long, default_value_t = AdversarialConfig::default().map_beta, value_parser = crate::opts::below_half)]
     pub map_beta: f64,
     /// Most frequent source words in the model-selection criterion.
-    #[arg(long, default_value_t = AdversarialConfig::default().criterion_words)]
+    #[arg(long, default_value_t = AdversarialConfig::default().criterion_words, value_parser = crate::opts::count(1, 100_000_000))]
     pub criterion_words: usize,
     /// Procrustes refinement iterations after the adversarial phase.
-    #[arg(long, default_value_t = AdversarialConfig::default().refinement)]
+    #[arg(long, default_value_t = AdversarialConfig::default().refinement, value_parser = crate::opts::count(0, 1000))]
     pub refinement: usize,
     /// Number format of the discriminator's products.
     #[arg(long, value_enum, default_value_t = PrecisionArg::Auto)]
@@ -179,6 +179,7 @@ pub struct UnsupervisedArgs {
     #[arg(
         long,
         default_value_t = 4000,
+        value_parser = crate::opts::int(2, 100_000),
         help_heading = "Self-learning (--method self-learning)"
     )]
     pub init_vocab: i64,
@@ -186,6 +187,7 @@ pub struct UnsupervisedArgs {
     #[arg(
         long,
         default_value_t = 20_000,
+        value_parser = crate::opts::int(2, 100_000_000),
         help_heading = "Self-learning (--method self-learning)"
     )]
     pub cutoff: i64,
@@ -193,6 +195,7 @@ pub struct UnsupervisedArgs {
     #[arg(
         long,
         default_value_t = 0.1,
+        value_parser = crate::opts::fraction,
         help_heading = "Self-learning (--method self-learning)"
     )]
     pub keep_prob: f64,
@@ -200,6 +203,7 @@ pub struct UnsupervisedArgs {
     #[arg(
         long,
         default_value_t = 50,
+        value_parser = crate::opts::count(1, 1_000_000),
         help_heading = "Self-learning (--method self-learning)"
     )]
     pub patience: usize,
@@ -207,6 +211,7 @@ pub struct UnsupervisedArgs {
     #[arg(
         long,
         default_value_t = 2000,
+        value_parser = crate::opts::count(1, 1_000_000),
         help_heading = "Self-learning (--method self-learning)"
     )]
     pub max_iterations: usize,

@@ -1,0 +1,140 @@
+//! embedlab: learn and probe representations (embeddings). This crate
+//! parses arguments and prints; everything it runs lives in
+//! `embedlab-pipelines`. (A library too, so that tests can walk the
+//! command tree.)
+mod cmd;
+
+use anyhow::Result;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use embedlab_pipelines::{bench, demo, words};
+use tch::Device;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "embedlab",
+    version,
+    about = "Learn and probe representations: word translation with embeddings, autoencoders, flows"
+)]
+pub struct Cli {
+    /// Seed for every random choice; the same seed repeats a run.
+    #[arg(long, global = true, default_value_t = 0)]
+    seed: i64,
+    /// cpu, cuda, or auto (cuda when libtorch sees a GPU).
+    #[arg(long, global = true, value_enum, default_value_t = DeviceArg::Auto)]
+    device: DeviceArg,
+    /// libtorch CPU threads (default: libtorch's choice), 1..=1024.
+    #[arg(long, global = true, value_parser = clap::value_parser!(i32).range(1..=1024))]
+    threads: Option<i32>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+enum DeviceArg {
+    Cpu,
+    Cuda,
+    Auto,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// The main job: short real runs on the offline default data.
+    Demo(demo::DemoArgs),
+    /// Train an image model (ae, vae, cae, cvae), or the 8-3-8 identity network.
+    #[command(subcommand)]
+    Train(cmd::images::TrainCmd),
+    /// Test metrics of a trained run again (e.g. with more importance samples).
+    Eval(cmd::images::EvalArgs),
+    /// Look inside a trained run's representation.
+    #[command(subcommand)]
+    Latent(cmd::images::LatentCmd),
+    /// One self-contained HTML report of run folders (or folders of runs).
+    Report(cmd::report::ReportArgs),
+    /// Map one language's embeddings onto another's.
+    #[command(subcommand)]
+    Align(AlignCmd),
+    /// Translate words with a saved map (top-k candidates with scores).
+    Translate(words::translate::TranslateArgs),
+    /// Write a run's mapped source (and prepared target) vectors as .vec.
+    Export(words::translate::ExportArgs),
+    /// Convert embeddings or dictionaries between formats.
+    #[command(subcommand)]
+    Convert(words::convert::ConvertCmd),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum AlignCmd {
+    /// With a seed dictionary: least squares, Xing, Procrustes (+ refinement).
+    Supervised(Box<words::supervised::SupervisedArgs>),
+    /// Without a seed dictionary: self-learning (VecMap-style), from the
+    /// similarity structure alone or from identical strings, or MUSE's
+    /// adversarial mapping.
+    Unsupervised(Box<words::unsupervised::UnsupervisedArgs>),
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCmd {
+    /// CSLS evaluation at scale (random vectors): time and peak memory.
+    Csls(bench::CslsBench),
+    /// Loading a large .vec file (random vectors): time.
+    Load(bench::LoadBench),
+}
+
+/// Parses the command line and runs it.
+pub fn run() -> Result<()> {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches)?;
+    keep_freed_memory();
+    tch::manual_seed(cli.seed);
+    if let Some(n) = cli.threads {
+        tch::set_num_threads(n);
+    }
+    let device = match cli.device {
+        DeviceArg::Cpu => Device::Cpu,
+        DeviceArg::Cuda => {
+            if !tch::Cuda::is_available() {
+                anyhow::bail!("--device cuda: libtorch sees no CUDA device");
+            }
+            Device::Cuda(0)
+        }
+        DeviceArg::Auto => Device::cuda_if_available(),
+    };
+    match &cli.cmd {
+        Cmd::Demo(a) => {
+            let report = demo::demo(a, cli.seed, device)?;
+            println!("report: {}", report.display());
+        }
+        Cmd::Report(a) => cmd::report::report(a)?,
+        Cmd::Train(t) => cmd::images::train(t, &matches, cli.seed, device)?,
+        Cmd::Eval(a) => cmd::images::eval(a, device)?,
+        Cmd::Latent(c) => cmd::images::latent(c, device)?,
+        Cmd::Align(AlignCmd::Supervised(a)) => cmd::words::supervised(a, device)?,
+        Cmd::Align(AlignCmd::Unsupervised(a)) => {
+            cmd::words::unsupervised(a, &matches, cli.seed, device)?
+        }
+        Cmd::Translate(a) => cmd::words::translate(a, device)?,
+        Cmd::Export(a) => words::translate::export(a, device)?,
+        Cmd::Convert(c) => words::convert::convert(c, device)?,
+        Cmd::Bench(BenchCmd::Csls(a)) => println!("{}", bench::csls(a, device)?),
+        Cmd::Bench(BenchCmd::Load(a)) => println!("{}", bench::load(a)?),
+    }
+    Ok(())
+}
+
+/// Makes glibc's malloc keep large freed blocks for reuse. libtorch
+/// allocates its temporaries afresh on every operation; by default glibc
+/// serves blocks over 128 KiB with `mmap` and returns them on `free`, so a
+/// training step touching a few 2048×2048 matrices pays for zeroing fresh
+/// pages every time (the adversarial discriminator step ran 20–25% slower).
+/// Freed blocks of up to 32 MiB (glibc's limit) now stay in the heap.
+fn keep_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only changes allocator parameters; called once at start-up.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}

@@ -1,0 +1,121 @@
+//! Range-checked parsers for numeric options: every number the command
+//! line takes is checked where it is parsed, and the error names the
+//! option (clap adds it) and the range allowed. Upper bounds keep what an
+//! option drives (memory, time) within what a run can do.
+use clap::builder::{RangedI64ValueParser, RangedU64ValueParser};
+
+/// A whole number of `usize` in `lo..=hi`.
+pub fn count(lo: u64, hi: u64) -> RangedU64ValueParser<usize> {
+    RangedU64ValueParser::<usize>::new().range(lo..=hi)
+}
+
+/// A whole number of `i64` in `lo..=hi`.
+pub fn int(lo: i64, hi: i64) -> RangedI64ValueParser<i64> {
+    RangedI64ValueParser::<i64>::new().range(lo..=hi)
+}
+
+fn number(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number"))?;
+    if !v.is_finite() {
+        return Err(format!("{s} is not a finite number"));
+    }
+    Ok(v)
+}
+
+/// A learning rate: in (0, 10].
+pub fn rate(s: &str) -> Result<f64, String> {
+    let v = number(s)?;
+    if v > 0.0 && v <= 10.0 {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{v} is out of range: a learning rate is in (0, 10]"
+        ))
+    }
+}
+
+/// A probability or fraction: in (0, 1].
+pub fn fraction(s: &str) -> Result<f64, String> {
+    let v = number(s)?;
+    if v > 0.0 && v <= 1.0 {
+        Ok(v)
+    } else {
+        Err(format!("{v} is out of range: give a number in (0, 1]"))
+    }
+}
+
+/// A number in [0, 1).
+pub fn below_one(s: &str) -> Result<f64, String> {
+    let v = number(s)?;
+    if (0.0..1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is out of range: give a number in [0, 1)"))
+    }
+}
+
+/// A number in [0, 0.5).
+pub fn below_half(s: &str) -> Result<f64, String> {
+    let v = number(s)?;
+    if (0.0..0.5).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is out of range: give a number in [0, 0.5)"))
+    }
+}
+
+/// A weight or a span in epochs: in [0, 1e6].
+pub fn non_negative(s: &str) -> Result<f64, String> {
+    let v = number(s)?;
+    if (0.0..=1e6).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{v} is out of range: give a number in [0, 1000000]"
+        ))
+    }
+}
+
+/// A positive number up to 1e6 (a clipping norm).
+pub fn positive(s: &str) -> Result<f64, String> {
+    let v = number(s)?;
+    if v > 0.0 && v <= 1e6 {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{v} is out of range: give a number in (0, 1000000]"
+        ))
+    }
+}
+
+/// A traversal span in standard deviations: in (0, 100].
+pub fn span(s: &str) -> Result<f64, String> {
+    let v = number(s)?;
+    if v > 0.0 && v <= 100.0 {
+        Ok(v)
+    } else {
+        Err(format!("{v} is out of range: give a number in (0, 100]"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parsers_refuse_what_is_out_of_range_and_say_the_range() {
+        for bad in ["0", "-1", "NaN", "inf", "1e300", "x"] {
+            assert!(rate(bad).is_err(), "rate {bad}");
+            assert!(positive(bad).is_err(), "positive {bad}");
+        }
+        assert_eq!(rate("1e-3"), Ok(1e-3));
+        assert!(fraction("1.5").unwrap_err().contains("(0, 1]"));
+        assert_eq!(below_one("0"), Ok(0.0));
+        assert!(below_half("0.5").is_err());
+        assert_eq!(non_negative("0"), Ok(0.0));
+        assert!(span("NaN").unwrap_err().contains("not a finite number"));
+    }
+}
