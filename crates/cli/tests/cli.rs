@@ -456,3 +456,93 @@ fn adversarial_runs_checkpoints_and_resumes_at_the_next_epoch() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A run made with relative paths works from any folder, and refuses when
+/// its vectors changed; an image run refuses changed images on resume.
+#[test]
+fn runs_remember_their_inputs_by_absolute_path_and_fingerprint() {
+    let d = tempfile::tempdir().unwrap();
+    rotated_pair(d.path(), 300, 8, 0.01);
+    let o = Command::new(env!("CARGO_BIN_EXE_embedlab"))
+        .current_dir(d.path())
+        .args([
+            "align",
+            "supervised",
+            "--src",
+            "src.vec",
+            "--tgt",
+            "tgt.vec",
+            "--dict",
+            "dict.txt",
+            "--test-size",
+            "50",
+            "--out",
+            "run",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let elsewhere = tempfile::tempdir().unwrap();
+    let translate = || {
+        Command::new(env!("CARGO_BIN_EXE_embedlab"))
+            .current_dir(elsewhere.path())
+            .args([
+                "translate",
+                "--run",
+                d.path().join("run").to_str().unwrap(),
+                "-k",
+                "1",
+                "s5",
+            ])
+            .output()
+            .unwrap()
+    };
+    let o = translate();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("s5:\n   1. t5 "));
+    // The source vectors change: the old map no longer belongs to them.
+    let text = std::fs::read_to_string(d.path().join("src.vec")).unwrap();
+    std::fs::write(d.path().join("src.vec"), text.replacen("s0 ", "s0 9", 1)).unwrap();
+    let err = fails(&translate());
+    assert!(
+        err.contains("src.vec") && err.contains("changed since the run was made"),
+        "{err}"
+    );
+    // Images changed under a training run: resume refuses.
+    let data = d.path().join("img");
+    embedlab_testkit::write_idx_dataset(&data, 100, 20, 8);
+    let run = d.path().join("vae");
+    let o = embedlab(&[
+        "train",
+        "vae",
+        "--data",
+        data.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--hidden",
+        "8",
+        "--latent",
+        "2",
+        "--valid",
+        "20",
+        "--iwae-k",
+        "0",
+        "--no-images",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    embedlab_testkit::write_idx_dataset(&data, 100, 21, 8);
+    let err = fails(&embedlab(&[
+        "train",
+        "vae",
+        "--resume",
+        run.to_str().unwrap(),
+        "--epochs",
+        "2",
+    ]));
+    assert!(
+        err.contains("img") && err.contains("changed since the run was made"),
+        "{err}"
+    );
+}

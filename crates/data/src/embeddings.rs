@@ -229,6 +229,25 @@ impl Embeddings {
         b.finish()
     }
 
+    /// The files (or folder) that loading `path` with `opts` reads: what a
+    /// run fingerprints to know its inputs did not change.
+    pub fn input_files(path: &Path, opts: &LoadOptions) -> Result<Vec<PathBuf>> {
+        let format = match opts.format {
+            Some(f) => f,
+            None => guess_format(path)?,
+        };
+        Ok(match format {
+            EmbeddingFormat::Npy => vec![
+                path.to_path_buf(),
+                match &opts.words {
+                    Some(w) => w.clone(),
+                    None => find_index(path)?,
+                },
+            ],
+            _ => vec![path.to_path_buf()],
+        })
+    }
+
     /// Writes `.vec` text (header `n d`), atomically.
     pub fn save_vec(&self, path: &Path) -> Result<()> {
         let lines: Vec<String> = (0..self.len())

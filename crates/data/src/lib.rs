@@ -4,6 +4,7 @@ pub mod atomic;
 pub mod dictionary;
 pub mod embeddings;
 pub mod error;
+pub mod fingerprint;
 pub mod images;
 pub mod murmur;
 pub mod npy;

@@ -348,7 +348,11 @@ pub struct RunConfig {
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct DataConfig {
+    /// Absolute path of the images.
     pub path: PathBuf,
+    /// What they were when the run was made (checked on resume and load).
+    #[serde(default)]
+    pub fingerprint: Option<embedlab_data::fingerprint::Fingerprint>,
     pub name: String,
     pub valid: usize,
     pub train_limit: Option<usize>,
@@ -358,6 +362,13 @@ pub struct DataConfig {
 }
 
 impl RunConfig {
+    /// Checks that the run's images are still those it was made from.
+    pub fn check_data(&self) -> Result<()> {
+        if let Some(f) = &self.data.fingerprint {
+            f.check()?;
+        }
+        Ok(())
+    }
     pub fn model_name(&self) -> String {
         self.model.name()
     }
@@ -464,7 +475,8 @@ pub fn train_new(req: &TrainRequest, device: Device) -> Result<TrainOutcome> {
             on_nan: Default::default(),
         },
         data: DataConfig {
-            path: req.data.data.clone(),
+            path: embedlab_data::fingerprint::absolute(&req.data.data),
+            fingerprint: Some(embedlab_data::fingerprint::fingerprint(&req.data.data)?),
             name: ds.name.clone(),
             valid,
             train_limit: req.data.train_limit,
@@ -510,6 +522,7 @@ pub fn resume(
     if patience.is_some() {
         cfg.train.patience = patience;
     }
+    cfg.check_data()?;
     let ds = load_data(&cfg.data.path)?;
     run_training(run, cfg, ds, true, device)
 }
@@ -649,6 +662,7 @@ pub fn load_run(dir: &Path, device: Device) -> Result<LoadedRun> {
         ));
     }
     let cfg = RunConfig::read(dir)?;
+    cfg.check_data()?;
     let ds = load_image_dataset(&cfg.data.path)?;
     let splits = cfg.splits(&ds, device)?;
     let model = cfg.model.build(device)?;

@@ -9,6 +9,7 @@ use embedlab_align::induce::{Build, InduceConfig};
 use embedlab_align::maps::Mapping;
 use embedlab_align::supervised::{fit_supervised, FitConfig, Iteration, Prep, Select};
 use embedlab_align::{MapMethod, Normalization, Retrieval, Space};
+use embedlab_data::fingerprint::{fingerprint, Fingerprint};
 use embedlab_data::{DictFormat, Dictionary, EmbeddingFormat, Embeddings, LoadOptions};
 use embedlab_metrics::{precision_at_k, Precision};
 use embedlab_train::{Better, Report, Table};
@@ -69,6 +70,39 @@ impl EmbArgs {
             lowercase: false,
         }
     }
+    /// The same with every path made absolute, so that a run folder's
+    /// configuration works from any current folder.
+    pub fn absolute(&self) -> Self {
+        use embedlab_data::fingerprint::absolute;
+        Self {
+            src: absolute(&self.src),
+            tgt: absolute(&self.tgt),
+            src_words: self.src_words.as_deref().map(absolute),
+            tgt_words: self.tgt_words.as_deref().map(absolute),
+            ..self.clone()
+        }
+    }
+
+    /// Fingerprints of every file loading reads.
+    pub fn fingerprints(&self) -> Result<Vec<Fingerprint>> {
+        let mut out = vec![];
+        for (p, o) in [
+            (
+                &self.src,
+                self.opts(self.src_format, &self.src_words, self.src_max_vocab),
+            ),
+            (
+                &self.tgt,
+                self.opts(self.tgt_format, &self.tgt_words, self.tgt_max_vocab),
+            ),
+        ] {
+            for f in Embeddings::input_files(p, &o)? {
+                out.push(fingerprint(&f)?);
+            }
+        }
+        Ok(out)
+    }
+
     fn opts(
         &self,
         fmt: Option<EmbeddingFormat>,
@@ -268,6 +302,16 @@ impl PrepArgs {
 }
 
 impl SupervisedArgs {
+    /// The same with every input path absolute.
+    pub fn absolute(&self) -> Self {
+        use embedlab_data::fingerprint::absolute;
+        Self {
+            emb: self.emb.absolute(),
+            dict: absolute(&self.dict),
+            dict_test: self.dict_test.as_deref().map(absolute),
+            ..self.clone()
+        }
+    }
     pub fn normalization(&self) -> Result<Normalization> {
         self.prep.normalization(self.method.default_normalize())
     }
@@ -418,6 +462,7 @@ pub fn run_supervised(
     device: Device,
 ) -> Result<SupervisedReport> {
     let t_all = Instant::now();
+    let args = &args.absolute();
     let run = RunDir::create(KIND, args.out.as_deref(), reuse(args.overwrite))?;
     run.write_json("config.json", args)?;
     let (train, test, (dstats, tstats, ranks)) = pairs(args, src, tgt)?;
@@ -474,6 +519,7 @@ pub fn run_supervised(
             emb: args.emb.clone(),
             src: ps.clone(),
             tgt: pt.clone(),
+            inputs: args.emb.fingerprints()?,
         },
     )?;
     let (x, kept_s) = ps.apply(src, device)?;
@@ -826,6 +872,19 @@ pub struct RunPrep {
     pub emb: EmbArgs,
     pub src: Prep,
     pub tgt: Prep,
+    /// What the vectors were read from (runs made before fingerprints have none).
+    #[serde(default)]
+    pub inputs: Vec<Fingerprint>,
+}
+
+impl RunPrep {
+    /// Checks that the run's input files are still what they were.
+    pub fn check_inputs(&self) -> Result<()> {
+        for f in &self.inputs {
+            f.check()?;
+        }
+        Ok(())
+    }
 }
 
 /// A run folder's pieces, for `translate` and `export`.
@@ -860,8 +919,10 @@ pub fn load_run(dir: &Path, device: Device) -> Result<LoadedRun> {
             emb: args.emb,
             src,
             tgt,
+            inputs: vec![],
         }
     };
+    prep.check_inputs()?;
     let (args, ps, pt) = (prep.emb, prep.src, prep.tgt);
     let map_path = dir.join("map.safetensors");
     let map = load_map(&map_path, device)?;

@@ -290,6 +290,24 @@ pub fn run_unsupervised(
     }
     let adv_cfg = args.adv.config(device);
     adv_cfg.check()?;
+    let absolute = UnsupervisedArgs {
+        emb: args.emb.absolute(),
+        dict_test: args
+            .dict_test
+            .as_deref()
+            .map(embedlab_data::fingerprint::absolute),
+        ..args.clone()
+    };
+    let args = &absolute;
+    if let Some(dir) = &args.resume {
+        // The vectors must be those the checkpoint was trained on.
+        let p = dir.join("prep.json");
+        let text = std::fs::read_to_string(&p)
+            .map_err(|e| crate::PipelineError::file(&p, format!("cannot read: {e}")))?;
+        let prep: RunPrep = serde_json::from_str(&text)
+            .map_err(|e| crate::PipelineError::file(&p, format!("not a run's preparation: {e}")))?;
+        prep.check_inputs()?;
+    }
     let (src, tgt) = args.emb.load()?;
     let t0 = Instant::now();
     let run = match &args.resume {
@@ -306,6 +324,7 @@ pub fn run_unsupervised(
             emb: args.emb.clone(),
             src: ps.clone(),
             tgt: pt.clone(),
+            inputs: args.emb.fingerprints()?,
         },
     )?;
     let (x, _) = ps.apply(&src, device)?;
