@@ -575,7 +575,7 @@ fn read_word2vec_bin(path: &Path, b: &mut Builder) -> Result<()> {
         .checked_mul(4)
         .and_then(|r| r.checked_add(2))
         .and_then(|r| r.checked_mul(n))
-        .is_some_and(|m| d > 0 && m <= bytes.len() - nl - 1);
+        .is_some_and(|m| d > 0 && m < bytes.len() - nl);
     if !fits {
         return Err(DataError::parse(
             path,
