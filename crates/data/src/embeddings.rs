@@ -447,6 +447,9 @@ impl<'a> Builder<'a> {
     }
 }
 
+/// The largest vector dimension accepted.
+const MAX_DIM: usize = 1_000_000;
+
 fn parse_line(line: &[u8], dim: Option<usize>) -> std::result::Result<(String, Vec<f32>), String> {
     let text = std::str::from_utf8(line).map_err(|_| "not valid UTF-8".to_string())?;
     let text = text.trim_end_matches(['\r', '\n', ' ', '\t']);
@@ -458,7 +461,7 @@ fn parse_line(line: &[u8], dim: Option<usize>) -> std::result::Result<(String, V
     // are values. But a number where the word should end means a row with
     // more values than the others, not a word with spaces.
     let nv = match dim {
-        Some(d) if toks.len() > d + 1 => {
+        Some(d) if toks.len() > d.saturating_add(1) => {
             if toks[toks.len() - d - 1].parse::<f32>().is_ok() {
                 return Err(format!(
                     "{} values, expected {d} (a row with extra numbers)",
@@ -508,8 +511,15 @@ fn read_text(path: &Path, header: bool, b: &mut Builder) -> Result<()> {
                 format!("header must be 'count dim', got '{}'", h.trim()),
             ));
         }
-        if nums[1] == 0 {
-            return Err(DataError::parse(path, 1, "header announces dimension 0"));
+        if nums[1] == 0 || nums[1] > MAX_DIM {
+            return Err(DataError::parse(
+                path,
+                1,
+                format!(
+                    "header announces dimension {}: expected 1 to {MAX_DIM}",
+                    nums[1]
+                ),
+            ));
         }
         announced = Some(nums[0]);
         dim = Some(nums[1]);
