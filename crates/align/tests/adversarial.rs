@@ -43,7 +43,13 @@ fn resume_repeats_an_uninterrupted_run_exactly() {
         let run = if resume {
             RunDir::resume(dir, "align-unsupervised").unwrap()
         } else {
-            RunDir::create("align-unsupervised", Some(dir), Reuse::Refuse).unwrap()
+            RunDir::create(
+                "align-unsupervised",
+                Some(dir),
+                Reuse::Refuse,
+                &serde_json::json!({}),
+            )
+            .unwrap()
         };
         train(&mut m, &draws, &draws, &c, &run, resume, &mut |_| {}).unwrap();
         (m, run.metrics())

@@ -120,6 +120,7 @@ fn adversarial_recovers_a_rotation_of_real_vectors_with_a_shifted_vocabulary() {
             "align-unsupervised",
             Some(&dir.path().join(format!("seed{seed}"))),
             embedlab_train::Reuse::Refuse,
+            &serde_json::json!({}),
         )
         .unwrap();
         let r = adversarial(&x, &z, &cfg, seed, &run, false, &mut |_| {}).unwrap();

@@ -15,7 +15,7 @@ use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
 fn run_dir(p: &Path) -> RunDir {
-    RunDir::create("train", Some(p), Reuse::Refuse).unwrap()
+    RunDir::create("train", Some(p), Reuse::Refuse, &serde_json::json!({})).unwrap()
 }
 
 fn cfg(family: Family, arch: Arch, conditional: bool) -> AeConfig {
@@ -350,7 +350,13 @@ fn the_8_3_8_network_learns_a_distinct_code_for_each_input() {
     let mut m = IdentityNet::new(IdentityConfig::default(), Device::Cpu).unwrap();
     let data = m.data(100);
     let cfg = TrainConfig::single(30, 8, OptimConfig::adam(0.05), 0);
-    let r = RunDir::create("identity", Some(dir.path()), Reuse::Refuse).unwrap();
+    let r = RunDir::create(
+        "identity",
+        Some(dir.path()),
+        Reuse::Refuse,
+        &serde_json::json!({}),
+    )
+    .unwrap();
     train(&mut m, &data, &data, &cfg, &r, false, &mut |_| {}).unwrap();
     let res = m.result().unwrap();
     assert_eq!(res.correct, 8, "{}", res.table());

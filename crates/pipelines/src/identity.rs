@@ -44,15 +44,16 @@ pub fn run(a: &IdentityArgs, seed: i64) -> Result<(PathBuf, IdentityResult)> {
     } else {
         Reuse::Refuse
     };
-    let run = RunDir::create(KIND, a.out.out.as_deref(), reuse)?;
     let cfg = TrainConfig::single(
         a.steps.div_ceil(STEPS_PER_EPOCH),
         8,
         OptimConfig::adam(a.lr),
         seed,
     );
-    run.write_json(
-        "config.json",
+    let run = RunDir::create(
+        KIND,
+        a.out.out.as_deref(),
+        reuse,
         &serde_json::json!({"identity": a, "train": cfg}),
     )?;
     tch::manual_seed(seed);

@@ -493,7 +493,7 @@ pub fn train_new(req: &TrainRequest, device: Device) -> Result<TrainOutcome> {
     } else {
         Reuse::Refuse
     };
-    let run = RunDir::create(KIND, req.out.out.as_deref(), reuse)?;
+    let run = RunDir::create(KIND, req.out.out.as_deref(), reuse, &cfg)?;
     run_training(run, cfg, ds, false, device)
 }
 

@@ -786,7 +786,13 @@ mod tests {
     }
 
     fn word_run(root: &Path, name: &str, seed: i64, p1: f64) {
-        let r = RunDir::create("align-supervised", Some(&root.join(name)), Reuse::Refuse).unwrap();
+        let r = RunDir::create(
+            "align-supervised",
+            Some(&root.join(name)),
+            Reuse::Refuse,
+            &serde_json::json!({}),
+        )
+        .unwrap();
         write(
             &r.file("config.json"),
             &serde_json::json!({"method": "procrustes", "seed": seed}),
@@ -824,6 +830,7 @@ mod tests {
             "flow-of-the-future",
             Some(&d.path().join("novel")),
             Reuse::Refuse,
+            &serde_json::json!({}),
         )
         .unwrap();
         let mut rep = Report::new("flow-of-the-future", "Normalizing flows", "a new family");
@@ -835,10 +842,22 @@ mod tests {
                 .unwrap();
         }
         // A run that did not finish, one with a corrupt report, one with a binary config.
-        let r = RunDir::create("train", Some(&d.path().join("unfinished")), Reuse::Refuse).unwrap();
+        let r = RunDir::create(
+            "train",
+            Some(&d.path().join("unfinished")),
+            Reuse::Refuse,
+            &serde_json::json!({}),
+        )
+        .unwrap();
         r.log(&serde_json::json!({"epoch": 1, "valid": {"loss": 3.0}}))
             .unwrap();
-        let r = RunDir::create("train", Some(&d.path().join("corrupt")), Reuse::Refuse).unwrap();
+        let r = RunDir::create(
+            "train",
+            Some(&d.path().join("corrupt")),
+            Reuse::Refuse,
+            &serde_json::json!({}),
+        )
+        .unwrap();
         std::fs::write(r.file(REPORT), "{\"format\": 2, \"kind\":").unwrap();
         std::fs::write(r.file("config.json"), [0xffu8, 0xfe, 0x00]).unwrap();
         // A folder from before run format 2.
@@ -905,7 +924,13 @@ mod tests {
     #[test]
     fn a_constant_series_is_said_not_drawn() {
         let d = tempfile::tempdir().unwrap();
-        let r = RunDir::create("train", Some(&d.path().join("r")), Reuse::Refuse).unwrap();
+        let r = RunDir::create(
+            "train",
+            Some(&d.path().join("r")),
+            Reuse::Refuse,
+            &serde_json::json!({}),
+        )
+        .unwrap();
         let mut rep = Report::new("train", "Image models", "x");
         rep.curve("lr.model", "learning rate", "epoch", "");
         r.write_json(REPORT, &rep).unwrap();

@@ -158,8 +158,16 @@ pub fn read_info(dir: &Path) -> Result<RunInfo> {
 impl RunDir {
     /// Creates the run folder `out`, or `runs/<kind>-<timestamp>` when
     /// `out` is None, and locks it. An existing folder must be empty,
-    /// unless `reuse` is `Overwrite`, which empties it.
-    pub fn create(kind: &str, out: Option<&Path>, reuse: Reuse) -> Result<Self> {
+    /// unless `reuse` is `Overwrite`, which empties it. The run's
+    /// configuration is written first and `run.json` last, so that a folder
+    /// with `run.json` can always be resumed, and one without it never
+    /// started.
+    pub fn create<C: Serialize>(
+        kind: &str,
+        out: Option<&Path>,
+        reuse: Reuse,
+        config: &C,
+    ) -> Result<Self> {
         let path = match out {
             Some(p) => p.to_path_buf(),
             None => {
@@ -205,8 +213,9 @@ impl RunDir {
             info,
             _lock: lock,
         };
-        run.write_json(RUN_FILE, &run.info)?;
+        run.write_json(CONFIG, config)?;
         run.write_json("env.json", &Env::current())?;
+        run.write_json(RUN_FILE, &run.info)?;
         Ok(run)
     }
 
@@ -303,7 +312,8 @@ mod tests {
     fn a_second_writer_is_refused_while_the_first_holds_the_folder() {
         let d = tempfile::tempdir().unwrap();
         let out = d.path().join("run");
-        let first = RunDir::create("train", Some(&out), Reuse::Refuse).unwrap();
+        let first =
+            RunDir::create("train", Some(&out), Reuse::Refuse, &serde_json::json!({})).unwrap();
         let e = RunDir::open(&out).err().unwrap().to_string();
         assert!(e.contains("in use by another embedlab process"), "{e}");
         assert!(e.contains(&format!("pid {}", std::process::id())), "{e}");
@@ -324,25 +334,37 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let out = d.path().join("run");
         {
-            let r = RunDir::create("train", Some(&out), Reuse::Refuse).unwrap();
+            let r =
+                RunDir::create("train", Some(&out), Reuse::Refuse, &serde_json::json!({})).unwrap();
             std::fs::write(r.file("samples.png"), b"stale").unwrap();
         }
-        let e = RunDir::create("align-supervised", Some(&out), Reuse::Refuse)
-            .err()
-            .unwrap()
-            .to_string();
+        let e = RunDir::create(
+            "align-supervised",
+            Some(&out),
+            Reuse::Refuse,
+            &serde_json::json!({}),
+        )
+        .err()
+        .unwrap()
+        .to_string();
         assert!(
             e.contains("holds a train run") && e.contains("--overwrite"),
             "{e}"
         );
-        let r = RunDir::create("align-supervised", Some(&out), Reuse::Overwrite).unwrap();
+        let r = RunDir::create(
+            "align-supervised",
+            Some(&out),
+            Reuse::Overwrite,
+            &serde_json::json!({}),
+        )
+        .unwrap();
         assert!(!r.file("samples.png").exists(), "stale files are gone");
         assert_eq!(read_info(&out).unwrap().kind, "align-supervised");
         // A folder with foreign files is not a run, and is not emptied silently either.
         let other = d.path().join("other");
         std::fs::create_dir(&other).unwrap();
         std::fs::write(other.join("notes.txt"), b"mine").unwrap();
-        let e = RunDir::create("train", Some(&other), Reuse::Refuse)
+        let e = RunDir::create("train", Some(&other), Reuse::Refuse, &serde_json::json!({}))
             .err()
             .unwrap()
             .to_string();
@@ -354,7 +376,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let out = d.path().join("run");
         {
-            let r = RunDir::create("train", Some(&out), Reuse::Refuse).unwrap();
+            let r =
+                RunDir::create("train", Some(&out), Reuse::Refuse, &serde_json::json!({})).unwrap();
             r.log(&serde_json::json!({"epoch": 1})).unwrap();
             r.log(&serde_json::json!({"epoch": 2})).unwrap();
             std::fs::write(r.file(".checkpoint.safetensors.123.tmp"), b"half").unwrap();

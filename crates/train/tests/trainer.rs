@@ -20,7 +20,7 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn run_dir(p: &Path) -> RunDir {
-    RunDir::create("test", Some(p), Reuse::Refuse).unwrap()
+    RunDir::create("test", Some(p), Reuse::Refuse, &serde_json::json!({})).unwrap()
 }
 
 // ------------------------------------------------------------ 8 Gaussians

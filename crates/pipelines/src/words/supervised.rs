@@ -463,8 +463,7 @@ pub fn run_supervised(
 ) -> Result<SupervisedReport> {
     let t_all = Instant::now();
     let args = &args.absolute();
-    let run = RunDir::create(KIND, args.out.as_deref(), reuse(args.overwrite))?;
-    run.write_json("config.json", args)?;
+    let run = RunDir::create(KIND, args.out.as_deref(), reuse(args.overwrite), args)?;
     let (train, test, (dstats, tstats, ranks)) = pairs(args, src, tgt)?;
     let word_pairs = |p: &[(usize, usize)]| Dictionary {
         pairs: p

@@ -228,6 +228,11 @@ pub struct UnsupervisedArgs {
     #[arg(long)]
     #[serde(default)]
     pub overwrite: bool,
+    /// The seed the run was made with (the global --seed; a resumed run
+    /// keeps its own).
+    #[arg(skip)]
+    #[serde(default)]
+    pub seed: Option<i64>,
 }
 
 /// The kind of run `align unsupervised` writes.
@@ -254,6 +259,7 @@ impl UnsupervisedArgs {
             resume: None,
             out: None,
             overwrite: false,
+            seed: None,
         }
     }
 }
@@ -312,11 +318,8 @@ pub fn run_unsupervised(
     let t0 = Instant::now();
     let run = match &args.resume {
         Some(dir) => RunDir::resume(dir, KIND)?,
-        None => RunDir::create(KIND, args.out.as_deref(), reuse(args.overwrite))?,
+        None => RunDir::create(KIND, args.out.as_deref(), reuse(args.overwrite), args)?,
     };
-    if args.resume.is_none() {
-        run.write_json("config.json", args)?;
-    }
     let (ps, pt) = args.prep.sides("renorm,center,renorm")?;
     run.write_json(
         "prep.json",
