@@ -142,15 +142,12 @@ fn tensors(p: &Path) -> HashMap<String, Vec<u8>> {
         .collect()
 }
 
+/// Tensors by name, as bytes.
+type Tensors = HashMap<String, Vec<u8>>;
+
 /// What must agree: every tensor of the checkpoint and of the best weights,
 /// and each epoch's losses.
-fn outcome(
-    run: &Path,
-) -> (
-    HashMap<String, Vec<u8>>,
-    HashMap<String, Vec<u8>>,
-    Vec<String>,
-) {
+fn outcome(run: &Path) -> (Tensors, Tensors, Vec<String>) {
     let lines = metrics_lines(run);
     let epochs: Vec<String> = lines
         .iter()
