@@ -332,3 +332,48 @@ fn image_size(p: &Path) -> (u32, u32) {
         u32::from_be_bytes([b[20], b[21], b[22], b[23]]),
     )
 }
+
+/// Two runs into one folder at once: the second is refused, naming the
+/// first; so is a resume or an alignment into it while it runs.
+#[test]
+fn a_second_run_into_a_busy_folder_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    write_idx_dataset(d.path(), 2000, 40, 12);
+    let run = d.path().join("run");
+    let args = [
+        "--threads", "1", "train", "vae", "--data", d.path().to_str().unwrap(), "--epochs", "50",
+        "--hidden", "256", "--no-images", "--iwae-k", "0", "--out", run.to_str().unwrap(),
+    ];
+    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_embedlab"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while !run.join("run.json").is_file() {
+        assert!(t.elapsed().as_secs() < 60, "the first run did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (src, tgt, dict) = embedlab_testkit::rotated_pair(d.path(), 100, 4, 0.0);
+    let second = embedlab(&args[2..]);
+    let resume = embedlab(&["train", "vae", "--resume", run.to_str().unwrap()]);
+    let align = embedlab(&[
+        "align", "supervised", "--src", src.to_str().unwrap(), "--tgt", tgt.to_str().unwrap(),
+        "--dict", dict.to_str().unwrap(), "--test-size", "20", "--out", run.to_str().unwrap(),
+    ]);
+    first.kill().unwrap();
+    let _ = first.wait();
+    for (what, o) in [("second run", second), ("resume", resume), ("alignment", align)] {
+        let e = fails(&o);
+        assert!(e.contains("in use by another embedlab process") && e.contains("pid"), "{what}: {e}");
+    }
+    assert!(!run.join("map.safetensors").exists());
+    // Once the first is gone, the folder is a training run: alignment into
+    // it is refused as reuse, resume continues it.
+    let e = fails(&embedlab(&[
+        "align", "supervised", "--src", src.to_str().unwrap(), "--tgt", tgt.to_str().unwrap(),
+        "--dict", dict.to_str().unwrap(), "--out", run.to_str().unwrap(),
+    ]));
+    assert!(e.contains("holds a train run") && e.contains("--overwrite"), "{e}");
+}
