@@ -1,8 +1,9 @@
 # The two set-up-and-run commands of the README:
 #   make demo   — set up (libtorch, data), build, run the main job
 #   make test   — set up libtorch and the offline data, run the whole test
-#                 suite (including the tests on real vectors, #[ignore]d for a
-#                 plain `cargo test` because they need data/)
+#                 suite (including the tests that need data/, #[ignore]d for a
+#                 plain `cargo test`), then clippy (lints, and the declared
+#                 rust-version against the standard library items used)
 .PHONY: demo test setup data build clippy fmt bench-csls bench-muse bench-muse-unsupervised bench-unsupervised-robustness bench-vae bench-autoencoders
 
 demo: setup data build
@@ -11,6 +12,7 @@ demo: setup data build
 test: setup data
 	./scripts/setup-chromium.sh
 	cargo test --workspace -- --include-ignored
+	cargo clippy --workspace --all-targets -- -D warnings
 
 setup:
 	./scripts/setup.sh
