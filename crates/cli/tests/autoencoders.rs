@@ -341,8 +341,21 @@ fn a_second_run_into_a_busy_folder_is_refused() {
     write_idx_dataset(d.path(), 2000, 40, 12);
     let run = d.path().join("run");
     let args = [
-        "--threads", "1", "train", "vae", "--data", d.path().to_str().unwrap(), "--epochs", "50",
-        "--hidden", "256", "--no-images", "--iwae-k", "0", "--out", run.to_str().unwrap(),
+        "--threads",
+        "1",
+        "train",
+        "vae",
+        "--data",
+        d.path().to_str().unwrap(),
+        "--epochs",
+        "50",
+        "--hidden",
+        "256",
+        "--no-images",
+        "--iwae-k",
+        "0",
+        "--out",
+        run.to_str().unwrap(),
     ];
     let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_embedlab"))
         .args(args)
@@ -359,21 +372,49 @@ fn a_second_run_into_a_busy_folder_is_refused() {
     let second = embedlab(&args[2..]);
     let resume = embedlab(&["train", "vae", "--resume", run.to_str().unwrap()]);
     let align = embedlab(&[
-        "align", "supervised", "--src", src.to_str().unwrap(), "--tgt", tgt.to_str().unwrap(),
-        "--dict", dict.to_str().unwrap(), "--test-size", "20", "--out", run.to_str().unwrap(),
+        "align",
+        "supervised",
+        "--src",
+        src.to_str().unwrap(),
+        "--tgt",
+        tgt.to_str().unwrap(),
+        "--dict",
+        dict.to_str().unwrap(),
+        "--test-size",
+        "20",
+        "--out",
+        run.to_str().unwrap(),
     ]);
     first.kill().unwrap();
     let _ = first.wait();
-    for (what, o) in [("second run", second), ("resume", resume), ("alignment", align)] {
+    for (what, o) in [
+        ("second run", second),
+        ("resume", resume),
+        ("alignment", align),
+    ] {
         let e = fails(&o);
-        assert!(e.contains("in use by another embedlab process") && e.contains("pid"), "{what}: {e}");
+        assert!(
+            e.contains("in use by another embedlab process") && e.contains("pid"),
+            "{what}: {e}"
+        );
     }
     assert!(!run.join("map.safetensors").exists());
     // Once the first is gone, the folder is a training run: alignment into
     // it is refused as reuse, resume continues it.
     let e = fails(&embedlab(&[
-        "align", "supervised", "--src", src.to_str().unwrap(), "--tgt", tgt.to_str().unwrap(),
-        "--dict", dict.to_str().unwrap(), "--out", run.to_str().unwrap(),
+        "align",
+        "supervised",
+        "--src",
+        src.to_str().unwrap(),
+        "--tgt",
+        tgt.to_str().unwrap(),
+        "--dict",
+        dict.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
     ]));
-    assert!(e.contains("holds a train run") && e.contains("--overwrite"), "{e}");
+    assert!(
+        e.contains("holds a train run") && e.contains("--overwrite"),
+        "{e}"
+    );
 }

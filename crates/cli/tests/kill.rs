@@ -203,14 +203,44 @@ fn timed(args: &[String]) -> Duration {
     t.elapsed()
 }
 
+/// Runs `args(reference)` once uninterrupted, then `args(killed)` under
+/// the kills (resumed with `resume`), and compares the two.
+fn scenario(
+    name: &str,
+    dir: &Path,
+    args: &dyn Fn(&Path) -> Vec<String>,
+    resume: &[&str],
+    epochs: usize,
+    seed: u64,
+) -> PathBuf {
+    let reference = dir.join("reference");
+    let typical = timed(&args(&reference));
+    let out = dir.join("killed");
+    let mut resume: Vec<String> = resume.iter().map(|s| s.to_string()).collect();
+    resume.push(out.display().to_string());
+    let mut rng = Rng(seed);
+    let (in_write, restarts) =
+        run_with_kills(&out, &args(&out), &resume, kills(), typical, &mut rng);
+    eprintln!(
+        "{name}: {} kills, {in_write} inside a checkpoint write, {restarts} fresh starts; a run takes {:.1} s",
+        kills(),
+        typical.as_secs_f64()
+    );
+    check(name, &reference, &out, epochs);
+    reference
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
 #[test]
 fn training_killed_at_random_resumes_to_the_same_run() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("data");
     write_idx_dataset(&data, 600, 60, 8);
-    let epochs = 6;
-    let args = |out: &Path| -> Vec<String> {
-        [
+    let args = |out: &Path| {
+        strings(&[
             "--seed",
             "4",
             "train",
@@ -218,7 +248,7 @@ fn training_killed_at_random_resumes_to_the_same_run() {
             "--data",
             data.to_str().unwrap(),
             "--epochs",
-            &epochs.to_string(),
+            "6",
             "--hidden",
             "512,256",
             "--latent",
@@ -234,36 +264,24 @@ fn training_killed_at_random_resumes_to_the_same_run() {
             "--no-images",
             "--out",
             out.to_str().unwrap(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+        ])
     };
-    let reference = d.path().join("reference");
-    let typical = timed(&args(&reference));
-    let out = d.path().join("killed");
-    let resume: Vec<String> = ["train", "vae", "--resume", out.to_str().unwrap()]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let mut rng = Rng(0x5eed_1234);
-    let (in_write, restarts) =
-        run_with_kills(&out, &args(&out), &resume, kills(), typical, &mut rng);
-    eprintln!(
-        "training: {} kills, {in_write} inside a write, {restarts} fresh starts; a run takes {:.1} s",
-        kills(),
-        typical.as_secs_f64()
+    scenario(
+        "training",
+        d.path(),
+        &args,
+        &["train", "vae", "--resume"],
+        6,
+        0x5eed_1234,
     );
-    check("training", &reference, &out, epochs);
 }
 
 #[test]
 fn adversarial_alignment_killed_at_random_resumes_to_the_same_run() {
     let d = tempfile::tempdir().unwrap();
     let (src, tgt, dict) = rotated_pair(d.path(), 400, 8, 0.01);
-    let epochs = 5;
-    let args = |out: &Path| -> Vec<String> {
-        [
+    let args = |out: &Path| {
+        strings(&[
             "--seed",
             "2",
             "align",
@@ -277,7 +295,7 @@ fn adversarial_alignment_killed_at_random_resumes_to_the_same_run() {
             "--dict-test",
             dict.to_str().unwrap(),
             "--epochs",
-            &epochs.to_string(),
+            "5",
             "--epoch-size",
             "6400",
             "--dis-hidden",
@@ -290,37 +308,19 @@ fn adversarial_alignment_killed_at_random_resumes_to_the_same_run() {
             "f32",
             "--out",
             out.to_str().unwrap(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+        ])
     };
-    let reference = d.path().join("reference");
-    let typical = timed(&args(&reference));
-    let out = d.path().join("killed");
-    let resume: Vec<String> = [
-        "--seed",
-        "2",
-        "align",
-        "unsupervised",
-        "--resume",
-        out.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut rng = Rng(0xad5e_7711);
-    let (in_write, restarts) =
-        run_with_kills(&out, &args(&out), &resume, kills(), typical, &mut rng);
-    eprintln!(
-        "adversarial: {} kills, {in_write} inside a write, {restarts} fresh starts; a run takes {:.1} s",
-        kills(),
-        typical.as_secs_f64()
+    let reference = scenario(
+        "adversarial",
+        d.path(),
+        &args,
+        &["align", "unsupervised", "--resume"],
+        5,
+        0xad5e_7711,
     );
-    check("adversarial", &reference, &out, epochs);
     assert_eq!(
         std::fs::read(reference.join("map.safetensors")).unwrap(),
-        std::fs::read(out.join("map.safetensors")).unwrap(),
+        std::fs::read(d.path().join("killed/map.safetensors")).unwrap(),
         "the final maps differ"
     );
 }

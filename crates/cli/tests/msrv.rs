@@ -24,7 +24,10 @@ fn no_dependency_needs_a_newer_rust_than_declared() {
         let name = p["name"].as_str().unwrap();
         if let Some(rv) = p["rust_version"].as_str() {
             if !name.starts_with("embedlab") && version(rv) > version(&worst.1) {
-                worst = (format!("{name} {}", p["version"].as_str().unwrap()), rv.to_string());
+                worst = (
+                    format!("{name} {}", p["version"].as_str().unwrap()),
+                    rv.to_string(),
+                );
             }
         }
     }
@@ -34,5 +37,8 @@ fn no_dependency_needs_a_newer_rust_than_declared() {
         worst.0,
         worst.1
     );
-    eprintln!("rust-version {ours}; the most demanding dependency: {} ({})", worst.0, worst.1);
+    eprintln!(
+        "rust-version {ours}; the most demanding dependency: {} ({})",
+        worst.0, worst.1
+    );
 }

@@ -10,12 +10,15 @@ fn embedlab(args: &[&str]) -> Output {
     embedlab_testkit::run(env!("CARGO_BIN_EXE_embedlab"), args)
 }
 
-/// data/fashion-mnist: 12×12 bars of 4 classes; data/mnist-5k: a truncated CSV.
+/// data/fashion-mnist: 12×12 bars of 4 classes; data/mnist: the same with
+/// its test images truncated.
 fn write_data(root: &Path) {
     embedlab_testkit::write_idx_dataset(&root.join("fashion-mnist"), 300, 60, 12);
-    let m = root.join("mnist-5k");
-    std::fs::create_dir_all(&m).unwrap();
-    embedlab_testkit::gzip(&m.join("mnist_5k.csv.gz"), b"0,0,0,0,1\n0,0,0,0,2\n0,0,0\n");
+    let m = root.join("mnist");
+    embedlab_testkit::write_idx_dataset(&m, 300, 60, 12);
+    let p = m.join("t10k-images-idx3-ubyte");
+    let b = std::fs::read(&p).unwrap();
+    std::fs::write(&p, &b[..b.len() - 100]).unwrap();
 }
 
 /// A small supervised word-translation run (a rotated copy, all pairs).
@@ -135,7 +138,7 @@ fn demo_with_a_broken_pipeline_still_reports_and_the_report_renders_in_chromium(
         failed[0]["error"]
             .as_str()
             .unwrap()
-            .contains("mnist_5k.csv.gz"),
+            .contains("t10k-images-idx3-ubyte"),
         "{failed:?}"
     );
     let html = std::fs::read_to_string(demo.join("report.html")).unwrap();

@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 fn script(name: &str, env: &[(&str, String)]) -> Output {
@@ -25,7 +28,11 @@ fn script(name: &str, env: &[(&str, String)]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// A stand-in torch wheel: `torch/__init__.py` with a version and an empty
@@ -45,7 +52,12 @@ with zipfile.ZipFile(sys.argv[1] + "/" + name, "w") as z:
     z.writestr(f"{{info}}/RECORD", "")
 "#
     );
-    let o = Command::new("python3").arg("-c").arg(py).arg(dir).output().unwrap();
+    let o = Command::new("python3")
+        .arg("-c")
+        .arg(py)
+        .arg(dir)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", text(&o));
 }
 
@@ -59,7 +71,10 @@ fn setup_makes_what_is_missing_and_keeps_what_is_there() {
     let env = |find: &Path| {
         vec![
             ("EMBEDLAB_VENV", venv.display().to_string()),
-            ("EMBEDLAB_PIP_ARGS", format!("--no-index --find-links {}", find.display())),
+            (
+                "EMBEDLAB_PIP_ARGS",
+                format!("--no-index --find-links {}", find.display()),
+            ),
             ("EMBEDLAB_SETUP_NUMPY", "0".to_string()),
             ("PIP_FIND_LINKS", String::new()),
         ]
@@ -68,7 +83,10 @@ fn setup_makes_what_is_missing_and_keeps_what_is_there() {
     let o = script("setup.sh", &env(&wheels));
     let t = text(&o);
     assert!(o.status.success(), "{t}");
-    assert!(t.contains("creating") && t.contains("installing torch==2.11.0"), "{t}");
+    assert!(
+        t.contains("creating") && t.contains("installing torch==2.11.0"),
+        "{t}"
+    );
     assert!(venv.join("torch/lib/libtorch.so").is_file());
     // All there: nothing is installed (an empty wheel folder would fail it).
     let empty = d.path().join("empty");
@@ -79,7 +97,11 @@ fn setup_makes_what_is_missing_and_keeps_what_is_there() {
     // Some: the link is gone, or another torch version is installed.
     std::fs::remove_file(venv.join("torch")).unwrap();
     let o = script("setup.sh", &env(&empty));
-    assert!(o.status.success() && venv.join("torch").exists(), "{}", text(&o));
+    assert!(
+        o.status.success() && venv.join("torch").exists(),
+        "{}",
+        text(&o)
+    );
     let other = d.path().join("other");
     std::fs::create_dir(&other).unwrap();
     fake_torch(&other, "2.10.0");
@@ -92,14 +114,21 @@ fn setup_makes_what_is_missing_and_keeps_what_is_there() {
     assert!(o.status.success(), "{}", text(&o));
     let o = script("setup.sh", &env(&wheels));
     let t = text(&o);
-    assert!(o.status.success() && t.contains("installing torch==2.11.0"), "{t}");
+    assert!(
+        o.status.success() && t.contains("installing torch==2.11.0"),
+        "{t}"
+    );
     // Unreachable index: a clear error.
     let o = script("setup.sh", &{
         let mut e = env(&empty);
         e.push(("EMBEDLAB_TORCH", "torch==9.9.9".into()));
         e
     });
-    assert!(!o.status.success() && text(&o).contains("pip install torch==9.9.9 failed"), "{}", text(&o));
+    assert!(
+        !o.status.success() && text(&o).contains("pip install torch==9.9.9 failed"),
+        "{}",
+        text(&o)
+    );
 }
 
 /// The Debian files fetch-data takes, by package: (folder in the package, names).
@@ -136,7 +165,11 @@ fn sysroot(root: &Path, packages: &[&str]) {
         }
         let dest = root.join(dir);
         std::fs::create_dir_all(&dest).unwrap();
-        let from = if pkg.starts_with("dataset") { data.join("fashion-mnist") } else { data.join("dict") };
+        let from = if pkg.starts_with("dataset") {
+            data.join("fashion-mnist")
+        } else {
+            data.join("dict")
+        };
         for n in names {
             std::fs::copy(from.join(n), dest.join(n)).unwrap();
         }
@@ -147,7 +180,10 @@ fn sysroot(root: &Path, packages: &[&str]) {
 /// A cache holding the repository's PyPI downloads but no Debian package.
 fn pypi_only_cache(dest: &Path) {
     std::fs::create_dir_all(dest).unwrap();
-    for e in std::fs::read_dir(repo().join("data/.cache")).unwrap().flatten() {
+    for e in std::fs::read_dir(repo().join("data/.cache"))
+        .unwrap()
+        .flatten()
+    {
         let p = e.path();
         let n = p.file_name().unwrap().to_string_lossy().to_string();
         if n.ends_with(".whl") || n.ends_with(".zip") {
@@ -171,7 +207,10 @@ fn fetch(data: &Path, cache: &Path, root: &Path, path: Option<&str>) -> Output {
 #[test]
 #[ignore = "needs data/.cache (scripts/fetch-data.sh); run by make test"]
 fn fetch_data_with_none_some_or_all_debian_packages_installed() {
-    assert!(repo().join("data/.cache").is_dir(), "run scripts/fetch-data.sh first");
+    assert!(
+        repo().join("data/.cache").is_dir(),
+        "run scripts/fetch-data.sh first"
+    );
     let d = tempfile::tempdir().unwrap();
     // Some: only the first dictionary is installed (the case that used to
     // fail: its folder existed, the second dictionary's files did not).
@@ -182,9 +221,18 @@ fn fetch_data_with_none_some_or_all_debian_packages_installed() {
     let o = fetch(&d.path().join("data-some"), &cache, &root, None);
     let t = text(&o);
     assert!(o.status.success(), "{t}");
-    assert!(t.contains("downloading Debian package dict-freedict-fra-eng"), "{t}");
-    assert!(!t.contains("downloading Debian package dict-freedict-eng-fra"), "{t}");
-    assert!(d.path().join("data-some/dict/freedict-fra-eng.index").is_file());
+    assert!(
+        t.contains("downloading Debian package dict-freedict-fra-eng"),
+        "{t}"
+    );
+    assert!(
+        !t.contains("downloading Debian package dict-freedict-eng-fra"),
+        "{t}"
+    );
+    assert!(d
+        .path()
+        .join("data-some/dict/freedict-fra-eng.index")
+        .is_file());
     // None: every Debian package is downloaded and unpacked into the cache.
     let root = d.path().join("none");
     sysroot(&root, &[]);
@@ -193,44 +241,106 @@ fn fetch_data_with_none_some_or_all_debian_packages_installed() {
     let o = fetch(&d.path().join("data-none"), &cache_none, &root, None);
     let t = text(&o);
     assert!(o.status.success(), "{t}");
-    for pkg in ["dataset-fashion-mnist", "dict-freedict-eng-fra", "dict-freedict-fra-eng"] {
-        assert!(t.contains(&format!("downloading Debian package {pkg}")), "{t}");
+    for pkg in [
+        "dataset-fashion-mnist",
+        "dict-freedict-eng-fra",
+        "dict-freedict-fra-eng",
+    ] {
+        assert!(
+            t.contains(&format!("downloading Debian package {pkg}")),
+            "{t}"
+        );
     }
     // All installed: nothing is downloaded — with apt-get off the PATH and a
     // cache without packages, any attempt would fail.
     let root = d.path().join("all");
-    sysroot(&root, &["dataset-fashion-mnist", "dict-freedict-eng-fra", "dict-freedict-fra-eng"]);
+    sysroot(
+        &root,
+        &[
+            "dataset-fashion-mnist",
+            "dict-freedict-eng-fra",
+            "dict-freedict-fra-eng",
+        ],
+    );
     let cache = d.path().join("cache-all");
     pypi_only_cache(&cache);
     let bin = d.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
-    for tool in ["bash", "sha256sum", "cut", "cp", "mv", "mkdir", "ls", "head", "tr", "basename", "dirname", "python3", "rm", "cat", "id"] {
+    for tool in [
+        "bash",
+        "sha256sum",
+        "cut",
+        "cp",
+        "mv",
+        "mkdir",
+        "ls",
+        "head",
+        "tr",
+        "basename",
+        "dirname",
+        "python3",
+        "rm",
+        "cat",
+        "id",
+    ] {
         if let Some(p) = which(tool) {
             std::os::unix::fs::symlink(p, bin.join(tool)).unwrap();
         }
     }
-    let o = fetch(&d.path().join("data-all"), &cache, &root, Some(bin.to_str().unwrap()));
+    let o = fetch(
+        &d.path().join("data-all"),
+        &cache,
+        &root,
+        Some(bin.to_str().unwrap()),
+    );
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     assert!(!t.contains("Debian package"), "{t}");
     // A file of the system that differs (another version) is not taken: the
     // package's own is.
-    std::fs::write(root.join("usr/share/dictd/freedict-eng-fra.index"), "changed").unwrap();
+    std::fs::write(
+        root.join("usr/share/dictd/freedict-eng-fra.index"),
+        "changed",
+    )
+    .unwrap();
     std::fs::remove_dir_all(d.path().join("data-all/dict")).unwrap();
-    let o = fetch(&d.path().join("data-all"), &d.path().join("cache-some"), &root, None);
+    let o = fetch(
+        &d.path().join("data-all"),
+        &d.path().join("cache-some"),
+        &root,
+        None,
+    );
     assert!(o.status.success(), "{}", text(&o));
     // Everything in place: a second run only checks.
-    let o = fetch(&d.path().join("data-all"), &cache, &root, Some(bin.to_str().unwrap()));
+    let o = fetch(
+        &d.path().join("data-all"),
+        &cache,
+        &root,
+        Some(bin.to_str().unwrap()),
+    );
     let t = text(&o);
     assert!(o.status.success() && !t.contains("downloading"), "{t}");
     // A corrupt download is named, with what to do.
     let debs = d.path().join("cache-some/debs");
-    let deb = std::fs::read_dir(&debs).unwrap().flatten().next().unwrap().path();
+    let deb = std::fs::read_dir(&debs)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
     std::fs::write(&deb, b"not a deb").unwrap();
     std::fs::remove_dir_all(d.path().join("cache-some/deb-root")).unwrap();
-    let o = fetch(&d.path().join("data-corrupt"), &d.path().join("cache-some"), &d.path().join("none"), None);
+    let o = fetch(
+        &d.path().join("data-corrupt"),
+        &d.path().join("cache-some"),
+        &d.path().join("none"),
+        None,
+    );
     let t = text(&o);
-    assert!(!o.status.success() && t.contains("cannot unpack") && t.contains("delete it and rerun"), "{t}");
+    assert!(
+        !o.status.success() && t.contains("cannot unpack") && t.contains("delete it and rerun"),
+        "{t}"
+    );
 }
 
 fn which(tool: &str) -> Option<PathBuf> {

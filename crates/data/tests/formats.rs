@@ -286,19 +286,7 @@ fn muse_dictionary_parses_and_rejects_bad_lines() {
     assert!(err.contains("empty.txt") && err.contains("empty"), "{err}");
 }
 
-fn b64(mut v: usize) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut s = vec![];
-    loop {
-        s.push(A[v % 64]);
-        v /= 64;
-        if v == 0 {
-            break;
-        }
-    }
-    s.reverse();
-    String::from_utf8(s).unwrap()
-}
+use embedlab_testkit::dictd_b64 as b64;
 
 #[test]
 fn dictd_reads_entries_and_rejects_bad_offsets() {

@@ -75,15 +75,8 @@ pub fn en_fr_args(data: &Path, reverse: bool, out: PathBuf) -> SupervisedArgs {
     };
     SupervisedArgs {
         emb: EmbArgs {
-            src,
-            tgt,
-            src_format: None,
-            tgt_format: None,
-            src_words: None,
-            tgt_words: None,
-            src_max_vocab: 200_000,
-            tgt_max_vocab: 200_000,
             lowercase: true,
+            ..EmbArgs::new(src, tgt)
         },
         dict,
         dict_test: None,

@@ -215,19 +215,7 @@ fn msgpack_map(pairs: &[(u64, u64)]) -> Vec<u8> {
     b
 }
 
-fn b64(mut v: usize) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut s = vec![];
-    loop {
-        s.push(A[v % 64]);
-        v /= 64;
-        if v == 0 {
-            break;
-        }
-    }
-    s.reverse();
-    String::from_utf8(s).unwrap()
-}
+use embedlab_testkit::dictd_b64 as b64;
 
 fn dictd() -> (Vec<u8>, Vec<u8>) {
     let entries = [

@@ -121,6 +121,21 @@ pub fn gzip(path: &Path, bytes: &[u8]) {
 
 // ---------------------------------------------------------------- words
 
+/// A number in dictd's base64 (offsets and lengths of a `.index` file).
+pub fn dictd_b64(mut v: usize) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = vec![];
+    loop {
+        s.push(A[v % 64]);
+        v /= 64;
+        if v == 0 {
+            break;
+        }
+    }
+    s.reverse();
+    String::from_utf8(s).unwrap()
+}
+
 /// Writes `t` (n × d) as a fastText `.vec` file with these words.
 pub fn write_vec(path: &Path, words: &[String], t: &Tensor) {
     let (n, d) = t.size2().unwrap();

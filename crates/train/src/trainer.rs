@@ -645,11 +645,19 @@ pub fn train<M: Trainable>(
             .into());
         }
         if !cfg.same_run(&saved.train) {
+            let mut now = cfg.clone();
+            now.epochs = saved.train.epochs;
+            now.patience = saved.train.patience;
             return Err(TrainError::file(
                 &ckpt,
                 format!(
                     "was trained with other options ({}); only --epochs and --patience may change on resume",
-                    serde_json::to_string(&saved.train).unwrap_or_default()
+                    json_diff(
+                        &serde_json::to_value(&saved.train).unwrap_or_default(),
+                        &serde_json::to_value(&now).unwrap_or_default(),
+                        ""
+                    )
+                    .join("; ")
                 ),
             )
             .into());
@@ -992,6 +1000,32 @@ pub fn train<M: Trainable>(
         rollbacks: state.rollbacks,
         parameters,
     })
+}
+
+/// Where two JSON values differ: `path: was X, now Y` for each leaf.
+fn json_diff(was: &serde_json::Value, now: &serde_json::Value, at: &str) -> Vec<String> {
+    use serde_json::Value;
+    match (was, now) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            keys.into_iter()
+                .flat_map(|k| {
+                    let p = if at.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{at}.{k}")
+                    };
+                    json_diff(
+                        a.get(k).unwrap_or(&Value::Null),
+                        b.get(k).unwrap_or(&Value::Null),
+                        &p,
+                    )
+                })
+                .collect()
+        }
+        (a, b) if a == b => vec![],
+        (a, b) => vec![format!("{at}: was {a}, now {b}")],
+    }
 }
 
 /// The first group whose running loss sum is not finite.

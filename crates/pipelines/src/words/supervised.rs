@@ -512,15 +512,7 @@ pub fn run_supervised(
     };
     let t = Instant::now();
     let (ps, pt) = args.prep()?;
-    run.write_json(
-        "prep.json",
-        &RunPrep {
-            emb: args.emb.clone(),
-            src: ps.clone(),
-            tgt: pt.clone(),
-            inputs: args.emb.fingerprints()?,
-        },
-    )?;
+    RunPrep::write(&run, &args.emb, &ps, &pt)?;
     let (x, kept_s) = ps.apply(src, device)?;
     let (y, kept_t) = pt.apply(tgt, device)?;
     let prepare = t.elapsed().as_secs_f64();
@@ -877,6 +869,21 @@ pub struct RunPrep {
 }
 
 impl RunPrep {
+    /// Writes `prep.json`: both sides' preparation and the fingerprints of
+    /// what they are read from.
+    pub fn write(run: &RunDir, emb: &EmbArgs, src: &Prep, tgt: &Prep) -> Result<()> {
+        run.write_json(
+            "prep.json",
+            &RunPrep {
+                emb: emb.clone(),
+                src: src.clone(),
+                tgt: tgt.clone(),
+                inputs: emb.fingerprints()?,
+            },
+        )?;
+        Ok(())
+    }
+
     /// Checks that the run's input files are still what they were.
     pub fn check_inputs(&self) -> Result<()> {
         for f in &self.inputs {

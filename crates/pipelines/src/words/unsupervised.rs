@@ -302,17 +302,23 @@ pub fn run_unsupervised(
             .dict_test
             .as_deref()
             .map(embedlab_data::fingerprint::absolute),
+        seed: Some(args.seed.unwrap_or(seed)),
         ..args.clone()
     };
     let args = &absolute;
+    let seed = args.seed.unwrap_or(seed);
     if let Some(dir) = &args.resume {
-        // The vectors must be those the checkpoint was trained on.
+        // The vectors must be those the checkpoint was trained on (a run
+        // killed before it wrote prep.json has nothing to compare yet).
         let p = dir.join("prep.json");
-        let text = std::fs::read_to_string(&p)
-            .map_err(|e| crate::PipelineError::file(&p, format!("cannot read: {e}")))?;
-        let prep: RunPrep = serde_json::from_str(&text)
-            .map_err(|e| crate::PipelineError::file(&p, format!("not a run's preparation: {e}")))?;
-        prep.check_inputs()?;
+        if p.is_file() {
+            let text = std::fs::read_to_string(&p)
+                .map_err(|e| crate::PipelineError::file(&p, format!("cannot read: {e}")))?;
+            let prep: RunPrep = serde_json::from_str(&text).map_err(|e| {
+                crate::PipelineError::file(&p, format!("not a run's preparation: {e}"))
+            })?;
+            prep.check_inputs()?;
+        }
     }
     let (src, tgt) = args.emb.load()?;
     let t0 = Instant::now();
@@ -321,15 +327,7 @@ pub fn run_unsupervised(
         None => RunDir::create(KIND, args.out.as_deref(), reuse(args.overwrite), args)?,
     };
     let (ps, pt) = args.prep.sides("renorm,center,renorm")?;
-    run.write_json(
-        "prep.json",
-        &RunPrep {
-            emb: args.emb.clone(),
-            src: ps.clone(),
-            tgt: pt.clone(),
-            inputs: args.emb.fingerprints()?,
-        },
-    )?;
+    RunPrep::write(&run, &args.emb, &ps, &pt)?;
     let (x, _) = ps.apply(&src, device)?;
     let (z, _) = pt.apply(&tgt, device)?;
     if x.size()[1] != z.size()[1] {
