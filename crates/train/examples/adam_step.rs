@@ -1,6 +1,7 @@
 //! Times embedlab's Adam step on the parameter shapes of the MLP VAE of
 //! the speed benchmark (784-512-256-(2×20), mirrored; 1.08 M floats):
-//! `cargo run --release -p embedlab-train --example adam_step`.
+//! `cargo run --release -p embedlab-train --example adam_step`; PyTorch's
+//! Adam on the same shapes: `.venv/bin/python bench/adam_step.py`.
 use embedlab_train::{OptimConfig, Optimizer};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
