@@ -580,12 +580,13 @@ fn read_word2vec_bin(path: &Path, b: &mut Builder) -> Result<()> {
     }
     let (n, d) = (nums[0], nums[1]);
     // Every record holds at least a one-byte word, a space and 4·d bytes:
-    // the header must fit the file before anything is allocated.
+    // the header must fit the file before anything is allocated — also when
+    // it announces no vectors at all (one record's buffer is still made).
     let fits = d
         .checked_mul(4)
         .and_then(|r| r.checked_add(2))
-        .and_then(|r| r.checked_mul(n))
-        .is_some_and(|m| d > 0 && m < bytes.len() - nl);
+        .and_then(|r| r.checked_mul(n.max(1)))
+        .is_some_and(|m| d > 0 && d <= MAX_DIM && m < bytes.len() - nl);
     if !fits {
         return Err(DataError::parse(
             path,
