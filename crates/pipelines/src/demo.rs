@@ -46,7 +46,8 @@ pub struct DemoArgs {
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Part {
-    /// Supervised en→fr and fr→en word translation, every map method.
+    /// Supervised en→fr and fr→en word translation: five map methods
+    /// (RCSLS, 2–4 minutes a direction, is left to the docs' table).
     Words,
     /// en→fr without a seed dictionary (self-learning from identical strings).
     Unsupervised,

@@ -170,20 +170,34 @@ fn data_uri(png: &[u8]) -> String {
 /// A number as a table shows it: whole numbers whole, others with four
 /// significant digits or two decimals, whichever says more.
 fn fmt_value(v: f64) -> String {
+    fmt_decimals(v, decimals(v))
+}
+
+/// The decimals `fmt_value` gives `v`: none for a whole number.
+fn decimals(v: f64) -> usize {
+    let a = v.abs();
+    if !v.is_finite() || (v.fract() == 0.0 && a < 1e12) {
+        0
+    } else if a >= 100.0 {
+        2
+    } else if a >= 1.0 {
+        3
+    } else {
+        4
+    }
+}
+
+fn fmt_decimals(v: f64, d: usize) -> String {
     if !v.is_finite() {
         return "–".into();
     }
-    if v.fract() == 0.0 && v.abs() < 1e12 {
-        return format!("{}", v as i64);
-    }
-    let a = v.abs();
-    if a >= 100.0 {
-        format!("{v:.2}")
-    } else if a >= 1.0 {
-        format!("{v:.3}")
-    } else {
-        format!("{v:.4}")
-    }
+    format!("{v:.d$}")
+}
+
+/// One column's numbers with the same decimals (the most any of them needs),
+/// so that 10 and 20.933 read as 10.000 and 20.933.
+fn column_decimals(vals: impl Iterator<Item = f64>) -> usize {
+    vals.map(decimals).max().unwrap_or(0)
 }
 
 /// `(mean, sd, min, max)` of the values.
@@ -368,6 +382,10 @@ fn section(h: &mut Html, id: &str, title: &str, runs: &[&Run]) {
             }
         })
         .collect();
+    let places: Vec<usize> = cols
+        .iter()
+        .map(|(name, _, _)| column_decimals(runs.iter().filter_map(|r| r.report()?.value(name))))
+        .collect();
     let mut head = vec!["run".to_string(), "what".to_string()];
     head.extend(cols.iter().map(|(n, u, b)| {
         let unit = if u.is_empty() {
@@ -386,10 +404,10 @@ fn section(h: &mut Html, id: &str, title: &str, runs: &[&Run]) {
         )];
         if let Some(rep) = r.report() {
             row.push(esc(&rep.title));
-            for ((name, _, _), b) in cols.iter().zip(&best) {
+            for (((name, _, _), b), &places) in cols.iter().zip(&best).zip(&places) {
                 let cell = match rep.metrics.iter().find(|m| &m.name == name) {
                     Some(m) => {
-                        let v = esc(&fmt_value(m.value));
+                        let v = esc(&fmt_decimals(m.value, places));
                         let v = if Some(m.value) == *b && runs.len() > 1 {
                             format!("<b>{v}</b>")
                         } else {
@@ -818,6 +836,23 @@ mod tests {
             r.log(&serde_json::json!({"event": "iteration", "iteration": i, "selection": v, "criterion": 0.5}))
                 .unwrap();
         }
+    }
+
+    #[test]
+    fn a_column_shows_its_numbers_with_the_same_decimals() {
+        let d = tempfile::tempdir().unwrap();
+        word_run(d.path(), "a", 1, 10.0);
+        word_run(d.path(), "b", 2, 20.93333);
+        let html = build_report(&[d.path().to_path_buf()], "test").unwrap();
+        assert!(
+            html.contains(">10.000<") && html.contains("20.933"),
+            "{html}"
+        );
+        // A column of whole numbers stays whole ("fit time": 3 and 4 s).
+        assert!(html.contains(">3<") && html.contains(">4<"), "{html}");
+        assert_eq!(column_decimals([1.0, 250.5, 0.5].into_iter()), 4);
+        assert_eq!(column_decimals([1.0, 2.0].into_iter()), 0);
+        assert_eq!(fmt_decimals(f64::NAN, 3), "–");
     }
 
     #[test]
