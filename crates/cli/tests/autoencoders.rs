@@ -371,20 +371,24 @@ fn a_second_run_into_a_busy_folder_is_refused() {
     let (src, tgt, dict) = embedlab_testkit::rotated_pair(d.path(), 100, 4, 0.0);
     let second = embedlab(&args[2..]);
     let resume = embedlab(&["train", "vae", "--resume", run.to_str().unwrap()]);
-    let align = embedlab(&[
-        "align",
-        "supervised",
-        "--src",
-        src.to_str().unwrap(),
-        "--tgt",
-        tgt.to_str().unwrap(),
-        "--dict",
-        dict.to_str().unwrap(),
-        "--test-size",
-        "20",
-        "--out",
-        run.to_str().unwrap(),
-    ]);
+    // A supervised alignment into the training run's folder.
+    let align_into_run = |extra: &[&str]| {
+        let mut a = vec![
+            "align",
+            "supervised",
+            "--src",
+            src.to_str().unwrap(),
+            "--tgt",
+            tgt.to_str().unwrap(),
+            "--dict",
+            dict.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+        ];
+        a.extend_from_slice(extra);
+        embedlab(&a)
+    };
+    let align = align_into_run(&["--test-size", "20"]);
     first.kill().unwrap();
     let _ = first.wait();
     for (what, o) in [
@@ -401,18 +405,7 @@ fn a_second_run_into_a_busy_folder_is_refused() {
     assert!(!run.join("map.safetensors").exists());
     // Once the first is gone, the folder is a training run: alignment into
     // it is refused as reuse, resume continues it.
-    let e = fails(&embedlab(&[
-        "align",
-        "supervised",
-        "--src",
-        src.to_str().unwrap(),
-        "--tgt",
-        tgt.to_str().unwrap(),
-        "--dict",
-        dict.to_str().unwrap(),
-        "--out",
-        run.to_str().unwrap(),
-    ]));
+    let e = fails(&align_into_run(&[]));
     assert!(
         e.contains("holds a train run") && e.contains("--overwrite"),
         "{e}"

@@ -204,7 +204,8 @@ fn timed(args: &[String]) -> Duration {
 }
 
 /// Runs `args(reference)` once uninterrupted, then `args(killed)` under
-/// the kills (resumed with `resume`), and compares the two.
+/// the kills (resumed with `resume`), and compares the two; returns both
+/// folders.
 fn scenario(
     name: &str,
     dir: &Path,
@@ -212,11 +213,11 @@ fn scenario(
     resume: &[&str],
     epochs: usize,
     seed: u64,
-) -> PathBuf {
+) -> (PathBuf, PathBuf) {
     let reference = dir.join("reference");
     let typical = timed(&args(&reference));
     let out = dir.join("killed");
-    let mut resume: Vec<String> = resume.iter().map(|s| s.to_string()).collect();
+    let mut resume = strings(resume);
     resume.push(out.display().to_string());
     let mut rng = Rng(seed);
     let (in_write, restarts) =
@@ -227,7 +228,7 @@ fn scenario(
         typical.as_secs_f64()
     );
     check(name, &reference, &out, epochs);
-    reference
+    (reference, out)
 }
 
 fn strings(v: &[&str]) -> Vec<String> {
@@ -310,7 +311,7 @@ fn adversarial_alignment_killed_at_random_resumes_to_the_same_run() {
             out.to_str().unwrap(),
         ])
     };
-    let reference = scenario(
+    let (reference, killed) = scenario(
         "adversarial",
         d.path(),
         &args,
@@ -320,7 +321,7 @@ fn adversarial_alignment_killed_at_random_resumes_to_the_same_run() {
     );
     assert_eq!(
         std::fs::read(reference.join("map.safetensors")).unwrap(),
-        std::fs::read(d.path().join("killed/map.safetensors")).unwrap(),
+        std::fs::read(killed.join("map.safetensors")).unwrap(),
         "the final maps differ"
     );
 }

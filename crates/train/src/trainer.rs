@@ -252,10 +252,16 @@ impl TrainConfig {
     /// Whether `other` describes the same run, allowing only the epoch
     /// budget and the patience to change on resume.
     pub fn same_run(&self, other: &TrainConfig) -> bool {
-        let mut a = other.clone();
-        a.epochs = self.epochs;
-        a.patience = self.patience;
-        &a == self
+        &other.with_budget_of(self) == self
+    }
+
+    /// This configuration with `other`'s epoch budget and patience: what
+    /// must equal `other` for a resume.
+    fn with_budget_of(&self, other: &TrainConfig) -> TrainConfig {
+        let mut a = self.clone();
+        a.epochs = other.epochs;
+        a.patience = other.patience;
+        a
     }
 }
 
@@ -645,9 +651,7 @@ pub fn train<M: Trainable>(
             .into());
         }
         if !cfg.same_run(&saved.train) {
-            let mut now = cfg.clone();
-            now.epochs = saved.train.epochs;
-            now.patience = saved.train.patience;
+            let now = cfg.with_budget_of(&saved.train);
             return Err(TrainError::file(
                 &ckpt,
                 format!(

@@ -884,6 +884,14 @@ impl RunPrep {
         Ok(())
     }
 
+    /// Reads a run's `prep.json`.
+    pub fn read(path: &Path) -> Result<RunPrep> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| crate::PipelineError::file(path, format!("cannot read: {e}")))?;
+        serde_json::from_str(&text)
+            .map_err(|e| crate::PipelineError::file(path, format!("not a run's preparation: {e}")))
+    }
+
     /// Checks that the run's input files are still what they were.
     pub fn check_inputs(&self) -> Result<()> {
         for f in &self.inputs {
@@ -905,10 +913,7 @@ pub struct LoadedRun {
 pub fn load_run(dir: &Path, device: Device) -> Result<LoadedRun> {
     let cfg = dir.join("prep.json");
     let prep: RunPrep = if cfg.exists() {
-        let text =
-            std::fs::read_to_string(&cfg).context(|| format!("cannot read {}", cfg.display()))?;
-        serde_json::from_str(&text)
-            .context(|| format!("{}: not a valid prep.json", cfg.display()))?
+        RunPrep::read(&cfg)?
     } else {
         // Runs made before prep.json existed: rebuild it from the supervised config.
         let old = dir.join("config.json");

@@ -296,28 +296,23 @@ pub fn run_unsupervised(
     }
     let adv_cfg = args.adv.config(device);
     adv_cfg.check()?;
+    let seed = args.seed.unwrap_or(seed);
     let absolute = UnsupervisedArgs {
         emb: args.emb.absolute(),
         dict_test: args
             .dict_test
             .as_deref()
             .map(embedlab_data::fingerprint::absolute),
-        seed: Some(args.seed.unwrap_or(seed)),
+        seed: Some(seed),
         ..args.clone()
     };
     let args = &absolute;
-    let seed = args.seed.unwrap_or(seed);
     if let Some(dir) = &args.resume {
         // The vectors must be those the checkpoint was trained on (a run
         // killed before it wrote prep.json has nothing to compare yet).
         let p = dir.join("prep.json");
         if p.is_file() {
-            let text = std::fs::read_to_string(&p)
-                .map_err(|e| crate::PipelineError::file(&p, format!("cannot read: {e}")))?;
-            let prep: RunPrep = serde_json::from_str(&text).map_err(|e| {
-                crate::PipelineError::file(&p, format!("not a run's preparation: {e}"))
-            })?;
-            prep.check_inputs()?;
+            RunPrep::read(&p)?.check_inputs()?;
         }
     }
     let (src, tgt) = args.emb.load()?;
