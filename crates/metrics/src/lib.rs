@@ -1,7 +1,10 @@
-//! embedlab evaluation metrics. Representations: a linear probe
+//! embedlab evaluation metrics. Generated images: Fréchet distance,
+//! precision/recall and class coverage in a feature space ([`generative`]).
+//! Representations: a linear probe
 //! ([`probe`]) and exact nearest neighbours ([`neighbours`]). Word translation: precision@k of a mapped
 //! space against a test dictionary, as MUSE computes it (a source word counts
 //! as correct at k when any of its gold translations is among its top k).
+pub mod generative;
 pub mod neighbours;
 pub mod probe;
 pub mod retrieval;

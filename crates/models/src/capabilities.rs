@@ -73,6 +73,14 @@ pub trait Density {
     fn nll(&self, x: &Tensor, y: Option<&Tensor>, samples: i64) -> Result<Tensor>;
 }
 
+/// Images → class scores (a classifier; also the feature extractor of the
+/// generative metrics through its [`Encode`]).
+pub trait Classify {
+    fn classes(&self) -> i64;
+    /// Logits, n × classes.
+    fn logits(&self, x: &Tensor) -> Result<Tensor>;
+}
+
 /// A trained image model, seen through what it can do.
 pub trait ImageModel {
     /// The short name of its kind (`vae`).
@@ -91,6 +99,9 @@ pub trait ImageModel {
         None
     }
     fn density(&self) -> Option<&dyn Density> {
+        None
+    }
+    fn classifier(&self) -> Option<&dyn Classify> {
         None
     }
     /// Test metrics only this family defines (ELBO parts, active units),
