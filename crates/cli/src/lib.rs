@@ -40,11 +40,15 @@ enum DeviceArg {
 enum Cmd {
     /// The main job: short real runs on the offline default data.
     Demo(demo::DemoArgs),
-    /// Train an image model (ae, vae, cae, cvae), or the 8-3-8 identity network.
+    /// Train an image model (autoencoders, WAEs, GANs, the classifier), or the 8-3-8 network.
     #[command(subcommand)]
     Train(cmd::images::TrainCmd),
     /// Test metrics of a trained run again (e.g. with more importance samples).
     Eval(cmd::images::EvalArgs),
+    /// Score generated images from a .npy file (e.g. a PyTorch reference's)
+    /// in a classifier run's features: Fréchet distance, precision/recall,
+    /// class coverage, beside the real-data floor.
+    Score(cmd::images::ScoreArgs),
     /// Look inside a trained run's representation.
     #[command(subcommand)]
     Latent(cmd::images::LatentCmd),
@@ -110,6 +114,7 @@ pub fn run() -> Result<()> {
         Cmd::Report(a) => cmd::report::report(a)?,
         Cmd::Train(t) => cmd::images::train(t, &matches, cli.seed, device)?,
         Cmd::Eval(a) => cmd::images::eval(a, device)?,
+        Cmd::Score(a) => cmd::images::score(a, device)?,
         Cmd::Latent(c) => cmd::images::latent(c, device)?,
         Cmd::Align(AlignCmd::Supervised(a)) => cmd::words::supervised(a, device)?,
         Cmd::Align(AlignCmd::Unsupervised(a)) => {

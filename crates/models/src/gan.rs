@@ -177,7 +177,12 @@ impl Gan {
             }
             GanArch::Conv => {
                 let b = cfg.hidden[0];
-                let bn = nn::BatchNormConfig::default();
+                // PyTorch's BatchNorm starts as the identity (weight 1); tch's
+                // default draws the weight from U(0, 1).
+                let bn = nn::BatchNormConfig {
+                    ws_init: nn::Init::Const(1.0),
+                    ..Default::default()
+                };
                 let gen = Gen::Conv {
                     fc: Layer::linear(&g / "fc", cfg.latent + c, 2 * b * sh * sw, false),
                     bn0: nn::batch_norm2d(&g / "bn0", 2 * b, bn),

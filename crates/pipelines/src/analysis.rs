@@ -5,6 +5,7 @@
 //! image, linear probes and k-NN — each where the model can do what it
 //! needs, with raw pixels and PCA as the baselines every representation is
 //! compared with.
+use crate::evaluate::draw_samples;
 use crate::progress::spinner;
 use crate::{PipelineError, Result};
 use clap::{Args, ValueEnum};
@@ -139,6 +140,10 @@ impl<'a> Analysis<'a> {
         if let Some(f) = self.class_samples(10)? {
             figs.push(f);
         }
+        if let Some((f, m)) = self.nearest_training(20)? {
+            figs.push(f);
+            metrics.extend(m);
+        }
         if let Some(f) = self.reconstructions(30)? {
             figs.push(f);
         }
@@ -202,19 +207,10 @@ impl<'a> Analysis<'a> {
     pub fn samples(&self, n: i64) -> Result<Option<Figure>> {
         range_check("--n", n, 1, 10_000)?;
         tch::manual_seed(self.seed ^ 0x5a);
-        let c = self.model.classes();
-        let labels = Tensor::arange(n, (Kind::Int64, self.splits.test.x.device())).remainder(c);
-        let (imgs, how) = if let Some(s) = self.model.sampler() {
-            let y = labels_if(s.needs_labels(), &labels);
-            (s.sample(n, y.as_ref(), 1.0)?, "samples from the model")
-        } else if let (Some(_), Some(dec)) = (self.model.encoder(), self.model.decoder()) {
-            let codes = &self.train_codes()?.0;
-            let y = labels_if(dec.needs_labels(), &labels);
-            (
-                fitted_samples(dec, codes, n, y.as_ref())?,
-                "samples decoded from a Gaussian fitted to the training codes",
-            )
-        } else {
+        let mut codes = || Ok(self.train_codes()?.0.shallow_clone());
+        let Some((imgs, how)) =
+            draw_samples(self.model, &mut codes, n, self.splits.test.x.device())?
+        else {
             return Ok(None);
         };
         self.save("samples.png", &imgs, 10)?;
@@ -222,6 +218,58 @@ impl<'a> Analysis<'a> {
             file: "samples.png".into(),
             caption: how.into(),
         }))
+    }
+
+    /// The memorisation check: `n` samples (top row of each pair) and the
+    /// training image nearest to each in pixels (row under it), with the
+    /// mean nearest-training distance of samples beside that of test
+    /// images (a model that copies its training images brings the first
+    /// far below the second).
+    pub fn nearest_training(&self, n: i64) -> Result<Option<(Figure, Vec<Metric>)>> {
+        range_check("--n", n, 1, 10_000)?;
+        tch::manual_seed(self.seed ^ 0x5d);
+        let mut codes = || Ok(self.train_codes()?.0.shallow_clone());
+        let Some((fake, _)) = draw_samples(
+            self.model,
+            &mut codes,
+            500.max(n),
+            self.splits.test.x.device(),
+        )?
+        else {
+            return Ok(None);
+        };
+        let _g = tch::no_grad_guard();
+        let train = &self.splits.train.x;
+        let (idx, dist) = knn(&fake, train, 1);
+        let test = self.splits.test.head(500);
+        let (_, tdist) = knn(&test.x, train, 1);
+        let mut rows = vec![];
+        for s in (0..n).step_by(10) {
+            let len = 10.min(n - s);
+            rows.push(fake.narrow(0, s, len));
+            rows.push(train.index_select(0, &idx.narrow(0, s, len).squeeze_dim(1)));
+        }
+        self.save("nearest-training.png", &Tensor::cat(&rows, 0), 10)?;
+        let mean = |t: &Tensor| t.mean(Kind::Double).double_value(&[]);
+        let (df, dt) = (mean(&dist), mean(&tdist));
+        let metric = Metric {
+            name: "sample→train NN distance".into(),
+            value: df / dt.max(1e-12),
+            unit: "× test's".into(),
+            better: Better::Neither,
+            note: Some(format!(
+                "mean pixel distance of {} samples to their nearest training image ({df:.3}) over that of {} test images ({dt:.3}); well below 1 means copying",
+                fake.size()[0],
+                test.len()
+            )),
+        };
+        Ok(Some((
+            Figure {
+                file: "nearest-training.png".into(),
+                caption: "memorisation check: samples (odd rows) and the nearest training image to each (even rows)".into(),
+            },
+            vec![metric],
+        )))
     }
 
     /// Rows of `per_class` samples, one row a class (conditional models).

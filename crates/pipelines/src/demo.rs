@@ -199,6 +199,7 @@ fn images_part(a: &DemoArgs, root: &Path, seed: i64, device: Device, steps: &mut
         eval: EvalOpts {
             iwae_k: 1000,
             iwae_images: 200,
+            ..EvalOpts::default()
         },
         analysis: AnalysisOpts::default(),
         out: OutArgs {
@@ -230,8 +231,8 @@ fn images_part(a: &DemoArgs, root: &Path, seed: i64, device: Device, steps: &mut
     });
     add("mnist-conv-vae", &|o| {
         let mut r = request(AeKind::Vae, &mnist, e, o);
-        match &mut r.model {
-            ModelSpec::Autoencoder(_, ae) => ae.arch = ArchArg::Conv,
+        if let ModelSpec::Autoencoder(_, ae) = &mut r.model {
+            ae.arch = ArchArg::Conv;
         }
         r.analysis.tsne = true;
         r

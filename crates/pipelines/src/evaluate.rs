@@ -4,11 +4,15 @@
 use crate::progress::bar;
 use crate::Result;
 use clap::Args;
+use embedlab_metrics::generative::{coverage, frechet_distance, precision_recall};
 use embedlab_models::batches::Split;
+use embedlab_models::capabilities::{encode_all, Classify, Encode};
 use embedlab_models::capabilities::{labels_if, DensityKind, ImageModel};
+use embedlab_models::latent::fitted_samples;
 use embedlab_train::{Better, Metric};
 use serde::{Deserialize, Serialize};
-use tch::Kind;
+use std::path::PathBuf;
+use tch::{Kind, Tensor};
 
 /// Test-set evaluation options.
 #[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -20,6 +24,21 @@ pub struct EvalOpts {
     /// Test images the density averages over (the other metrics use all).
     #[arg(long, default_value_t = 500, value_parser = crate::opts::int(0, 1_000_000))]
     pub iwae_images: i64,
+    /// A classifier run (`embedlab train classifier` on the same images)
+    /// whose features h(x) score generated images: Fréchet distance,
+    /// precision/recall and class coverage, beside the real-data floor.
+    #[arg(long)]
+    #[serde(default)]
+    pub classifier: Option<PathBuf>,
+    /// Generated images scored, and real test images in each of the two
+    /// real sets (fewer when the test set holds under twice as many).
+    #[arg(long, default_value_t = 5000, value_parser = crate::opts::int(100, 1_000_000))]
+    #[serde(default = "default_gen_samples")]
+    pub gen_samples: i64,
+}
+
+fn default_gen_samples() -> i64 {
+    5000
 }
 
 impl Default for EvalOpts {
@@ -27,6 +46,8 @@ impl Default for EvalOpts {
         Self {
             iwae_k: 1000,
             iwae_images: 500,
+            classifier: None,
+            gen_samples: default_gen_samples(),
         }
     }
 }
@@ -97,4 +118,163 @@ pub fn test_metrics(
         }
     }
     Ok(out)
+}
+
+/// A trained classifier that scores generated images in its feature space.
+pub struct Scorer<'a> {
+    pub features: &'a dyn Encode,
+    pub classify: &'a dyn Classify,
+    /// Which run it is, for every metric's note: its folder, its weights'
+    /// BLAKE3 and its test accuracy.
+    pub provenance: String,
+}
+
+/// `n` images drawn from a model: its own samples, or decoded from a
+/// Gaussian fitted to its codes when the codes follow no prior (an AE).
+/// Labels, for conditional models, cycle through the classes. `codes`
+/// gives the training codes when they are needed. None when the model
+/// cannot generate.
+pub fn draw_samples(
+    m: &dyn ImageModel,
+    codes: &mut dyn FnMut() -> Result<Tensor>,
+    n: i64,
+    device: tch::Device,
+) -> Result<Option<(Tensor, &'static str)>> {
+    let labels = Tensor::arange(n, (Kind::Int64, device)).remainder(m.classes().max(1));
+    let chunk = 500;
+    let mut out = vec![];
+    let how = if let Some(s) = m.sampler() {
+        let mut done = 0;
+        while done < n {
+            let len = chunk.min(n - done);
+            let y = labels_if(s.needs_labels(), &labels.narrow(0, done, len));
+            out.push(s.sample(len, y.as_ref(), 1.0)?);
+            done += len;
+        }
+        "samples from the model"
+    } else if let (Some(_), Some(dec)) = (m.encoder(), m.decoder()) {
+        let c = codes()?;
+        let _g = tch::no_grad_guard();
+        let mut done = 0;
+        while done < n {
+            let len = chunk.min(n - done);
+            let y = labels_if(dec.needs_labels(), &labels.narrow(0, done, len));
+            out.push(fitted_samples(dec, &c, len, y.as_ref())?);
+            done += len;
+        }
+        "samples decoded from a Gaussian fitted to the training codes"
+    } else {
+        return Ok(None);
+    };
+    Ok(Some((Tensor::cat(&out, 0), how)))
+}
+
+/// Fréchet distance, precision/recall (k = 3) and class coverage of `fake`
+/// against the first n test images in the scorer's features, each beside
+/// the same metric between two disjoint real sets of n test images (the
+/// floor a perfect generator would reach). n = min(`n`, half the test set).
+pub fn generative_metrics(
+    fake: &Tensor,
+    test: &Split,
+    scorer: &Scorer,
+    n: i64,
+) -> Result<Vec<Metric>> {
+    let n = n.min(test.len() / 2).min(fake.size()[0]);
+    if n < 10 {
+        crate::fail!(
+            "the generative metrics need at least 20 test images and 10 samples (have {} and {})",
+            test.len(),
+            fake.size()[0]
+        );
+    }
+    let _g = tch::no_grad_guard();
+    let fake = fake.narrow(0, 0, n).to_device(test.x.device());
+    let (a, b) = (test.x.narrow(0, 0, n), test.x.narrow(0, n, n));
+    let none = test.y.narrow(0, 0, n);
+    let feats = |x: &Tensor| encode_all(scorer.features, x, &none, 500);
+    let (fa, fb, ff) = (feats(&a)?, feats(&b)?, feats(&fake)?);
+    let predict = |x: &Tensor| -> Result<Tensor> {
+        let mut out = vec![];
+        let mut s = 0;
+        while s < n {
+            let len = 500.min(n - s);
+            out.push(
+                scorer
+                    .classify
+                    .logits(&x.narrow(0, s, len))?
+                    .argmax(1, false),
+            );
+            s += len;
+        }
+        Ok(Tensor::cat(&out, 0))
+    };
+    let classes = scorer.classify.classes();
+    let (cf, cb) = (
+        coverage(&predict(&fake)?, classes),
+        coverage(&predict(&b)?, classes),
+    );
+    let (p, r) = precision_recall(&fa, &ff, 3);
+    let (pb, rb) = precision_recall(&fa, &fb, 3);
+    let fd = frechet_distance(&fa, &ff);
+    let floor = frechet_distance(&fa, &fb);
+    let how = format!(
+        "{n} samples vs test images 1–{n}; real floor: test images {}–{} vs 1–{n}; {}",
+        n + 1,
+        2 * n,
+        scorer.provenance
+    );
+    let metric = |name: &str, value: f64, unit: &str, better: Better, note: String| Metric {
+        name: name.into(),
+        value,
+        unit: unit.into(),
+        better,
+        note: Some(note),
+    };
+    Ok(vec![
+        metric(
+            "FD",
+            fd,
+            "",
+            Better::Lower,
+            format!("Fréchet distance in classifier features; {how}"),
+        ),
+        metric(
+            "FD real floor",
+            floor,
+            "",
+            Better::Neither,
+            format!("two disjoint real sets of {n}"),
+        ),
+        metric(
+            "precision",
+            100.0 * p,
+            "%",
+            Better::Higher,
+            format!("k = 3 (real floor {:.1}%)", 100.0 * pb),
+        ),
+        metric(
+            "recall",
+            100.0 * r,
+            "%",
+            Better::Higher,
+            format!("k = 3 (real floor {:.1}%)", 100.0 * rb),
+        ),
+        metric(
+            "classes covered",
+            cf.classes_hit as f64,
+            &format!("of {}", cf.classes),
+            Better::Higher,
+            format!(
+                "predicted for ≥ ¼ of a fair share of {n} samples (real: {})",
+                cb.classes_hit
+            ),
+        ),
+        metric(
+            "class KL to uniform",
+            cf.kl_to_uniform,
+            "nats",
+            Better::Lower,
+            format!("predicted-label histogram (real: {:.3})", cb.kl_to_uniform),
+        ),
+    ])
 }

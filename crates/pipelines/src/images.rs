@@ -10,6 +10,11 @@ use clap::{ArgAction, Args, ValueEnum};
 use embedlab_data::{load_image_dataset, ImageDataset};
 use embedlab_models::batches::{prepare, Split, Splits};
 use embedlab_models::capabilities::ImageModel;
+use embedlab_models::classifier::{Classifier, ClassifierConfig};
+pub use embedlab_models::gan::GanKind;
+use embedlab_models::gan::{Gan, GanArch, GanConfig};
+pub use embedlab_models::wae::Penalty;
+use embedlab_models::wae::{Wae, WaeConfig};
 use embedlab_models::{AeConfig, Arch, AutoEncoder, Family, Likelihood, ModelError};
 use embedlab_train::run::CONFIG;
 use embedlab_train::trainer::load_best;
@@ -31,6 +36,9 @@ pub const SECTION: &str = "Image models";
 #[serde(tag = "family", content = "config", rename_all = "lowercase")]
 pub enum ModelConfig {
     Autoencoder(AeConfig),
+    Gan(GanConfig),
+    Wae(WaeConfig),
+    Classifier(ClassifierConfig),
 }
 
 /// A family the pipelines can train and load: a trainable image model.
@@ -106,13 +114,36 @@ impl ModelConfig {
     pub fn name(&self) -> String {
         match self {
             ModelConfig::Autoencoder(c) => c.name().to_string(),
+            ModelConfig::Gan(c) => c.name().to_string(),
+            ModelConfig::Wae(c) => c.name().to_string(),
+            ModelConfig::Classifier(_) => "classifier".to_string(),
         }
+    }
+    /// The learning rate a family trains with unless told otherwise.
+    pub fn default_lr(&self) -> f64 {
+        match self {
+            ModelConfig::Gan(c) if c.kind == GanKind::WganGp => 1e-4,
+            ModelConfig::Gan(_) => 2e-4,
+            _ => 1e-3,
+        }
+    }
+    /// The optimizer of one of the model's groups, from the options.
+    pub fn optimizer(&self, group: &str, o: &OptimArgs) -> OptimConfig {
+        let lr = o.lr.unwrap_or_else(|| self.default_lr());
+        let base = match self {
+            ModelConfig::Gan(c) => c.default_optim(group, lr),
+            _ => OptimConfig::adam(lr),
+        };
+        o.shape(base)
     }
     /// Builds the model (seed libtorch's generator first for a repeatable
     /// initialisation).
     pub fn build(&self, device: Device) -> Result<Box<dyn ImageFamily>> {
         Ok(match self {
             ModelConfig::Autoencoder(c) => Box::new(AutoEncoder::new(c.clone(), device)?),
+            ModelConfig::Gan(c) => Box::new(Gan::new(c.clone(), device)?),
+            ModelConfig::Wae(c) => Box::new(Wae::new(c.clone(), device)?),
+            ModelConfig::Classifier(c) => Box::new(Classifier::new(c.clone(), device)?),
         })
     }
 }
@@ -151,9 +182,10 @@ pub struct OptimArgs {
     pub epochs: usize,
     #[arg(long, default_value_t = Self::default().batch_size, value_parser = crate::opts::int(1, 1 << 20))]
     pub batch_size: i64,
-    /// Adam's learning rate.
-    #[arg(long, default_value_t = Self::default().lr, value_parser = crate::opts::rate)]
-    pub lr: f64,
+    /// Adam's learning rate (default: the family's — 1e-3 for autoencoders
+    /// and the classifier, 2e-4 for DCGAN/SN-GAN, 1e-4 for WGAN-GP).
+    #[arg(long, value_parser = crate::opts::rate)]
+    pub lr: Option<f64>,
     #[arg(long, value_enum, default_value_t = Self::default().schedule)]
     pub schedule: ScheduleArg,
     /// --schedule step: epochs between decays.
@@ -175,7 +207,7 @@ impl Default for OptimArgs {
         Self {
             epochs: 10,
             batch_size: 128,
-            lr: 1e-3,
+            lr: None,
             schedule: ScheduleArg::Constant,
             step_every: 10,
             step_gamma: 0.5,
@@ -186,10 +218,9 @@ impl Default for OptimArgs {
 }
 
 impl OptimArgs {
-    /// The optimizer of a group, from these options.
-    pub fn optimizer(&self) -> OptimConfig {
-        OptimConfig::adam(self.lr)
-            .with_clip(self.clip)
+    /// A group's optimizer with these options' clipping and schedule.
+    pub fn shape(&self, base: OptimConfig) -> OptimConfig {
+        base.with_clip(self.clip)
             .with_schedule(match self.schedule {
                 ScheduleArg::Constant => Schedule::Constant,
                 ScheduleArg::Cosine => Schedule::Cosine,
@@ -299,16 +330,205 @@ impl AeArgs {
     }
 }
 
+#[derive(ValueEnum, Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum GanArchArg {
+    Mlp,
+    Conv,
+}
+
+/// The GANs' players and training balance.
+#[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct GanArgs {
+    /// Convolutional players (28×28, 32×32, any size divisible by 4) or MLPs.
+    #[arg(long, value_enum, default_value_t = GanArchArg::Conv)]
+    pub arch: GanArchArg,
+    #[arg(long, default_value_t = 64, value_parser = crate::opts::int(1, 4096))]
+    pub latent: i64,
+    /// Conv: the discriminator's first channel count (default 64; the
+    /// generator mirrors it). MLP: hidden widths (default 512,256).
+    #[arg(long, value_delimiter = ',', value_parser = crate::opts::int(1, 65_536))]
+    pub hidden: Vec<i64>,
+    /// WGAN-GP's gradient-penalty weight λ.
+    #[arg(long, default_value_t = 10.0, value_parser = crate::opts::non_negative)]
+    pub gp_weight: f64,
+    /// Discriminator (critic) steps per generator step (default 5 for
+    /// WGAN-GP, 1 otherwise).
+    #[arg(long, value_parser = crate::opts::count(1, 100))]
+    pub d_steps: Option<usize>,
+    /// Adam's β₁ for both players (default 0.5).
+    #[arg(long, value_parser = crate::opts::below_one)]
+    pub beta1: Option<f64>,
+    /// Adam's β₂ for both players (default 0.9 for WGAN-GP, 0.999 otherwise).
+    #[arg(long, value_parser = crate::opts::below_one)]
+    pub beta2: Option<f64>,
+}
+
+impl Default for GanArgs {
+    fn default() -> Self {
+        Self {
+            arch: GanArchArg::Conv,
+            latent: 64,
+            hidden: vec![],
+            gp_weight: 10.0,
+            d_steps: None,
+            beta1: None,
+            beta2: None,
+        }
+    }
+}
+
+impl GanArgs {
+    pub fn config(&self, kind: GanKind, ds: &ImageDataset) -> GanConfig {
+        let arch = match self.arch {
+            GanArchArg::Mlp => GanArch::Mlp,
+            GanArchArg::Conv => GanArch::Conv,
+        };
+        let hidden = match (self.hidden.is_empty(), arch) {
+            (false, _) => self.hidden.clone(),
+            (true, GanArch::Conv) => vec![64],
+            (true, GanArch::Mlp) => vec![512, 256],
+        };
+        GanConfig {
+            kind,
+            arch,
+            latent: self.latent,
+            hidden,
+            gp_weight: self.gp_weight,
+            channels: ds.train.channels as i64,
+            height: ds.train.height as i64,
+            width: ds.train.width as i64,
+            classes: ds.classes.len() as i64,
+        }
+    }
+    /// The family's optimizer with these options' overrides.
+    fn adjust(&self, group: &str, mut o: OptimConfig) -> OptimConfig {
+        if let (Some(d), "disc") = (self.d_steps, group) {
+            o = o.with_steps(d);
+        }
+        if let embedlab_train::optim::Algorithm::Adam { beta1, beta2, .. } = o.algorithm {
+            o = o.with_betas(self.beta1.unwrap_or(beta1), self.beta2.unwrap_or(beta2));
+        }
+        o
+    }
+}
+
+/// The Wasserstein autoencoders' shape and penalty.
+#[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct WaeArgs {
+    #[arg(long, value_enum, default_value_t = ArchArg::Conv)]
+    pub arch: ArchArg,
+    #[arg(long, default_value_t = 8, value_parser = crate::opts::int(1, 4096))]
+    pub latent: i64,
+    /// Hidden widths (MLP layers; the conv model uses the first for its
+    /// fully connected layer).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![512i64, 256], value_parser = crate::opts::int(1, 65_536))]
+    pub hidden: Vec<i64>,
+    /// The penalty's weight λ (default 10 for MMD, 1 for the latent GAN,
+    /// as in Tolstikhin et al.'s MNIST experiments).
+    #[arg(long, value_parser = crate::opts::non_negative)]
+    pub lambda: Option<f64>,
+    /// Hidden widths of WAE-GAN's latent discriminator.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![256i64, 256], value_parser = crate::opts::int(1, 65_536))]
+    pub zdisc_hidden: Vec<i64>,
+}
+
+impl Default for WaeArgs {
+    fn default() -> Self {
+        Self {
+            arch: ArchArg::Conv,
+            latent: 8,
+            hidden: vec![512, 256],
+            lambda: None,
+            zdisc_hidden: vec![256, 256],
+        }
+    }
+}
+
+impl WaeArgs {
+    pub fn config(&self, penalty: Penalty, ds: &ImageDataset) -> WaeConfig {
+        WaeConfig {
+            penalty,
+            arch: match self.arch {
+                ArchArg::Mlp => Arch::Mlp,
+                ArchArg::Conv => Arch::Conv,
+            },
+            hidden: self.hidden.clone(),
+            latent: self.latent,
+            lambda: self.lambda.unwrap_or(match penalty {
+                Penalty::Mmd => 10.0,
+                Penalty::Gan => 1.0,
+            }),
+            zdisc_hidden: self.zdisc_hidden.clone(),
+            channels: ds.train.channels as i64,
+            height: ds.train.height as i64,
+            width: ds.train.width as i64,
+            classes: ds.classes.len() as i64,
+        }
+    }
+}
+
+/// The in-domain classifier's shape.
+#[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ClassifierArgs {
+    /// Channels of the first two convolutions (the next two have twice as many).
+    #[arg(long, default_value_t = 32, value_parser = crate::opts::int(1, 1024))]
+    pub width: i64,
+    /// Size of the penultimate layer h(x), the representation.
+    #[arg(long, default_value_t = 128, value_parser = crate::opts::int(1, 65_536))]
+    pub features: i64,
+    #[arg(long, default_value_t = 0.5, value_parser = crate::opts::below_one)]
+    pub dropout: f64,
+}
+
+impl Default for ClassifierArgs {
+    fn default() -> Self {
+        Self {
+            width: 32,
+            features: 128,
+            dropout: 0.5,
+        }
+    }
+}
+
+impl ClassifierArgs {
+    pub fn config(&self, ds: &ImageDataset) -> ClassifierConfig {
+        ClassifierConfig {
+            width: self.width,
+            features: self.features,
+            dropout: self.dropout,
+            channels: ds.train.channels as i64,
+            height: ds.train.height as i64,
+            width_px: ds.train.width as i64,
+            classes: ds.classes.len() as i64,
+        }
+    }
+}
+
 /// Which model to train, before the data fixes its input size.
 #[derive(Clone, Debug)]
 pub enum ModelSpec {
     Autoencoder(AeKind, AeArgs),
+    Gan(GanKind, GanArgs),
+    Wae(Penalty, WaeArgs),
+    Classifier(ClassifierArgs),
 }
 
 impl ModelSpec {
     fn config(&self, ds: &ImageDataset) -> ModelConfig {
         match self {
             ModelSpec::Autoencoder(k, a) => ModelConfig::Autoencoder(a.config(*k, ds)),
+            ModelSpec::Gan(k, a) => ModelConfig::Gan(a.config(*k, ds)),
+            ModelSpec::Wae(p, a) => ModelConfig::Wae(a.config(*p, ds)),
+            ModelSpec::Classifier(a) => ModelConfig::Classifier(a.config(ds)),
+        }
+    }
+    /// Each optimizer group's optimizer: the family's, with the options.
+    fn optimizer(&self, cfg: &ModelConfig, group: &str, o: &OptimArgs) -> OptimConfig {
+        let base = cfg.optimizer(group, o);
+        match self {
+            ModelSpec::Gan(_, a) => a.adjust(group, base),
+            _ => base,
         }
     }
 }
@@ -461,7 +681,10 @@ pub fn train_new(req: &TrainRequest, device: Device) -> Result<TrainOutcome> {
     let groups = probe
         .group_names()
         .into_iter()
-        .map(|g| (g, req.optim.optimizer()))
+        .map(|g| {
+            let o = req.model.optimizer(&model_cfg, &g, &req.optim);
+            (g, o)
+        })
         .collect();
     drop(probe);
     let cfg = RunConfig {
@@ -592,12 +815,9 @@ fn evaluate_and_analyse(
         );
     }
     report.metric("parameters", model.parameters() as f64, "", Better::Neither);
-    report.metrics.extend(test_metrics(
-        model,
-        &splits.test,
-        &cfg.eval,
-        cfg.train.seed,
-    )?);
+    report
+        .metrics
+        .extend(all_test_metrics(model, &cfg.eval, splits, cfg.train.seed)?);
     if !cfg.analysis.no_images {
         let an = Analysis::new(dir, model, splits, &ds.classes, cfg.train.seed);
         let (figures, metrics) = an.standard(&cfg.analysis)?;
@@ -626,6 +846,167 @@ fn evaluate_and_analyse(
         "training": summary,
     });
     Ok(report)
+}
+
+/// The test metrics of a model: those of its capabilities, and with a
+/// classifier the generative metrics of its samples.
+fn all_test_metrics(
+    model: &dyn ImageFamily,
+    eval: &EvalOpts,
+    splits: &Splits,
+    seed: i64,
+) -> Result<Vec<embedlab_train::Metric>> {
+    let mut out = test_metrics(model, &splits.test, eval, seed)?;
+    if let Some(dir) = &eval.classifier {
+        let c = ClassifierRun::load(dir, splits.test.x.device())?;
+        c.check_images(&splits.test)?;
+        tch::manual_seed(seed ^ 0x6e);
+        let mut codes = || {
+            let tr = splits.train.head(crate::analysis::CODE_LIMIT);
+            let enc = model.encoder().expect("drawn only for models that encode");
+            Ok(embedlab_models::capabilities::encode_all(
+                enc, &tr.x, &tr.y, 1000,
+            )?)
+        };
+        let sp = spinner(format!(
+            "scoring {} samples with the classifier",
+            eval.gen_samples
+        ));
+        if let Some((fake, _)) = crate::evaluate::draw_samples(
+            model,
+            &mut codes,
+            eval.gen_samples.min(splits.test.len() / 2),
+            splits.test.x.device(),
+        )? {
+            out.extend(c.score(&fake, &splits.test, eval.gen_samples)?);
+        }
+        sp.finish_and_clear();
+    }
+    Ok(out)
+}
+
+/// A trained classifier run, used to score generated images.
+pub struct ClassifierRun {
+    pub dir: PathBuf,
+    pub cfg: RunConfig,
+    pub model: Box<dyn ImageFamily>,
+    pub provenance: String,
+}
+
+impl ClassifierRun {
+    /// Loads the best weights of a `train classifier` run (read only: its
+    /// files are written atomically, so no lock is taken and many runs can
+    /// be scored with one classifier at once).
+    pub fn load(dir: &Path, device: Device) -> Result<Self> {
+        let cfg = RunConfig::read(dir)?;
+        if !matches!(cfg.model, ModelConfig::Classifier(_)) {
+            return Err(PipelineError::file(
+                dir,
+                format!(
+                    "holds a {} run, not a classifier run (embedlab train classifier)",
+                    cfg.model_name()
+                ),
+            ));
+        }
+        let model = cfg.model.build(device)?;
+        model.load_best(dir)?;
+        let weights = dir.join(embedlab_train::checkpoint::BEST);
+        let fp = embedlab_data::fingerprint::fingerprint(&weights)?;
+        let accuracy = std::fs::read_to_string(dir.join(embedlab_train::report::REPORT))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Report>(&t).ok())
+            .and_then(|r| r.metrics.into_iter().find(|m| m.name == "test accuracy"))
+            .map(|m| format!(", test accuracy {:.2}%", m.value))
+            .unwrap_or_default();
+        let provenance = format!(
+            "classifier {} ({} on {}{accuracy}, weights BLAKE3 {})",
+            embedlab_data::fingerprint::absolute(dir).display(),
+            model.describe(),
+            cfg.data.name,
+            &fp.blake3[..16.min(fp.blake3.len())]
+        );
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            cfg,
+            model,
+            provenance,
+        })
+    }
+    /// Refuses images of another shape than the classifier's.
+    pub fn check_images(&self, split: &Split) -> Result<()> {
+        let ModelConfig::Classifier(c) = &self.cfg.model else {
+            unreachable!("checked on load")
+        };
+        let s = split.x.size();
+        let want = [c.channels, c.height, c.width_px];
+        if s[1..] != want {
+            return Err(PipelineError::file(
+                &self.dir,
+                format!(
+                    "the classifier was trained on {}×{}×{} images ({}); these are {}×{}×{}",
+                    want[0], want[1], want[2], self.cfg.data.name, s[1], s[2], s[3]
+                ),
+            ));
+        }
+        Ok(())
+    }
+    /// The generative metrics of `fake` against `test` (the classifier's
+    /// own test images when scoring a run of the same data).
+    pub fn score(
+        &self,
+        fake: &tch::Tensor,
+        test: &Split,
+        n: i64,
+    ) -> Result<Vec<embedlab_train::Metric>> {
+        let scorer = crate::evaluate::Scorer {
+            features: self.model.encoder().expect("a classifier encodes"),
+            classify: self.model.classifier().expect("a classifier classifies"),
+            provenance: self.provenance.clone(),
+        };
+        crate::evaluate::generative_metrics(fake, test, &scorer, n)
+    }
+}
+
+/// `embedlab score`: generated images from elsewhere (a `.npy` of n rows of
+/// c·h·w values in [0, 1], e.g. a PyTorch reference's samples) scored by a
+/// classifier run against its own test images.
+pub fn score_file(
+    samples: &Path,
+    classifier: &Path,
+    n: i64,
+    device: Device,
+) -> Result<Vec<embedlab_train::Metric>> {
+    let c = ClassifierRun::load(classifier, device)?;
+    c.cfg.check_data()?;
+    let ds = load_image_dataset(&c.cfg.data.path)?;
+    let splits = c.cfg.splits(&ds, device)?;
+    let m = embedlab_data::npy::read_npy(samples)?;
+    let ModelConfig::Classifier(cc) = &c.cfg.model else {
+        unreachable!("checked on load")
+    };
+    let d = (cc.channels * cc.height * cc.width_px) as usize;
+    if m.cols != d {
+        return Err(PipelineError::file(
+            samples,
+            format!(
+                "holds rows of {} values; the classifier takes {}×{}×{} = {d}",
+                m.cols, cc.channels, cc.height, cc.width_px
+            ),
+        ));
+    }
+    if m.data
+        .iter()
+        .any(|v| !v.is_finite() || *v < -1e-3 || *v > 1.001)
+    {
+        return Err(PipelineError::file(
+            samples,
+            "holds values outside [0, 1] (or NaN): give images scaled to [0, 1]",
+        ));
+    }
+    let fake = tch::Tensor::from_slice(&m.data)
+        .reshape([m.rows as i64, cc.channels, cc.height, cc.width_px])
+        .to_device(device);
+    c.score(&fake, &splits.test, n)
 }
 
 /// A trained run, loaded back with its data.
@@ -684,7 +1065,7 @@ pub fn eval(
     device: Device,
 ) -> Result<(PathBuf, Vec<embedlab_train::Metric>)> {
     let r = load_run(dir, device)?;
-    let m = test_metrics(r.model.as_ref(), &r.splits.test, opts, r.cfg.train.seed)?;
+    let m = all_test_metrics(r.model.as_ref(), opts, &r.splits, r.cfg.train.seed)?;
     let name = format!("eval-k{}-n{}.json", opts.iwae_k, opts.iwae_images);
     r.run.write_json(&name, &m)?;
     Ok((r.run.file(&name), m))

@@ -5,7 +5,8 @@ use embedlab_pipelines::analysis::{AnalysisOpts, MapMethod};
 use embedlab_pipelines::evaluate::EvalOpts;
 use embedlab_pipelines::identity::{self, IdentityArgs};
 use embedlab_pipelines::images::{
-    self, load_run, AeArgs, AeKind, DataArgs, ModelSpec, OptimArgs, OutArgs, TrainRequest,
+    self, load_run, AeArgs, AeKind, ClassifierArgs, DataArgs, GanArgs, GanKind, ModelSpec,
+    OptimArgs, OutArgs, Penalty, TrainRequest, WaeArgs,
 };
 use embedlab_pipelines::opts;
 use embedlab_train::{Metric, Report};
@@ -15,24 +16,40 @@ use tch::Device;
 #[derive(Subcommand, Debug)]
 pub enum TrainCmd {
     /// Autoencoder (deterministic code).
-    Ae(Box<AeTrainArgs>),
+    Ae(Box<TrainArgs<AeArgs>>),
     /// Variational autoencoder.
-    Vae(Box<AeTrainArgs>),
+    Vae(Box<TrainArgs<AeArgs>>),
     /// Conditional autoencoder (label-conditioned encoder and decoder).
-    Cae(Box<AeTrainArgs>),
+    Cae(Box<TrainArgs<AeArgs>>),
     /// Conditional VAE.
-    Cvae(Box<AeTrainArgs>),
+    Cvae(Box<TrainArgs<AeArgs>>),
+    /// Wasserstein autoencoder with the MMD penalty (IMQ kernel).
+    WaeMmd(Box<TrainArgs<WaeArgs>>),
+    /// Wasserstein autoencoder with a latent-space discriminator.
+    WaeGan(Box<TrainArgs<WaeArgs>>),
+    /// DCGAN: non-saturating loss, BatchNorm in both players.
+    Dcgan(Box<TrainArgs<GanArgs>>),
+    /// WGAN-GP: Wasserstein critic with a gradient penalty (5 critic steps a generator step).
+    WganGp(Box<TrainArgs<GanArgs>>),
+    /// SN-GAN: spectrally normalised discriminator, hinge loss.
+    Sngan(Box<TrainArgs<GanArgs>>),
+    /// Class-conditional SN-GAN (projection discriminator).
+    Cgan(Box<TrainArgs<GanArgs>>),
+    /// The in-domain conv classifier g∘h: its h(x) is a representation and
+    /// the feature space of the generative metrics (--classifier).
+    Classifier(Box<TrainArgs<ClassifierArgs>>),
     /// The 8-3-8 identity network of the course (prints its 3-unit code).
     Identity(IdentityArgs),
 }
 
-/// Everything an image model's training takes.
+/// Everything an image model's training takes: its family's options `M`
+/// and the shared ones.
 #[derive(Args, Debug)]
-pub struct AeTrainArgs {
+pub struct TrainArgs<M: Args> {
     #[command(flatten)]
     pub data: DataArgs,
     #[command(flatten)]
-    pub model: AeArgs,
+    pub model: M,
     #[command(flatten)]
     pub optim: OptimArgs,
     #[command(flatten)]
@@ -75,20 +92,49 @@ fn print_report(dir: &std::path::Path, r: &Report) {
 }
 
 pub fn train(t: &TrainCmd, matches: &ArgMatches, seed: i64, device: Device) -> Result<()> {
-    let (kind, name, a) = match t {
-        TrainCmd::Ae(a) => (AeKind::Ae, "ae", a),
-        TrainCmd::Vae(a) => (AeKind::Vae, "vae", a),
-        TrainCmd::Cae(a) => (AeKind::Cae, "cae", a),
-        TrainCmd::Cvae(a) => (AeKind::Cvae, "cvae", a),
+    let ae = |k: AeKind, a: &TrainArgs<AeArgs>| ModelSpec::Autoencoder(k, a.model.clone());
+    let gan = |k: GanKind, a: &TrainArgs<GanArgs>| ModelSpec::Gan(k, a.model.clone());
+    let wae = |p: Penalty, a: &TrainArgs<WaeArgs>| ModelSpec::Wae(p, a.model.clone());
+    match t {
+        TrainCmd::Ae(a) => run_train("ae", ae(AeKind::Ae, a), a, matches, seed, device),
+        TrainCmd::Vae(a) => run_train("vae", ae(AeKind::Vae, a), a, matches, seed, device),
+        TrainCmd::Cae(a) => run_train("cae", ae(AeKind::Cae, a), a, matches, seed, device),
+        TrainCmd::Cvae(a) => run_train("cvae", ae(AeKind::Cvae, a), a, matches, seed, device),
+        TrainCmd::WaeMmd(a) => run_train("wae-mmd", wae(Penalty::Mmd, a), a, matches, seed, device),
+        TrainCmd::WaeGan(a) => run_train("wae-gan", wae(Penalty::Gan, a), a, matches, seed, device),
+        TrainCmd::Dcgan(a) => run_train("dcgan", gan(GanKind::Dcgan, a), a, matches, seed, device),
+        TrainCmd::WganGp(a) => {
+            run_train("wgan-gp", gan(GanKind::WganGp, a), a, matches, seed, device)
+        }
+        TrainCmd::Sngan(a) => run_train("sngan", gan(GanKind::Sngan, a), a, matches, seed, device),
+        TrainCmd::Cgan(a) => run_train("cgan", gan(GanKind::Cgan, a), a, matches, seed, device),
+        TrainCmd::Classifier(a) => run_train(
+            "classifier",
+            ModelSpec::Classifier(a.model.clone()),
+            a,
+            matches,
+            seed,
+            device,
+        ),
         TrainCmd::Identity(a) => {
             let (dir, r) = identity::run(a, seed)?;
             println!("8-3-8 identity autoencoder, final loss {:.4}", r.final_loss);
             print!("{}", r.table());
             println!("{}/8 inputs reconstructed", r.correct);
             println!("run folder: {}", dir.display());
-            return Ok(());
+            Ok(())
         }
-    };
+    }
+}
+
+fn run_train<M: Args>(
+    name: &str,
+    model: ModelSpec,
+    a: &TrainArgs<M>,
+    matches: &ArgMatches,
+    seed: i64,
+    device: Device,
+) -> Result<()> {
     let out = match &a.resume {
         Some(dir) => {
             let given = super::given(
@@ -105,7 +151,7 @@ pub fn train(t: &TrainCmd, matches: &ArgMatches, seed: i64, device: Device) -> R
         }
         None => images::train_new(
             &TrainRequest {
-                model: ModelSpec::Autoencoder(kind, a.model.clone()),
+                model,
                 data: a.data.clone(),
                 optim: a.optim.clone(),
                 eval: a.eval.clone(),
@@ -133,6 +179,25 @@ pub fn eval(a: &EvalArgs, device: Device) -> Result<()> {
     println!("test metrics of {}:", a.run.display());
     print_metrics(&metrics);
     println!("wrote {}", file.display());
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct ScoreArgs {
+    /// n × (c·h·w) float32 .npy of images in [0, 1].
+    pub samples: PathBuf,
+    /// A run folder written by `embedlab train classifier`.
+    #[arg(long)]
+    pub classifier: PathBuf,
+    /// Samples scored (and real test images in each real set).
+    #[arg(long, default_value_t = 5000, value_parser = opts::int(10, 1_000_000))]
+    pub n: i64,
+}
+
+pub fn score(a: &ScoreArgs, device: Device) -> Result<()> {
+    let metrics = images::score_file(&a.samples, &a.classifier, a.n, device)?;
+    println!("{}:", a.samples.display());
+    print_metrics(&metrics);
     Ok(())
 }
 
