@@ -8,7 +8,8 @@ use crate::analysis::AnalysisOpts;
 use crate::evaluate::EvalOpts;
 use crate::identity::IdentityArgs;
 use crate::images::{
-    self, AeArgs, AeKind, ArchArg, DataArgs, ModelSpec, OptimArgs, OutArgs, TrainRequest,
+    self, AeArgs, AeKind, ArchArg, ClassifierArgs, DataArgs, GanArchArg, GanArgs, GanKind,
+    ModelSpec, OptimArgs, OutArgs, Penalty, TrainRequest, WaeArgs,
 };
 use crate::steps::Steps;
 use crate::words::supervised::{
@@ -51,7 +52,9 @@ pub enum Part {
     Words,
     /// en→fr without a seed dictionary (self-learning from identical strings).
     Unsupervised,
-    /// AE, VAE, CVAE on Fashion-MNIST, a conv VAE on full MNIST, the 8-3-8 network.
+    /// The in-domain classifier, AE, VAE, CVAE, WAE-MMD, DCGAN, WGAN-GP and a
+    /// conditional GAN on Fashion-MNIST (samples scored in the classifier's
+    /// features), a conv VAE on full MNIST, the 8-3-8 network.
     Images,
 }
 
@@ -185,8 +188,11 @@ fn images_part(a: &DemoArgs, root: &Path, seed: i64, device: Device, steps: &mut
     let fashion = a.data.join("fashion-mnist");
     let mnist = a.data.join("mnist");
     let e = a.image_epochs;
-    let request = |kind: AeKind, data: &Path, epochs: usize, out: PathBuf| TrainRequest {
-        model: ModelSpec::Autoencoder(kind, AeArgs::default()),
+    // The in-domain classifier comes first: every Fashion-MNIST model's
+    // samples are scored in its features.
+    let classifier = root.join("fashion-mnist-classifier");
+    let request = |model: ModelSpec, data: &Path, epochs: usize, out: PathBuf| TrainRequest {
+        model,
         data: DataArgs {
             data: data.to_path_buf(),
             valid: None,
@@ -199,7 +205,8 @@ fn images_part(a: &DemoArgs, root: &Path, seed: i64, device: Device, steps: &mut
         eval: EvalOpts {
             iwae_k: 1000,
             iwae_images: 200,
-            ..EvalOpts::default()
+            classifier: (data == fashion.as_path()).then(|| classifier.clone()),
+            gen_samples: 2000,
         },
         analysis: AnalysisOpts::default(),
         out: OutArgs {
@@ -214,23 +221,63 @@ fn images_part(a: &DemoArgs, root: &Path, seed: i64, device: Device, steps: &mut
     let mut add = |name: &'static str, f: &dyn Fn(PathBuf) -> TrainRequest| {
         plans.push((name, f(root.join(name))));
     };
-    add("fashion-mnist-ae", &|o| request(AeKind::Ae, &fashion, e, o));
+    let ae = |k: AeKind| ModelSpec::Autoencoder(k, AeArgs::default());
+    let mlp_gan = |k: GanKind| {
+        ModelSpec::Gan(
+            k,
+            GanArgs {
+                arch: GanArchArg::Mlp,
+                ..GanArgs::default()
+            },
+        )
+    };
+    add("fashion-mnist-classifier", &|o| {
+        let mut r = request(
+            ModelSpec::Classifier(ClassifierArgs::default()),
+            &fashion,
+            2,
+            o,
+        );
+        r.data.train_limit = Some(20_000);
+        r.eval.classifier = None;
+        r
+    });
+    add("fashion-mnist-ae", &|o| {
+        request(ae(AeKind::Ae), &fashion, e, o)
+    });
     add("fashion-mnist-vae", &|o| {
-        let mut r = request(AeKind::Vae, &fashion, e, o);
+        let mut r = request(ae(AeKind::Vae), &fashion, e, o);
         r.analysis.tsne = true;
         r
     });
     add("fashion-mnist-vae-seed2", &|o| {
-        let mut r = request(AeKind::Vae, &fashion, e, o);
+        let mut r = request(ae(AeKind::Vae), &fashion, e, o);
         r.seed = seed + 1;
         r.analysis.no_images = true;
         r
     });
     add("fashion-mnist-cvae", &|o| {
-        request(AeKind::Cvae, &fashion, e, o)
+        request(ae(AeKind::Cvae), &fashion, e, o)
+    });
+    add("fashion-mnist-wae-mmd", &|o| {
+        let w = WaeArgs {
+            arch: ArchArg::Mlp,
+            latent: 20,
+            ..WaeArgs::default()
+        };
+        request(ModelSpec::Wae(Penalty::Mmd, w), &fashion, e, o)
+    });
+    add("fashion-mnist-dcgan", &|o| {
+        request(mlp_gan(GanKind::Dcgan), &fashion, e, o)
+    });
+    add("fashion-mnist-wgan-gp", &|o| {
+        request(mlp_gan(GanKind::WganGp), &fashion, e, o)
+    });
+    add("fashion-mnist-cgan", &|o| {
+        request(mlp_gan(GanKind::Cgan), &fashion, e, o)
     });
     add("mnist-conv-vae", &|o| {
-        let mut r = request(AeKind::Vae, &mnist, e, o);
+        let mut r = request(ae(AeKind::Vae), &mnist, e, o);
         if let ModelSpec::Autoencoder(_, ae) = &mut r.model {
             ae.arch = ArchArg::Conv;
         }

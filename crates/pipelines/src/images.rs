@@ -360,7 +360,7 @@ pub struct GanArgs {
     #[arg(long, value_parser = crate::opts::below_one)]
     pub beta1: Option<f64>,
     /// Adam's β₂ for both players (default 0.9 for WGAN-GP, 0.999 otherwise).
-    #[arg(long, value_parser = crate::opts::below_one)]
+    #[arg(long, value_parser = crate::opts::open_unit)]
     pub beta2: Option<f64>,
 }
 
@@ -824,7 +824,20 @@ fn evaluate_and_analyse(
         report.figures.extend(figures);
         report.metrics.extend(metrics);
     }
+    report.metrics.extend(training_flags(dir)?);
     report.curve("valid.loss", "validation loss", "epoch", "nats/image");
+    report.curve(
+        "valid.diversity",
+        "sample diversity (pairwise distance / real images')",
+        "epoch",
+        "",
+    );
+    report.curve(
+        "valid.d_acc",
+        "discriminator accuracy on validation images",
+        "epoch",
+        "",
+    );
     for g in model.group_names() {
         report.curve(
             &format!("train.{g}.loss"),
@@ -1007,6 +1020,53 @@ pub fn score_file(
         .reshape([m.rows as i64, cc.channels, cc.height, cc.width_px])
         .to_device(device);
     c.score(&fake, &splits.test, n)
+}
+
+/// The epochs a model flagged during training (a GAN's `collapse` and
+/// `diverged` validation checks), as metrics naming the epochs.
+fn training_flags(dir: &Path) -> Result<Vec<embedlab_train::Metric>> {
+    let path = dir.join(embedlab_train::run::METRICS);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(vec![]);
+    };
+    let mut out = vec![];
+    for (flag, what) in [
+        (
+            "collapse",
+            "mode collapse: samples much more alike than real images (diversity < 0.5)",
+        ),
+        (
+            "diverged",
+            "divergence: the discriminator tells every image apart, or a non-finite score",
+        ),
+    ] {
+        let mut seen = false;
+        let mut epochs = vec![];
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .map_err(|e| PipelineError::file(&path, format!("not JSON lines: {e}")))?;
+            if let Some(f) = v["valid"][flag].as_f64() {
+                seen = true;
+                if f >= 1.0 {
+                    epochs.push(v["epoch"].as_u64().unwrap_or(0).to_string());
+                }
+            }
+        }
+        if seen {
+            out.push(embedlab_train::Metric {
+                name: format!("epochs flagged: {flag}"),
+                value: epochs.len() as f64,
+                unit: String::new(),
+                better: Better::Lower,
+                note: Some(if epochs.is_empty() {
+                    what.to_string()
+                } else {
+                    format!("{what}; epochs {}", epochs.join(", "))
+                }),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// A trained run, loaded back with its data.

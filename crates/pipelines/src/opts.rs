@@ -57,6 +57,16 @@ pub fn below_one(s: &str) -> Result<f64, String> {
     }
 }
 
+/// A number in (0, 1).
+pub fn open_unit(s: &str) -> Result<f64, String> {
+    let v = number(s)?;
+    if v > 0.0 && v < 1.0 {
+        Ok(v)
+    } else {
+        Err(format!("{v} is out of range: give a number in (0, 1)"))
+    }
+}
+
 /// A number in [0, 0.5).
 pub fn below_half(s: &str) -> Result<f64, String> {
     let v = number(s)?;

@@ -1,0 +1,214 @@
+//! End-to-end tests of the classifier, the GANs and the WAEs on small
+//! generated image files: `train classifier`, a GAN scored with it
+//! (Fréchet distance, precision/recall, coverage beside the real floor and
+//! the classifier's provenance), resume, `score` of outside samples, the
+//! 32×32×3 conv players on CIFAR-format files, and bad input.
+use embedlab_testkit::{fails, json, metric, ok, report, write_cifar, write_idx_dataset};
+use std::path::Path;
+use std::process::Output;
+
+fn embedlab(args: &[&str]) -> Output {
+    embedlab_testkit::run(env!("CARGO_BIN_EXE_embedlab"), args)
+}
+
+fn classifier(data: &Path, out: &Path) {
+    ok(&embedlab(&[
+        "--seed",
+        "1",
+        "train",
+        "classifier",
+        "--data",
+        data.to_str().unwrap(),
+        "--width",
+        "8",
+        "--features",
+        "16",
+        "--epochs",
+        "8",
+        "--lr",
+        "0.003",
+        "--batch-size",
+        "32",
+        "--valid",
+        "40",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+}
+
+#[test]
+fn a_classifier_scores_a_gan_and_a_wae_and_outside_samples() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    write_idx_dataset(&data, 400, 200, 12);
+    let cls = d.path().join("cls");
+    classifier(&data, &cls);
+    let r = report(&cls);
+    assert!(metric(&r, "test accuracy") > 90.0, "{r}");
+    // Its h(x) is compared with pixels and PCA in the shared analysis.
+    assert!(metric(&r, "probe, codes") > 50.0, "{r}");
+    assert!(metric(&r, "8-NN same class, codes") > 0.0, "{r}");
+    assert!(cls.join("query-0.png").is_file());
+
+    let gan = d.path().join("gan");
+    let common = |model: &'static str, out: &Path, epochs: &'static str| {
+        vec![
+            "--seed".to_string(),
+            "2".into(),
+            "train".into(),
+            model.into(),
+            "--data".into(),
+            data.to_str().unwrap().into(),
+            "--arch".into(),
+            "mlp".into(),
+            "--hidden".into(),
+            "32,16".into(),
+            "--latent".into(),
+            "4".into(),
+            "--epochs".into(),
+            epochs.into(),
+            "--batch-size".into(),
+            "32".into(),
+            "--valid".into(),
+            "40".into(),
+            "--classifier".into(),
+            cls.to_str().unwrap().into(),
+            "--gen-samples".into(),
+            "100".into(),
+            "--out".into(),
+            out.to_str().unwrap().into(),
+        ]
+    };
+    let args = common("wgan-gp", &gan, "1");
+    let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    ok(&embedlab(&a));
+    let r = report(&gan);
+    for m in [
+        "FD",
+        "FD real floor",
+        "precision",
+        "recall",
+        "classes covered",
+        "class KL to uniform",
+        "sample→train NN distance",
+        "epochs flagged: collapse",
+    ] {
+        assert!(metric(&r, m).is_finite(), "{m}: {r}");
+    }
+    assert!(metric(&r, "FD") >= 0.0 && metric(&r, "FD real floor") >= 0.0);
+    let note = r["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "FD")
+        .unwrap()["note"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        note.contains("classifier") && note.contains("BLAKE3") && note.contains("100 samples"),
+        "{note}"
+    );
+    for f in ["samples.png", "interpolations.png", "nearest-training.png"] {
+        assert!(gan.join(f).is_file(), "{f} missing");
+    }
+    // WGAN-GP trains its critic 5 steps a generator step (in the config).
+    let cfg = json(&gan.join("config.json"));
+    assert_eq!(cfg["train"]["groups"]["disc"]["steps"], 5, "{cfg}");
+    // Resume continues the GAN (only --epochs may change).
+    ok(&embedlab(&[
+        "train",
+        "wgan-gp",
+        "--resume",
+        gan.to_str().unwrap(),
+        "--epochs",
+        "2",
+    ]));
+    assert_eq!(report(&gan)["details"]["training"]["epochs_done"], 2);
+
+    // A WAE encodes too: reconstruction error and its penalty are reported.
+    let wae = d.path().join("wae");
+    let args = common("wae-mmd", &wae, "2");
+    let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    ok(&embedlab(&a));
+    let r = report(&wae);
+    assert!(
+        metric(&r, "rec. MSE") < 0.5 && metric(&r, "MMD to prior").is_finite(),
+        "{r}"
+    );
+    assert!(metric(&r, "FD").is_finite());
+
+    // Outside samples: real test-like images score near the floor, noise far above.
+    let npy = d.path().join("noise.npy");
+    let rows = 100usize;
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    let header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, 144), }}");
+    let pad = 64 - (10 + header.len() + 1) % 64;
+    let header = format!("{header}{}\n", " ".repeat(pad));
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    for i in 0..rows * 144 {
+        bytes.extend((((i * 7919) % 101) as f32 / 100.0).to_le_bytes());
+    }
+    std::fs::write(&npy, &bytes).unwrap();
+    let out = ok(&embedlab(&[
+        "score",
+        npy.to_str().unwrap(),
+        "--classifier",
+        cls.to_str().unwrap(),
+        "--n",
+        "100",
+    ]));
+    assert!(out.contains("FD") && out.contains("real floor"), "{out}");
+    // Images of the wrong size, and a run that is not a classifier, are refused.
+    // Rows of the wrong size are refused naming the file.
+    let bad = d.path().join("bad.npy");
+    let at = bytes.windows(10).position(|w| w == b"(100, 144)").unwrap();
+    let mut b2 = bytes.clone();
+    b2[at..at + 10].copy_from_slice(b"(144, 100)");
+    std::fs::write(&bad, &b2).unwrap();
+    let e = fails(&embedlab(&[
+        "score",
+        bad.to_str().unwrap(),
+        "--classifier",
+        cls.to_str().unwrap(),
+    ]));
+    assert!(e.contains("bad.npy") && e.contains("144"), "{e}");
+    let e = fails(&embedlab(&[
+        "score",
+        npy.to_str().unwrap(),
+        "--classifier",
+        gan.to_str().unwrap(),
+    ]));
+    assert!(e.contains("not a classifier run"), "{e}");
+}
+
+#[test]
+fn conv_players_train_on_cifar_format_images() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("cifar");
+    write_cifar(&data, 1, 120, 40);
+    let run = d.path().join("sngan");
+    ok(&embedlab(&[
+        "train",
+        "cgan",
+        "--data",
+        data.to_str().unwrap(),
+        "--hidden",
+        "4",
+        "--latent",
+        "4",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "20",
+        "--valid",
+        "20",
+        "--no-images",
+        "--out",
+        run.to_str().unwrap(),
+    ]));
+    let cfg = json(&run.join("config.json"));
+    assert_eq!(cfg["model"]["config"]["channels"], 3);
+    assert_eq!(cfg["model"]["config"]["height"], 32);
+}
