@@ -119,7 +119,8 @@ impl GanConfig {
 }
 
 enum Gen {
-    Mlp(Vec<Layer>),
+    /// Hidden layers each with BatchNorm, then the output layer.
+    Mlp(Vec<(Layer, nn::BatchNorm)>, Layer),
     Conv {
         fc: Layer,
         bn0: nn::BatchNorm,
@@ -127,6 +128,15 @@ enum Gen {
         bn1: nn::BatchNorm,
         t2: Layer,
     },
+}
+
+/// PyTorch's BatchNorm starts as the identity (weight 1); tch's default
+/// draws the weight from U(0, 1).
+fn bn_config() -> nn::BatchNormConfig {
+    nn::BatchNormConfig {
+        ws_init: nn::Init::Const(1.0),
+        ..Default::default()
+    }
 }
 
 enum Disc {
@@ -163,26 +173,24 @@ impl Gan {
                 let mut gl = vec![];
                 let mut w = cfg.latent + c;
                 for (i, &h) in cfg.hidden.iter().rev().enumerate() {
-                    gl.push(Layer::linear(&g / format!("l{i}"), w, h, false));
+                    gl.push((
+                        Layer::linear(&g / format!("l{i}"), w, h, false),
+                        nn::batch_norm1d(&g / format!("bn{i}"), h, bn_config()),
+                    ));
                     w = h;
                 }
-                gl.push(Layer::linear(&g / "out", w, cfg.dim(), false));
+                let gout = Layer::linear(&g / "out", w, cfg.dim(), false);
                 let mut dl = vec![];
                 let mut w = cfg.dim();
                 for (i, &h) in cfg.hidden.iter().enumerate() {
                     dl.push(Layer::linear(&d / format!("l{i}"), w, h, sn));
                     w = h;
                 }
-                (Gen::Mlp(gl), Disc::Mlp(dl), w)
+                (Gen::Mlp(gl, gout), Disc::Mlp(dl), w)
             }
             GanArch::Conv => {
                 let b = cfg.hidden[0];
-                // PyTorch's BatchNorm starts as the identity (weight 1); tch's
-                // default draws the weight from U(0, 1).
-                let bn = nn::BatchNormConfig {
-                    ws_init: nn::Init::Const(1.0),
-                    ..Default::default()
-                };
+                let bn = bn_config();
                 let gen = Gen::Conv {
                     fc: Layer::linear(&g / "fc", cfg.latent + c, 2 * b * sh * sw, false),
                     bn0: nn::batch_norm2d(&g / "bn0", 2 * b, bn),
@@ -243,12 +251,11 @@ impl Gan {
             h = Tensor::cat(&[h, y.one_hot(self.cfg.classes).to_kind(z.kind())], 1);
         }
         let out = match &self.gen {
-            Gen::Mlp(layers) => {
-                let last = layers.len() - 1;
-                for l in &layers[..last] {
-                    h = l.forward(&h).relu();
+            Gen::Mlp(layers, out) => {
+                for (l, bn) in layers {
+                    h = bn.forward_t(&l.forward(&h), train).relu();
                 }
-                layers[last].forward(&h)
+                out.forward(&h)
             }
             Gen::Conv {
                 fc,
@@ -309,27 +316,26 @@ impl Gan {
     }
 
     fn noise(&self, n: i64) -> Tensor {
-        Tensor::randn([n, self.cfg.latent], (Kind::Float, self.device()))
+        Tensor::randn([n, self.cfg.latent], (self.head.w.kind(), self.device()))
     }
 
-    /// WGAN-GP's penalty: E[(|∇ₓ̂ D(x̂)|₂ − 1)²] at x̂ = εx + (1 − ε)x̃, one
-    /// ε ~ U(0, 1) per image broadcast over its own shape; built with
-    /// `create_graph` so its gradient reaches the critic's weights.
-    pub fn gradient_penalty(
-        &self,
-        real: &Tensor,
-        fake: &Tensor,
-        y: Option<&Tensor>,
-    ) -> Result<Tensor> {
+    /// x̂ = εx + (1 − ε)x̃, one ε ~ U(0, 1) per image broadcast over its own
+    /// shape, as a leaf that requires gradients.
+    fn interpolates(&self, real: &Tensor, fake: &Tensor) -> Tensor {
         let n = real.size()[0];
         let mut shape = vec![n];
         shape.extend(std::iter::repeat_n(1i64, real.dim() - 1));
         let eps = Tensor::rand(&shape, (real.kind(), real.device()));
-        let xhat = (&eps * real + (-&eps + 1.0) * fake.detach())
+        (&eps * real + (-&eps + 1.0) * fake.detach())
             .detach()
-            .set_requires_grad(true);
-        let score = self.discriminate(&xhat, y, true)?;
-        let grad = Tensor::run_backward(&[score.sum(Kind::Float)], &[&xhat], true, true)
+            .set_requires_grad(true)
+    }
+
+    /// E[(|∇ₓ̂ D(x̂)|₂ − 1)²] from the scores of `xhat`, the gradient taken
+    /// with `create_graph` so the penalty's own gradient reaches the
+    /// critic's weights (double backward).
+    fn penalty_at(&self, score: &Tensor, xhat: &Tensor) -> Result<Tensor> {
+        let grad = Tensor::run_backward(&[score.sum(Kind::Float)], &[xhat], true, true)
             .pop()
             .expect("one input");
         let norm = (grad
@@ -341,25 +347,49 @@ impl Gan {
         Ok((norm - 1.0).square().mean(Kind::Float))
     }
 
+    /// WGAN-GP's penalty: E[(|∇ₓ̂ D(x̂)|₂ − 1)²] at x̂ = εx + (1 − ε)x̃, one
+    /// ε ~ U(0, 1) per image broadcast over its own shape; built with
+    /// `create_graph` so its gradient reaches the critic's weights.
+    pub fn gradient_penalty(
+        &self,
+        real: &Tensor,
+        fake: &Tensor,
+        y: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let xhat = self.interpolates(real, fake);
+        let score = self.discriminate(&xhat, y, true)?;
+        self.penalty_at(&score, &xhat)
+    }
+
     /// The discriminator's loss on real images `x` (labels `y`) and fresh
     /// samples.
     fn disc_loss(&self, x: &Tensor, y: &Tensor) -> Result<Losses> {
         let yl = Some(y).filter(|_| self.cfg.conditional());
-        let fake = self.generate(&self.noise(x.size()[0]), yl, true)?.detach();
+        // The generator is not trained in this step: no graph is recorded
+        // for it (BatchNorm still updates its running statistics).
+        let fake = {
+            let _g = tch::no_grad_guard();
+            self.generate(&self.noise(x.size()[0]), yl, true)?
+        };
+        let mean = |t: Tensor| t.mean(Kind::Float);
+        if self.cfg.kind == GanKind::WganGp {
+            let r = self.discriminate(x, yl, true)?;
+            let f = self.discriminate(&fake, yl, true)?;
+            let gp = self.gradient_penalty(x, &fake, yl)?;
+            let w = mean(r) - mean(f);
+            return Ok(Losses::single(-&w + &gp * self.cfg.gp_weight)
+                .part("wasserstein", &w)
+                .part("gp", &gp));
+        }
+        // Real and generated batches in separate passes (with BatchNorm, each
+        // normalised apart, as DCGAN does; one joint pass was measured slower).
         let real_s = self.discriminate(x, yl, true)?;
         let fake_s = self.discriminate(&fake, yl, true)?;
-        let mean = |t: Tensor| t.mean(Kind::Float);
         Ok(match self.cfg.kind {
+            GanKind::WganGp => unreachable!("returned above"),
             GanKind::Dcgan => {
                 let l = mean((-&real_s).softplus()) + mean(fake_s.softplus());
                 Losses::single(l)
-            }
-            GanKind::WganGp => {
-                let w = mean(real_s.shallow_clone()) - mean(fake_s.shallow_clone());
-                let gp = self.gradient_penalty(x, &fake, yl)?;
-                Losses::single(-&w + &gp * self.cfg.gp_weight)
-                    .part("wasserstein", &w)
-                    .part("gp", &gp)
             }
             GanKind::Sngan | GanKind::Cgan => {
                 let l = mean((-&real_s + 1.0).relu()) + mean((&fake_s + 1.0).relu());
@@ -581,6 +611,28 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_critic_loss_is_the_negated_wasserstein_estimate_plus_the_penalty() {
+        tch::manual_seed(2);
+        let mut g = Gan::new(tiny(GanKind::WganGp, GanArch::Conv), Device::Cpu).unwrap();
+        g.vs.double();
+        let o = (Kind::Double, Device::Cpu);
+        let x = Tensor::rand([6, 1, 8, 8], o);
+        let y = Tensor::zeros([6], (Kind::Int64, Device::Cpu));
+        tch::manual_seed(9);
+        let joint = g.disc_loss(&x, &y).unwrap();
+        tch::manual_seed(9);
+        let fake = g.generate(&g.noise(6), None, true).unwrap();
+        let w = g.discriminate(&x, None, true).unwrap().mean(Kind::Double)
+            - g.discriminate(&fake, None, true)
+                .unwrap()
+                .mean(Kind::Double);
+        let gp = g.gradient_penalty(&x, &fake, None).unwrap();
+        let apart = -&w + &gp * 10.0;
+        let (a, b) = (joint.loss.double_value(&[]), apart.double_value(&[]));
+        assert!((a - b).abs() < 1e-6 * b.abs().max(1.0), "{a} vs {b}");
     }
 
     #[test]

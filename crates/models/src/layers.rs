@@ -156,9 +156,13 @@ impl Layer {
     }
 }
 
-/// Leaky ReLU with slope 0.2, the GAN discriminators' activation.
+/// Leaky ReLU with slope 0.2, the GAN discriminators' activation, as
+/// lerp(x, relu(x), 0.8) = 0.2x + 0.8 relu(x): two kernels whose first and
+/// second derivatives are cheap (WGAN-GP differentiates it twice). tch's
+/// `leaky_relu` has no slope argument; max(x, 0.2x) made a DCGAN epoch
+/// 1.45× slower and PReLU's double backward a WGAN-GP epoch slower still.
 pub fn lrelu(x: &Tensor) -> Tensor {
-    x.maximum(&(x * 0.2))
+    x.lerp(&x.relu(), 0.8)
 }
 
 #[cfg(test)]
@@ -190,6 +194,15 @@ mod tests {
         let names: Vec<String> = vs.variables().into_keys().collect();
         assert!(names.iter().any(|n| n == "a.sn_u"), "{names:?}");
         assert!(vs.trainable_variables().len() == 6);
+    }
+
+    #[test]
+    fn lrelu_has_slope_one_fifth() {
+        let x = Tensor::from_slice(&[-2.0f32, -0.5, 0.0, 3.0]);
+        let y: Vec<f32> = Vec::try_from(&lrelu(&x)).unwrap();
+        for (a, b) in y.iter().zip([-0.4f32, -0.1, 0.0, 3.0]) {
+            assert!((a - b).abs() < 1e-6, "{y:?}");
+        }
     }
 
     #[test]
