@@ -4,7 +4,7 @@
 #                 suite (including the tests that need data/, #[ignore]d for a
 #                 plain `cargo test`), then clippy (lints, and the declared
 #                 rust-version against the standard library items used)
-.PHONY: demo test setup data build clippy fmt bench-csls bench-muse bench-muse-unsupervised bench-unsupervised-robustness bench-vae bench-autoencoders
+.PHONY: demo test setup data build clippy fmt bench-csls bench-muse bench-muse-unsupervised bench-unsupervised-robustness bench-vae bench-autoencoders bench-gan bench-generative
 
 demo: setup data build
 	./target/release/embedlab demo
@@ -50,3 +50,11 @@ bench-vae: build data
 # AE/VAE/CAE/CVAE on Fashion-MNIST and the MNIST subset (docs/autoencoders.md)
 bench-autoencoders: build data
 	./bench/autoencoders.sh
+
+# embedlab's conv DCGAN / WGAN-GP beside the same models in PyTorch
+bench-gan: build data
+	./bench/gan_vs_pytorch.sh
+
+# AE, VAE, CVAE, WAE-MMD, WAE-GAN and four GANs scored in one classifier's features
+bench-generative: build data
+	./bench/generative.sh

@@ -47,7 +47,7 @@ for data in $DATASETS; do
   done
 done
 
-python3 - "$OUT" "$DATASETS" "$MODELS" <<'PY'
+python3 - "$OUT" "$DATASETS" "$MODELS" "${SEEDS%% *}" <<'PY'
 import os, statistics, sys
 sys.path.insert(0, "bench")
 from runs import details, metric
@@ -89,4 +89,25 @@ for data in datasets:
               f"| {cell(m('classes covered'))} | {cell(m('class KL to uniform'), 3)} | {cell(m('rec. MSE'), 4)} | {flags} | {statistics.mean(secs):.0f} |")
     if floor:
         print(f"| real test images (floor) | – | {cell(floor, 2)} | | | | | | | |")
+    # The representations: each encoder's codes beside the classifier's h(x),
+    # pixels and PCA (linear probe on 10,000 training images; same-class share
+    # of the 8 nearest training images of 1,000 test queries).
+    print()
+    print("| representation | dims | linear probe % | 8-NN same class % |")
+    print("|---|---|---|---|")
+    seed1 = lambda model: os.path.join(out, f"{data}-{model}-s{sys.argv[4]}")
+    rows = [("raw pixels", "784", metric(cls, "probe, pixels"), metric(cls, "8-NN same class, pixels"))]
+    pca20 = None
+    for model in ("ae", "vae", "cvae", "wae-mmd", "wae-gan"):
+        r = seed1(model)
+        if model in models and os.path.isfile(os.path.join(r, "report.json")):
+            if pca20 is None:
+                pca20 = ("PCA-20", "20", metric(r, "probe, PCA-20"), metric(r, "8-NN same class, PCA-20"))
+                rows.append(pca20)
+            rows.append((names[model].replace(" (fitted Gaussian)", "") + (" posterior means" if "VAE" in names[model] else " codes"), "20",
+                         metric(r, "probe, codes"), metric(r, "8-NN same class, codes")))
+    rows.append(("classifier h(x)", "128", metric(cls, "probe, codes"), metric(cls, "8-NN same class, codes")))
+    for n, d, p, k in rows:
+        f = lambda v: "–" if v is None else f"{v:.1f}"
+        print(f"| {n} | {d} | {f(p)} | {f(k)} |")
 PY

@@ -470,6 +470,13 @@ impl AutoEncoder {
 }
 
 impl AutoEncoder {
+    /// "MLP 512-256" or "conv, fc 512".
+    pub fn arch_label(&self) -> String {
+        match self.cfg.arch {
+            Arch::Mlp => format!("MLP {}", crate::layers::widths(&self.cfg.hidden)),
+            Arch::Conv => format!("conv, fc {}", self.cfg.hidden[0]),
+        }
+    }
     fn labels<'a>(&self, y: &'a Tensor) -> Option<&'a Tensor> {
         Some(y).filter(|_| self.cfg.conditional)
     }
@@ -567,18 +574,7 @@ impl ImageModel for AutoEncoder {
         self.cfg.name().into()
     }
     fn describe(&self) -> String {
-        let arch = match self.cfg.arch {
-            Arch::Mlp => format!(
-                "MLP {}",
-                self.cfg
-                    .hidden
-                    .iter()
-                    .map(|h| h.to_string())
-                    .collect::<Vec<_>>()
-                    .join("-")
-            ),
-            Arch::Conv => format!("conv, fc {}", self.cfg.hidden[0]),
-        };
+        let arch = self.arch_label();
         format!(
             "{} ({arch}, latent {}, {:?} decoder{}{})",
             self.cfg.name().to_uppercase(),

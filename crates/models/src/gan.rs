@@ -531,15 +531,7 @@ impl ImageModel for Gan {
     fn describe(&self) -> String {
         let arch = match self.cfg.arch {
             GanArch::Conv => format!("conv, {} channels", self.cfg.hidden[0]),
-            GanArch::Mlp => format!(
-                "MLP {}",
-                self.cfg
-                    .hidden
-                    .iter()
-                    .map(|h| h.to_string())
-                    .collect::<Vec<_>>()
-                    .join("-")
-            ),
+            GanArch::Mlp => format!("MLP {}", crate::layers::widths(&self.cfg.hidden)),
         };
         let what = match self.cfg.kind {
             GanKind::Dcgan => "DCGAN",

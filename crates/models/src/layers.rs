@@ -156,6 +156,15 @@ impl Layer {
     }
 }
 
+/// Layer widths as "512-256".
+pub fn widths(hidden: &[i64]) -> String {
+    hidden
+        .iter()
+        .map(|h| h.to_string())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
 /// Leaky ReLU with slope 0.2, the GAN discriminators' activation, as
 /// lerp(x, relu(x), 0.8) = 0.2x + 0.8 relu(x): two kernels whose first and
 /// second derivatives are cheap (WGAN-GP differentiates it twice). tch's

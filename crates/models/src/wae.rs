@@ -263,18 +263,7 @@ impl ImageModel for Wae {
         self.cfg.name().into()
     }
     fn describe(&self) -> String {
-        let arch = match self.cfg.arch {
-            Arch::Mlp => format!(
-                "MLP {}",
-                self.cfg
-                    .hidden
-                    .iter()
-                    .map(|h| h.to_string())
-                    .collect::<Vec<_>>()
-                    .join("-")
-            ),
-            Arch::Conv => format!("conv, fc {}", self.cfg.hidden[0]),
-        };
+        let arch = self.ae.arch_label();
         format!(
             "{} ({arch}, latent {}, λ {})",
             self.cfg.name().to_uppercase(),
