@@ -13,7 +13,7 @@ use tch::Device;
 #[command(
     name = "embedlab",
     version,
-    about = "Learn and probe representations: word translation with embeddings, autoencoders, flows"
+    about = "Learn and probe representations: word translation with embeddings, autoencoders, GANs, classifiers"
 )]
 pub struct Cli {
     /// Seed for every random choice; the same seed repeats a run.

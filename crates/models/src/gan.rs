@@ -121,13 +121,15 @@ impl GanConfig {
 enum Gen {
     /// Hidden layers each with BatchNorm, then the output layer.
     Mlp(Vec<(Layer, nn::BatchNorm)>, Layer),
-    Conv {
-        fc: Layer,
-        bn0: nn::BatchNorm,
-        t1: Layer,
-        bn1: nn::BatchNorm,
-        t2: Layer,
-    },
+    Conv(Box<ConvGen>),
+}
+
+struct ConvGen {
+    fc: Layer,
+    bn0: nn::BatchNorm,
+    t1: Layer,
+    bn1: nn::BatchNorm,
+    t2: Layer,
 }
 
 /// PyTorch's BatchNorm starts as the identity (weight 1); tch's default
@@ -141,11 +143,13 @@ fn bn_config() -> nn::BatchNormConfig {
 
 enum Disc {
     Mlp(Vec<Layer>),
-    Conv {
-        c1: Layer,
-        c2: Layer,
-        bn: Option<nn::BatchNorm>,
-    },
+    Conv(Box<ConvDisc>),
+}
+
+struct ConvDisc {
+    c1: Layer,
+    c2: Layer,
+    bn: Option<nn::BatchNorm>,
 }
 
 pub struct Gan {
@@ -191,27 +195,27 @@ impl Gan {
             GanArch::Conv => {
                 let b = cfg.hidden[0];
                 let bn = bn_config();
-                let gen = Gen::Conv {
+                let gen = Gen::Conv(Box::new(ConvGen {
                     fc: Layer::linear(&g / "fc", cfg.latent + c, 2 * b * sh * sw, false),
                     bn0: nn::batch_norm2d(&g / "bn0", 2 * b, bn),
                     t1: Layer::conv_t(&g / "t1", 2 * b, b, 4, 2, 1, false),
                     bn1: nn::batch_norm2d(&g / "bn1", b, bn),
                     t2: Layer::conv_t(&g / "t2", b, cfg.channels, 4, 2, 1, false),
-                };
-                let disc = Disc::Conv {
+                }));
+                let disc = Disc::Conv(Box::new(ConvDisc {
                     c1: Layer::conv(&d / "c1", cfg.channels, b, 4, 2, 1, sn),
                     c2: Layer::conv(&d / "c2", b, 2 * b, 4, 2, 1, sn),
                     bn: cfg
                         .d_batchnorm()
                         .then(|| nn::batch_norm2d(&d / "bn", 2 * b, bn)),
-                };
+                }));
                 (gen, disc, 2 * b * sh * sw)
             }
         };
         let head = Layer::linear(&d / "head", feat, 1, sn);
         let embed = cfg.conditional().then(|| {
             let bound = 1.0 / (feat as f64).sqrt();
-            (&d).var(
+            d.var(
                 "embed",
                 &[cfg.classes, feat],
                 nn::Init::Uniform {
@@ -257,13 +261,14 @@ impl Gan {
                 }
                 out.forward(&h)
             }
-            Gen::Conv {
-                fc,
-                bn0,
-                t1,
-                bn1,
-                t2,
-            } => {
+            Gen::Conv(cg) => {
+                let ConvGen {
+                    fc,
+                    bn0,
+                    t1,
+                    bn1,
+                    t2,
+                } = &**cg;
                 let b = self.cfg.hidden[0];
                 let h = fc
                     .forward(&h)
@@ -285,23 +290,24 @@ impl Gan {
             Disc::Mlp(layers) => {
                 let mut h = x.reshape([n, -1]);
                 for l in layers {
-                    h = lrelu(&l.forward(&h));
+                    h = lrelu(&l.forward(&h))?;
                 }
                 h
             }
-            Disc::Conv { c1, c2, bn } => {
-                let h = lrelu(&c1.forward(x));
+            Disc::Conv(cd) => {
+                let ConvDisc { c1, c2, bn } = &**cd;
+                let h = lrelu(&c1.forward(x))?;
                 let h = c2.forward(&h);
                 let h = match bn {
                     Some(bn) => bn.forward_t(&h, train),
                     None => h,
                 };
-                lrelu(&h).flatten(1, -1)
+                lrelu(&h)?.flatten(1, -1)
             }
         };
         let mut s = self.head.forward(&f).squeeze_dim(1);
         if let (Some(e), Some(y)) = (&self.embed, self.labels(y)?) {
-            s = s + (e.index_select(0, y) * &f).sum_dim_intlist(1, false, Kind::Float);
+            s += (e.index_select(0, y) * &f).sum_dim_intlist(1, false, Kind::Float);
         }
         Ok(s)
     }
@@ -309,7 +315,7 @@ impl Gan {
     fn disc_layers(&self) -> Vec<&Layer> {
         let mut v: Vec<&Layer> = match &self.disc {
             Disc::Mlp(l) => l.iter().collect(),
-            Disc::Conv { c1, c2, .. } => vec![c1, c2],
+            Disc::Conv(cd) => vec![&cd.c1, &cd.c2],
         };
         v.push(&self.head);
         v
