@@ -175,10 +175,9 @@ extern "C" {
 
 /// ATen's leaky ReLU with any slope (src/ops.cpp: tch's binding fixes it at
 /// 0.01). One kernel forward and one backward, twice differentiable.
-/// Composed replacements cost real time on the GAN discriminators:
-/// max(x, 0.2x) made a DCGAN epoch 1.45× slower, PReLU's double backward
-/// slowed WGAN-GP, lerp(x, relu(x), 0.8) left a DCGAN epoch about 6% behind
-/// PyTorch's.
+/// Composed replacements cost time on the GAN discriminators: max(x, 0.2x)
+/// made a DCGAN epoch 1.45× slower (measured in PyTorch itself), PReLU's
+/// double backward took 8% of a WGAN-GP profile.
 pub fn leaky_relu(x: &Tensor, slope: f64) -> crate::Result<Tensor> {
     let mut err: *mut std::ffi::c_char = std::ptr::null_mut();
     // SAFETY: `x.as_ptr()` is a live at::Tensor for the call; the shim
