@@ -122,7 +122,7 @@ fn demo_with_a_broken_pipeline_still_reports_and_the_report_renders_in_chromium(
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "a failed step must fail the demo");
     assert!(
-        err.contains("1 of 6 steps failed") && err.contains("mnist-conv-vae"),
+        err.contains("1 of 11 steps failed") && err.contains("mnist-conv-vae"),
         "{err}"
     );
     let steps: serde_json::Value =
@@ -150,6 +150,19 @@ fn demo_with_a_broken_pipeline_still_reports_and_the_report_renders_in_chromium(
         html.contains("Repetitions") && html.contains("fashion-mnist-vae, fashion-mnist-vae-seed2"),
         "spread over the VAE's two seeds"
     );
+    // The generative families are in the report, scored by the demo's
+    // classifier, with the real floor, the training flags and the
+    // memorisation check.
+    for want in [
+        "fashion-mnist-classifier",
+        "fashion-mnist-wgan-gp",
+        "fashion-mnist-cgan",
+        "FD real floor",
+        "epochs flagged: collapse",
+        "memorisation check",
+    ] {
+        assert!(html.contains(want), "report lacks {want}");
+    }
     for bad in [
         "src=\"http",
         "href=\"http",
