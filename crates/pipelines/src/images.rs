@@ -1126,7 +1126,19 @@ pub fn eval(
 ) -> Result<(PathBuf, Vec<embedlab_train::Metric>)> {
     let r = load_run(dir, device)?;
     let m = all_test_metrics(r.model.as_ref(), opts, &r.splits, r.cfg.train.seed)?;
-    let name = format!("eval-k{}-n{}.json", opts.iwae_k, opts.iwae_images);
+    // One file per evaluation setting: another classifier or sample count
+    // does not overwrite an earlier evaluation.
+    let scored = match &opts.classifier {
+        Some(c) => format!(
+            "-{}-fd{}",
+            c.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("classifier"),
+            opts.gen_samples
+        ),
+        None => String::new(),
+    };
+    let name = format!("eval-k{}-n{}{scored}.json", opts.iwae_k, opts.iwae_images);
     r.run.write_json(&name, &m)?;
     Ok((r.run.file(&name), m))
 }
