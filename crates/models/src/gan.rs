@@ -325,34 +325,6 @@ impl Gan {
         Tensor::randn([n, self.cfg.latent], (self.head.w.kind(), self.device()))
     }
 
-    /// x̂ = εx + (1 − ε)x̃, one ε ~ U(0, 1) per image broadcast over its own
-    /// shape, as a leaf that requires gradients.
-    fn interpolates(&self, real: &Tensor, fake: &Tensor) -> Tensor {
-        let n = real.size()[0];
-        let mut shape = vec![n];
-        shape.extend(std::iter::repeat_n(1i64, real.dim() - 1));
-        let eps = Tensor::rand(&shape, (real.kind(), real.device()));
-        (&eps * real + (-&eps + 1.0) * fake.detach())
-            .detach()
-            .set_requires_grad(true)
-    }
-
-    /// E[(|∇ₓ̂ D(x̂)|₂ − 1)²] from the scores of `xhat`, the gradient taken
-    /// with `create_graph` so the penalty's own gradient reaches the
-    /// critic's weights (double backward).
-    fn penalty_at(&self, score: &Tensor, xhat: &Tensor) -> Result<Tensor> {
-        let grad = Tensor::run_backward(&[score.sum(Kind::Float)], &[xhat], true, true)
-            .pop()
-            .expect("one input");
-        let norm = (grad
-            .flatten(1, -1)
-            .square()
-            .sum_dim_intlist(1, false, Kind::Float)
-            + 1e-12)
-            .sqrt();
-        Ok((norm - 1.0).square().mean(Kind::Float))
-    }
-
     /// WGAN-GP's penalty: E[(|∇ₓ̂ D(x̂)|₂ − 1)²] at x̂ = εx + (1 − ε)x̃, one
     /// ε ~ U(0, 1) per image broadcast over its own shape; built with
     /// `create_graph` so its gradient reaches the critic's weights.
@@ -362,9 +334,24 @@ impl Gan {
         fake: &Tensor,
         y: Option<&Tensor>,
     ) -> Result<Tensor> {
-        let xhat = self.interpolates(real, fake);
+        let n = real.size()[0];
+        let mut shape = vec![n];
+        shape.extend(std::iter::repeat_n(1i64, real.dim() - 1));
+        let eps = Tensor::rand(&shape, (real.kind(), real.device()));
+        let xhat = (&eps * real + (-&eps + 1.0) * fake.detach())
+            .detach()
+            .set_requires_grad(true);
         let score = self.discriminate(&xhat, y, true)?;
-        self.penalty_at(&score, &xhat)
+        let grad = Tensor::run_backward(&[score.sum(Kind::Float)], &[&xhat], true, true)
+            .pop()
+            .expect("one input");
+        let norm = (grad
+            .flatten(1, -1)
+            .square()
+            .sum_dim_intlist(1, false, Kind::Float)
+            + 1e-12)
+            .sqrt();
+        Ok((norm - 1.0).square().mean(Kind::Float))
     }
 
     /// The discriminator's loss on real images `x` (labels `y`) and fresh
@@ -378,21 +365,18 @@ impl Gan {
             self.generate(&self.noise(x.size()[0]), yl, true)?
         };
         let mean = |t: Tensor| t.mean(Kind::Float);
-        if self.cfg.kind == GanKind::WganGp {
-            let r = self.discriminate(x, yl, true)?;
-            let f = self.discriminate(&fake, yl, true)?;
-            let gp = self.gradient_penalty(x, &fake, yl)?;
-            let w = mean(r) - mean(f);
-            return Ok(Losses::single(-&w + &gp * self.cfg.gp_weight)
-                .part("wasserstein", &w)
-                .part("gp", &gp));
-        }
         // Real and generated batches in separate passes (with BatchNorm, each
         // normalised apart, as DCGAN does; one joint pass was measured slower).
         let real_s = self.discriminate(x, yl, true)?;
         let fake_s = self.discriminate(&fake, yl, true)?;
         Ok(match self.cfg.kind {
-            GanKind::WganGp => unreachable!("returned above"),
+            GanKind::WganGp => {
+                let w = mean(real_s) - mean(fake_s);
+                let gp = self.gradient_penalty(x, &fake, yl)?;
+                Losses::single(-&w + &gp * self.cfg.gp_weight)
+                    .part("wasserstein", &w)
+                    .part("gp", &gp)
+            }
             GanKind::Dcgan => {
                 let l = mean((-&real_s).softplus()) + mean(fake_s.softplus());
                 Losses::single(l)

@@ -86,9 +86,6 @@ impl Layer {
             sn,
         )
     }
-    pub fn spectral(&self) -> bool {
-        self.u.is_some()
-    }
     /// The weight as an out × rest matrix (the matrix whose σ is estimated).
     fn matrix(&self, w: &Tensor) -> Tensor {
         match self.op {

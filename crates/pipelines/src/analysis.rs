@@ -57,6 +57,14 @@ pub struct QueryStats {
     pub same_class: f64,
 }
 
+/// The codes of (at most [`CODE_LIMIT`]) training images, and those
+/// images: what fitted-Gaussian samples, query and probes work from.
+pub fn training_codes(enc: &dyn Encode, train: &Split) -> Result<(Tensor, Split)> {
+    let tr = train.head(CODE_LIMIT);
+    let codes = encode_all(enc, &tr.x, &tr.y, 1000)?;
+    Ok((codes, tr))
+}
+
 /// A trained model with its data, for the tools.
 pub struct Analysis<'a> {
     dir: &'a Path,
@@ -124,9 +132,8 @@ impl<'a> Analysis<'a> {
             return Ok(c);
         }
         let enc = self.encoder("training codes")?;
-        let tr = self.splits.train.head(CODE_LIMIT);
-        let codes = encode_all(enc, &tr.x, &tr.y, 1000)?;
-        Ok(self.codes.get_or_init(|| (codes, tr)))
+        let codes = training_codes(enc, &self.splits.train)?;
+        Ok(self.codes.get_or_init(|| codes))
     }
 
     /// Every figure and metric that applies to the model.

@@ -875,11 +875,8 @@ fn all_test_metrics(
         c.check_images(&splits.test)?;
         tch::manual_seed(seed ^ 0x6e);
         let mut codes = || {
-            let tr = splits.train.head(crate::analysis::CODE_LIMIT);
             let enc = model.encoder().expect("drawn only for models that encode");
-            Ok(embedlab_models::capabilities::encode_all(
-                enc, &tr.x, &tr.y, 1000,
-            )?)
+            Ok(crate::analysis::training_codes(enc, &splits.train)?.0)
         };
         let sp = spinner(format!(
             "scoring {} samples with the classifier",
@@ -904,6 +901,8 @@ pub struct ClassifierRun {
     pub cfg: RunConfig,
     pub model: Box<dyn ImageFamily>,
     pub provenance: String,
+    /// The images it takes: channels, height, width.
+    pub shape: [i64; 3],
 }
 
 impl ClassifierRun {
@@ -912,7 +911,7 @@ impl ClassifierRun {
     /// be scored with one classifier at once).
     pub fn load(dir: &Path, device: Device) -> Result<Self> {
         let cfg = RunConfig::read(dir)?;
-        if !matches!(cfg.model, ModelConfig::Classifier(_)) {
+        let ModelConfig::Classifier(cc) = &cfg.model else {
             return Err(PipelineError::file(
                 dir,
                 format!(
@@ -920,7 +919,8 @@ impl ClassifierRun {
                     cfg.model_name()
                 ),
             ));
-        }
+        };
+        let shape = [cc.channels, cc.height, cc.width_px];
         let model = cfg.model.build(device)?;
         model.load_best(dir)?;
         let weights = dir.join(embedlab_train::checkpoint::BEST);
@@ -943,15 +943,13 @@ impl ClassifierRun {
             cfg,
             model,
             provenance,
+            shape,
         })
     }
     /// Refuses images of another shape than the classifier's.
     pub fn check_images(&self, split: &Split) -> Result<()> {
-        let ModelConfig::Classifier(c) = &self.cfg.model else {
-            unreachable!("checked on load")
-        };
         let s = split.x.size();
-        let want = [c.channels, c.height, c.width_px];
+        let want = self.shape;
         if s[1..] != want {
             return Err(PipelineError::file(
                 &self.dir,
@@ -994,16 +992,14 @@ pub fn score_file(
     let ds = load_image_dataset(&c.cfg.data.path)?;
     let splits = c.cfg.splits(&ds, device)?;
     let m = embedlab_data::npy::read_npy(samples)?;
-    let ModelConfig::Classifier(cc) = &c.cfg.model else {
-        unreachable!("checked on load")
-    };
-    let d = (cc.channels * cc.height * cc.width_px) as usize;
+    let [ch, h, w] = c.shape;
+    let d = (ch * h * w) as usize;
     if m.cols != d {
         return Err(PipelineError::file(
             samples,
             format!(
                 "holds rows of {} values; the classifier takes {}×{}×{} = {d}",
-                m.cols, cc.channels, cc.height, cc.width_px
+                m.cols, ch, h, w
             ),
         ));
     }
@@ -1017,7 +1013,7 @@ pub fn score_file(
         ));
     }
     let fake = tch::Tensor::from_slice(&m.data)
-        .reshape([m.rows as i64, cc.channels, cc.height, cc.width_px])
+        .reshape([m.rows as i64, ch, h, w])
         .to_device(device);
     c.score(&fake, &splits.test, n)
 }
