@@ -60,6 +60,9 @@ pub enum DensityKind {
     Exact,
     /// An upper bound on −log p(x) (e.g. the IWAE bound), with how it was estimated.
     UpperBound(String),
+    /// A stochastic estimate (e.g. a power series with a trace estimator),
+    /// with how it was obtained.
+    Estimate(String),
 }
 
 /// −log p(x) (or −log p(x | y) for a conditional model), nats per image.

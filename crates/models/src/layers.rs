@@ -195,6 +195,43 @@ pub fn leaky_relu(x: &Tensor, slope: f64) -> crate::Result<Tensor> {
 }
 
 extern "C" {
+    fn embedlab_vjp(
+        out: *const std::ffi::c_void,
+        input: *const std::ffi::c_void,
+        v: *const std::ffi::c_void,
+        create_graph: i32,
+        err: *mut *mut std::ffi::c_char,
+    ) -> *mut std::ffi::c_void;
+}
+
+/// vᵀ ∂out/∂input with `v` the gradient's seed (libtorch's grad_outputs,
+/// which tch's `run_backward` lacks): v is a constant in the value, and
+/// with `create_graph` the result is differentiable in v, the input and the
+/// weights. The graph of `out` is kept for further products.
+pub fn vjp(out: &Tensor, input: &Tensor, v: &Tensor, create_graph: bool) -> crate::Result<Tensor> {
+    let mut err: *mut std::ffi::c_char = std::ptr::null_mut();
+    // SAFETY: as for `leaky_relu`: live at::Tensor pointers in, a new heap
+    // at::Tensor (owned by the returned Tensor) or a malloc'ed message out.
+    unsafe {
+        let p = embedlab_vjp(
+            out.as_ptr() as *const std::ffi::c_void,
+            input.as_ptr() as *const std::ffi::c_void,
+            v.as_ptr() as *const std::ffi::c_void,
+            i32::from(create_graph),
+            &mut err,
+        );
+        if p.is_null() {
+            let msg = std::ffi::CStr::from_ptr(err).to_string_lossy().into_owned();
+            libc_free(err as *mut std::ffi::c_void);
+            return Err(crate::ModelError::Invalid(format!(
+                "vector–Jacobian product: {msg}"
+            )));
+        }
+        Ok(Tensor::from_ptr(p as *mut _))
+    }
+}
+
+extern "C" {
     #[link_name = "free"]
     fn libc_free(p: *mut std::ffi::c_void);
 }

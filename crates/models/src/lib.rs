@@ -7,6 +7,7 @@
 //! - [`gan`]: DCGAN, WGAN-GP, SN-GAN, conditional GAN (MLP or conv).
 //! - [`classifier`]: the in-domain conv classifier g∘h (h(x) as a representation
 //!   and the generative metrics' feature space).
+//! - [`flow`]: normalizing flows — Glow, RealNVP, i-ResNet — from shared blocks.
 //! - [`layers`]: layers with optional spectral normalisation.
 //! - [`identity`]: the 8-3-8 identity autoencoder.
 //! - [`capabilities`]: the traits, and pixels and PCA as representations.
@@ -16,6 +17,7 @@ pub mod batches;
 pub mod capabilities;
 pub mod classifier;
 pub mod error;
+pub mod flow;
 pub mod gan;
 pub mod identity;
 pub mod latent;

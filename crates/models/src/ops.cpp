@@ -3,6 +3,7 @@
 // through the dispatcher (so autograd records it, twice differentiably), and
 // reports a C++ exception as a message instead of unwinding into Rust.
 #include <ATen/ATen.h>
+#include <torch/csrc/autograd/autograd.h>
 #include <cstring>
 
 extern "C" {
@@ -14,6 +15,25 @@ void *embedlab_leaky_relu(const void *x, double slope, char **err) {
   try {
     const auto *t = static_cast<const at::Tensor *>(x);
     return new at::Tensor(at::leaky_relu(*t, slope));
+  } catch (const std::exception &e) {
+    *err = strdup(e.what());
+    return nullptr;
+  }
+}
+
+// vᵀ ∂out/∂in with v as the gradient's seed (grad_outputs): unlike the
+// gradient of Σ out·v, v is held constant in the value, and with
+// `create_graph` the result stays differentiable in v, in and the weights
+// (the i-ResNet log-determinant's chain of vector–Jacobian products).
+void *embedlab_vjp(const void *out, const void *in, const void *v,
+                   int create_graph, char **err) {
+  try {
+    const auto *o = static_cast<const at::Tensor *>(out);
+    const auto *i = static_cast<const at::Tensor *>(in);
+    const auto *g = static_cast<const at::Tensor *>(v);
+    auto r = torch::autograd::grad({*o}, {*i}, {*g}, /*retain_graph=*/true,
+                                   create_graph != 0, /*allow_unused=*/false);
+    return new at::Tensor(r[0]);
   } catch (const std::exception &e) {
     *err = strdup(e.what());
     return nullptr;

@@ -102,6 +102,7 @@ pub fn test_metrics(
             let how = match d.density_kind(o.iwae_k) {
                 DensityKind::Exact => "exact".to_string(),
                 DensityKind::UpperBound(h) => format!("upper bound: {h}"),
+                DensityKind::Estimate(h) => format!("estimate: {h}"),
             };
             let of = if d.needs_labels() {
                 "−log p(x|y)"
