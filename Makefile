@@ -4,7 +4,7 @@
 #                 suite (including the tests that need data/, #[ignore]d for a
 #                 plain `cargo test`), then clippy (lints, and the declared
 #                 rust-version against the standard library items used)
-.PHONY: demo test setup data build clippy fmt bench-csls bench-muse bench-muse-unsupervised bench-unsupervised-robustness bench-vae bench-autoencoders bench-gan bench-generative
+.PHONY: demo test setup data build clippy fmt bench-csls bench-muse bench-muse-unsupervised bench-unsupervised-robustness bench-vae bench-autoencoders bench-gan bench-generative bench-flows
 
 demo: setup data build
 	./target/release/embedlab demo
@@ -58,3 +58,7 @@ bench-gan: build data
 # AE, VAE, CVAE, WAE-MMD, WAE-GAN and four GANs scored in one classifier's features
 bench-generative: build data
 	./bench/generative.sh
+
+# Glow, RealNVP, i-ResNet: bits/dim, the PyTorch Glow side by side, stability, limits (docs/flows.md)
+bench-flows: build data
+	./bench/flows.sh

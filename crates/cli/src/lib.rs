@@ -40,7 +40,7 @@ enum DeviceArg {
 enum Cmd {
     /// The main job: short real runs on the offline default data.
     Demo(demo::DemoArgs),
-    /// Train an image model (autoencoders, WAEs, GANs, the classifier), or the 8-3-8 network.
+    /// Train an image model (autoencoders, WAEs, GANs, flows, the classifier), or the 8-3-8 network.
     #[command(subcommand)]
     Train(cmd::images::TrainCmd),
     /// Test metrics of a trained run again (e.g. with more importance samples).
@@ -49,6 +49,9 @@ enum Cmd {
     /// in a classifier run's features: Fréchet distance, precision/recall,
     /// class coverage, beside the real-data floor.
     Score(cmd::images::ScoreArgs),
+    /// Checks of a trained flow, block by block: round trip, log-determinant
+    /// against the brute-force Jacobian, Lipschitz constants (i-ResNet).
+    FlowCheck(cmd::images::FlowCheckArgs),
     /// Look inside a trained run's representation.
     #[command(subcommand)]
     Latent(cmd::images::LatentCmd),
@@ -83,6 +86,9 @@ enum AlignCmd {
 enum BenchCmd {
     /// CSLS evaluation at scale (random vectors): time and peak memory.
     Csls(bench::CslsBench),
+    /// A flow's training step on random images of one size: time per image
+    /// and peak memory.
+    Flow(Box<bench::FlowBench>),
     /// Loading a large .vec file (random vectors): time.
     Load(bench::LoadBench),
 }
@@ -115,6 +121,7 @@ pub fn run() -> Result<()> {
         Cmd::Train(t) => cmd::images::train(t, &matches, cli.seed, device)?,
         Cmd::Eval(a) => cmd::images::eval(a, device)?,
         Cmd::Score(a) => cmd::images::score(a, device)?,
+        Cmd::FlowCheck(a) => cmd::images::flow_check(a, device)?,
         Cmd::Latent(c) => cmd::images::latent(c, device)?,
         Cmd::Align(AlignCmd::Supervised(a)) => cmd::words::supervised(a, device)?,
         Cmd::Align(AlignCmd::Unsupervised(a)) => {
@@ -125,6 +132,7 @@ pub fn run() -> Result<()> {
         Cmd::Convert(c) => words::convert::convert(c, device)?,
         Cmd::Bench(BenchCmd::Csls(a)) => println!("{}", bench::csls(a, device)?),
         Cmd::Bench(BenchCmd::Load(a)) => println!("{}", bench::load(a)?),
+        Cmd::Bench(BenchCmd::Flow(a)) => println!("{}", bench::flow(a, device)?),
     }
     Ok(())
 }

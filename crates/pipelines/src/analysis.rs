@@ -47,6 +47,9 @@ pub enum MapMethod {
 /// training codes (fitted-Gaussian samples, query, probe).
 pub const CODE_LIMIT: i64 = 10_000;
 
+/// The temperatures of the sample grid of models with a density.
+pub const TEMPERATURES: [f64; 5] = [0.0, 0.5, 0.7, 0.85, 1.0];
+
 /// Same-class statistics of query by image in one representation.
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct QueryStats {
@@ -141,8 +144,13 @@ impl<'a> Analysis<'a> {
         let sp = spinner("drawing samples, reconstructions, interpolations, maps");
         let mut figs = vec![];
         let mut metrics = vec![];
-        if let Some(f) = self.samples(100)? {
+        if let Some(f) = self.samples(100, 1.0)? {
             figs.push(f);
+        }
+        if self.model.density().is_some() {
+            if let Some(f) = self.temperatures(&TEMPERATURES, 10)? {
+                figs.push(f);
+            }
         }
         if let Some(f) = self.class_samples(10)? {
             figs.push(f);
@@ -210,10 +218,25 @@ impl<'a> Analysis<'a> {
     }
 
     /// Samples: the model's own, or decoded from a Gaussian fitted to its
-    /// training codes when its codes follow no prior.
-    pub fn samples(&self, n: i64) -> Result<Option<Figure>> {
+    /// training codes when its codes follow no prior; a temperature other
+    /// than 1 scales the latent standard deviation of a model's own sampler.
+    pub fn samples(&self, n: i64, temperature: f64) -> Result<Option<Figure>> {
         range_check("--n", n, 1, 10_000)?;
         tch::manual_seed(self.seed ^ 0x5a);
+        if temperature != 1.0 {
+            let Some(s) = self.model.sampler() else {
+                return Ok(None);
+            };
+            let y = Tensor::arange(n, (Kind::Int64, self.splits.test.x.device()))
+                .remainder(self.model.classes().max(1));
+            let imgs = s.sample(n, labels_if(s.needs_labels(), &y).as_ref(), temperature)?;
+            let file = format!("samples-t{temperature}.png");
+            self.save(&file, &imgs, 10)?;
+            return Ok(Some(Figure {
+                file,
+                caption: format!("samples from the model at temperature {temperature}"),
+            }));
+        }
         let mut codes = || Ok(self.train_codes()?.0.shallow_clone());
         let Some((imgs, how)) =
             draw_samples(self.model, &mut codes, n, self.splits.test.x.device())?
@@ -224,6 +247,34 @@ impl<'a> Analysis<'a> {
         Ok(Some(Figure {
             file: "samples.png".into(),
             caption: how.into(),
+        }))
+    }
+
+    /// One row of `per_row` samples a temperature, the same noise scaled
+    /// in every row (temperature 0 is the prior's mode).
+    pub fn temperatures(&self, temps: &[f64], per_row: i64) -> Result<Option<Figure>> {
+        let Some(s) = self.model.sampler() else {
+            return Ok(None);
+        };
+        let dev = self.splits.test.x.device();
+        let y = Tensor::arange(per_row, (Kind::Int64, dev)).remainder(self.model.classes().max(1));
+        let y = labels_if(s.needs_labels(), &y);
+        let mut rows = vec![];
+        for &t in temps {
+            tch::manual_seed(self.seed ^ 0x7e);
+            rows.push(s.sample(per_row, y.as_ref(), t)?);
+        }
+        self.save("temperatures.png", &Tensor::cat(&rows, 0), per_row)?;
+        Ok(Some(Figure {
+            file: "temperatures.png".into(),
+            caption: format!(
+                "samples at temperatures {} (one row each, the same noise scaled)",
+                temps
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         }))
     }
 

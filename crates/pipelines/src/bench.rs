@@ -121,3 +121,95 @@ pub fn load(a: &LoadBench) -> Result<String> {
         "seconds_load": secs,
     }))?)
 }
+
+/// `embedlab bench flow`: one flow's training steps on random images of
+/// one size (run each size in its own process: the peak resident memory
+/// only grows).
+#[derive(Args, Debug)]
+pub struct FlowBench {
+    #[arg(long, value_enum, default_value_t = FlowKindArg::Glow)]
+    pub kind: FlowKindArg,
+    /// Image height and width (a multiple of 4: two levels).
+    #[arg(long, default_value_t = 32, value_parser = crate::opts::int(4, 1024))]
+    pub size: i64,
+    #[arg(long, default_value_t = 1, value_parser = crate::opts::int(1, 64))]
+    pub channels: i64,
+    #[arg(long, default_value_t = 16, value_parser = crate::opts::int(1, 4096))]
+    pub batch: i64,
+    /// Timed training steps (after one untimed).
+    #[arg(long, default_value_t = 5, value_parser = crate::opts::count(1, 10_000))]
+    pub steps: usize,
+    #[command(flatten)]
+    pub flow: crate::flows::FlowArgs,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowKindArg {
+    Glow,
+    Realnvp,
+    Iresnet,
+}
+
+#[derive(Serialize)]
+struct FlowBenchResult {
+    kind: String,
+    dims: i64,
+    size: i64,
+    channels: i64,
+    batch: i64,
+    parameters: i64,
+    seconds_per_image: f64,
+    peak_rss_mib: Option<f64>,
+}
+
+pub fn flow(a: &FlowBench, device: Device) -> Result<String> {
+    use embedlab_models::flow::{blocks::Ctx, Flow, FlowKind};
+    use embedlab_train::Trainable;
+    use tch::nn::OptimizerConfig;
+    let kind = match a.kind {
+        FlowKindArg::Glow => FlowKind::Glow,
+        FlowKindArg::Realnvp => FlowKind::Realnvp,
+        FlowKindArg::Iresnet => FlowKind::Iresnet,
+    };
+    let cfg = a.flow.config_for(kind, [a.channels, a.size, a.size], 10);
+    let flow = Flow::new(cfg, device)?;
+    let x = (Tensor::rand([a.batch, a.channels, a.size, a.size], (Kind::Float, device)) * 255.0)
+        .round()
+        / 255.0;
+    flow.initialise(&x, None)?;
+    let mut opt = tch::nn::Adam::default().build(flow.var_store(), 1e-4)?;
+    let ctx = Ctx {
+        train: true,
+        exact: false,
+    };
+    let mut step = || -> Result<()> {
+        for (_, b) in flow.blocks() {
+            b.before_step();
+        }
+        let nll = flow.nll_images(&x, None, ctx)?;
+        opt.backward_step(&flow.bits_per_dim(&nll).mean(Kind::Float));
+        Ok(())
+    };
+    step()?;
+    let t = Instant::now();
+    for _ in 0..a.steps {
+        step()?;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let r = FlowBenchResult {
+        kind: format!("{:?}", a.kind).to_lowercase(),
+        dims: a.channels * a.size * a.size,
+        size: a.size,
+        channels: a.channels,
+        batch: a.batch,
+        parameters: flow
+            .var_store()
+            .trainable_variables()
+            .iter()
+            .map(|t| t.numel() as i64)
+            .sum(),
+        seconds_per_image: secs / (a.steps as f64 * a.batch as f64),
+        peak_rss_mib: peak_rss_bytes().map(|b| b as f64 / (1024.0 * 1024.0)),
+    };
+    Ok(serde_json::to_string(&r)?)
+}

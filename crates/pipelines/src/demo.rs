@@ -8,8 +8,8 @@ use crate::analysis::AnalysisOpts;
 use crate::evaluate::EvalOpts;
 use crate::identity::IdentityArgs;
 use crate::images::{
-    self, AeArgs, AeKind, ArchArg, ClassifierArgs, DataArgs, GanArchArg, GanArgs, GanKind,
-    ModelSpec, OptimArgs, OutArgs, Penalty, TrainRequest, WaeArgs,
+    self, AeArgs, AeKind, ArchArg, ClassifierArgs, DataArgs, FlowKind, GanArchArg, GanArgs,
+    GanKind, ModelSpec, OptimArgs, OutArgs, Penalty, TrainRequest, WaeArgs,
 };
 use crate::steps::Steps;
 use crate::words::supervised::{
@@ -53,8 +53,8 @@ pub enum Part {
     /// en→fr without a seed dictionary (self-learning from identical strings).
     Unsupervised,
     /// The in-domain classifier, AE, VAE, CVAE, WAE-MMD, DCGAN, WGAN-GP and a
-    /// conditional GAN on Fashion-MNIST (samples scored in the classifier's
-    /// features), a conv VAE on full MNIST, the 8-3-8 network.
+    /// conditional GAN and a short Glow on Fashion-MNIST (samples scored in
+    /// the classifier's features), a conv VAE on full MNIST, the 8-3-8 network.
     Images,
 }
 
@@ -275,6 +275,18 @@ fn images_part(a: &DemoArgs, root: &Path, seed: i64, device: Device, steps: &mut
     });
     add("fashion-mnist-cgan", &|o| {
         request(mlp_gan(GanKind::Cgan), &fashion, e, o)
+    });
+    add("fashion-mnist-glow", &|o| {
+        // A short flow run (5,000 images an epoch): bits/dim, samples at
+        // several temperatures, scored like the other families.
+        let mut r = request(
+            ModelSpec::Flow(FlowKind::Glow, crate::flows::FlowArgs::default()),
+            &fashion,
+            e,
+            o,
+        );
+        r.data.train_limit = Some(5000);
+        r
     });
     add("mnist-conv-vae", &|o| {
         let mut r = request(ae(AeKind::Vae), &mnist, e, o);

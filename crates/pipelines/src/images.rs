@@ -4,6 +4,7 @@
 //! through one arm of [`ModelConfig`].
 use crate::analysis::{Analysis, AnalysisOpts};
 use crate::evaluate::{test_metrics, EvalOpts};
+use crate::flows::FlowArgs;
 use crate::progress::spinner;
 use crate::{PipelineError, Result};
 use clap::{ArgAction, Args, ValueEnum};
@@ -11,6 +12,8 @@ use embedlab_data::{load_image_dataset, ImageDataset};
 use embedlab_models::batches::{prepare, Split, Splits};
 use embedlab_models::capabilities::ImageModel;
 use embedlab_models::classifier::{Classifier, ClassifierConfig};
+pub use embedlab_models::flow::FlowKind;
+use embedlab_models::flow::{Flow, FlowConfig};
 pub use embedlab_models::gan::GanKind;
 use embedlab_models::gan::{Gan, GanArch, GanConfig};
 pub use embedlab_models::wae::Penalty;
@@ -39,6 +42,7 @@ pub enum ModelConfig {
     Gan(GanConfig),
     Wae(WaeConfig),
     Classifier(ClassifierConfig),
+    Flow(FlowConfig),
 }
 
 /// A family the pipelines can train and load: a trainable image model.
@@ -117,6 +121,7 @@ impl ModelConfig {
             ModelConfig::Gan(c) => c.name().to_string(),
             ModelConfig::Wae(c) => c.name().to_string(),
             ModelConfig::Classifier(_) => "classifier".to_string(),
+            ModelConfig::Flow(c) => c.name().to_string(),
         }
     }
     /// The learning rate a family trains with unless told otherwise.
@@ -125,6 +130,14 @@ impl ModelConfig {
             ModelConfig::Gan(c) if c.kind == GanKind::WganGp => 1e-4,
             ModelConfig::Gan(_) => 2e-4,
             _ => 1e-3,
+        }
+    }
+    /// NaN rollbacks unless told otherwise: flows roll back (the remedy
+    /// Glow's users apply by hand), the others stop.
+    pub fn default_rollbacks(&self) -> usize {
+        match self {
+            ModelConfig::Flow(_) => 3,
+            _ => 0,
         }
     }
     /// The optimizer of one of the model's groups, from the options.
@@ -144,6 +157,7 @@ impl ModelConfig {
             ModelConfig::Gan(c) => Box::new(Gan::new(c.clone(), device)?),
             ModelConfig::Wae(c) => Box::new(Wae::new(c.clone(), device)?),
             ModelConfig::Classifier(c) => Box::new(Classifier::new(c.clone(), device)?),
+            ModelConfig::Flow(c) => Box::new(Flow::new(c.clone(), device)?),
         })
     }
 }
@@ -200,6 +214,15 @@ pub struct OptimArgs {
     /// Early stopping: epochs without a better validation loss.
     #[arg(long, value_parser = crate::opts::count(1, 1_000_000))]
     pub patience: Option<usize>,
+    /// On a NaN or infinite loss, go back to the epoch's start with the
+    /// learning rate × --rollback-factor, at most this many times (default
+    /// 3 for flows; 0, the others' default, stops keeping the last good
+    /// checkpoint).
+    #[arg(long, value_parser = crate::opts::count(0, 100))]
+    pub nan_rollbacks: Option<usize>,
+    /// The learning-rate factor of each NaN rollback.
+    #[arg(long, default_value_t = Self::default().rollback_factor, value_parser = crate::opts::open_unit)]
+    pub rollback_factor: f64,
 }
 
 impl Default for OptimArgs {
@@ -213,6 +236,8 @@ impl Default for OptimArgs {
             step_gamma: 0.5,
             clip: None,
             patience: None,
+            nan_rollbacks: None,
+            rollback_factor: 0.5,
         }
     }
 }
@@ -512,6 +537,7 @@ pub enum ModelSpec {
     Gan(GanKind, GanArgs),
     Wae(Penalty, WaeArgs),
     Classifier(ClassifierArgs),
+    Flow(FlowKind, FlowArgs),
 }
 
 impl ModelSpec {
@@ -521,6 +547,7 @@ impl ModelSpec {
             ModelSpec::Gan(k, a) => ModelConfig::Gan(a.config(*k, ds)),
             ModelSpec::Wae(p, a) => ModelConfig::Wae(a.config(*p, ds)),
             ModelSpec::Classifier(a) => ModelConfig::Classifier(a.config(ds)),
+            ModelSpec::Flow(k, a) => ModelConfig::Flow(a.config(*k, ds)),
         }
     }
     /// Each optimizer group's optimizer: the family's, with the options.
@@ -687,6 +714,18 @@ pub fn train_new(req: &TrainRequest, device: Device) -> Result<TrainOutcome> {
         })
         .collect();
     drop(probe);
+    let rollbacks = req
+        .optim
+        .nan_rollbacks
+        .unwrap_or_else(|| model_cfg.default_rollbacks());
+    let on_nan = if rollbacks == 0 {
+        embedlab_train::NanPolicy::Stop
+    } else {
+        embedlab_train::NanPolicy::Rollback {
+            max: rollbacks,
+            lr_factor: req.optim.rollback_factor,
+        }
+    };
     let cfg = RunConfig {
         model: model_cfg,
         train: TrainConfig {
@@ -695,7 +734,7 @@ pub fn train_new(req: &TrainRequest, device: Device) -> Result<TrainOutcome> {
             groups,
             patience: req.optim.patience,
             seed: req.seed,
-            on_nan: Default::default(),
+            on_nan,
         },
         data: DataConfig {
             path: embedlab_data::fingerprint::absolute(&req.data.data),
@@ -826,6 +865,7 @@ fn evaluate_and_analyse(
     }
     report.metrics.extend(training_flags(dir)?);
     report.curve("valid.loss", "validation loss", "epoch", "nats/image");
+    report.curve("valid.bpd", "validation bits/dim", "epoch", "bits/dim");
     report.curve(
         "valid.diversity",
         "sample diversity (pairwise distance / real images')",
@@ -1118,9 +1158,34 @@ pub fn load_run(dir: &Path, device: Device) -> Result<LoadedRun> {
 pub fn eval(
     dir: &Path,
     opts: &EvalOpts,
+    on: Option<&Path>,
     device: Device,
 ) -> Result<(PathBuf, Vec<embedlab_train::Metric>)> {
     let r = load_run(dir, device)?;
+    if let Some(other) = on {
+        // Another image set's test images through the same model (e.g. a
+        // Fashion-MNIST flow's likelihood of MNIST digits).
+        let ds = load_data(other)?;
+        let test = Split::from_images(&ds.test, device);
+        let (a, b) = (test.x.size(), r.splits.test.x.size());
+        if a[1..] != b[1..] {
+            return Err(PipelineError::file(
+                other,
+                format!(
+                    "holds {}×{}×{} images; the run's model takes {}×{}×{}",
+                    a[1], a[2], a[3], b[1], b[2], b[3]
+                ),
+            ));
+        }
+        let mut m = test_metrics(r.model.as_ref(), &test, opts, r.cfg.train.seed)?;
+        for x in &mut m {
+            let n = x.note.take().unwrap_or_default();
+            x.note = Some(format!("on {} (not the training set's): {n}", ds.name));
+        }
+        let name = format!("eval-on-{}.json", ds.name);
+        r.run.write_json(&name, &m)?;
+        return Ok((r.run.file(&name), m));
+    }
     let m = all_test_metrics(r.model.as_ref(), opts, &r.splits, r.cfg.train.seed)?;
     // One file per evaluation setting: another classifier or sample count
     // does not overwrite an earlier evaluation.

@@ -13,6 +13,7 @@ pub mod analysis;
 pub mod bench;
 pub mod demo;
 pub mod evaluate;
+pub mod flows;
 pub mod identity;
 pub mod images;
 pub mod opts;

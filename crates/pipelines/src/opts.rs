@@ -101,6 +101,18 @@ pub fn positive(s: &str) -> Result<f64, String> {
     }
 }
 
+/// A sampling temperature: in [0, 10] (0: the prior's mode).
+pub fn temperature(s: &str) -> Result<f64, String> {
+    let v = number(s)?;
+    if (0.0..=10.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{v} is out of range: give a temperature in [0, 10]"
+        ))
+    }
+}
+
 /// A traversal span in standard deviations: in (0, 100].
 pub fn span(s: &str) -> Result<f64, String> {
     let v = number(s)?;

@@ -3,10 +3,11 @@ use anyhow::Result;
 use clap::{ArgMatches, Args, Subcommand};
 use embedlab_pipelines::analysis::{AnalysisOpts, MapMethod};
 use embedlab_pipelines::evaluate::EvalOpts;
+use embedlab_pipelines::flows::{self, FlowArgs};
 use embedlab_pipelines::identity::{self, IdentityArgs};
 use embedlab_pipelines::images::{
-    self, load_run, AeArgs, AeKind, ClassifierArgs, DataArgs, GanArgs, GanKind, ModelSpec,
-    OptimArgs, OutArgs, Penalty, TrainRequest, WaeArgs,
+    self, load_run, AeArgs, AeKind, ClassifierArgs, DataArgs, FlowKind, GanArgs, GanKind,
+    ModelSpec, OptimArgs, OutArgs, Penalty, TrainRequest, WaeArgs,
 };
 use embedlab_pipelines::opts;
 use embedlab_train::{Metric, Report};
@@ -35,6 +36,12 @@ pub enum TrainCmd {
     Sngan(Box<TrainArgs<GanArgs>>),
     /// Class-conditional SN-GAN (projection discriminator).
     Cgan(Box<TrainArgs<GanArgs>>),
+    /// Glow: actnorm, LU 1×1 convolution, affine coupling; multi-scale.
+    Glow(Box<TrainArgs<FlowArgs>>),
+    /// RealNVP: checkerboard and channel couplings with fixed reversals.
+    Realnvp(Box<TrainArgs<FlowArgs>>),
+    /// Invertible residual network: contractive residual blocks, power-series log-determinant.
+    Iresnet(Box<TrainArgs<FlowArgs>>),
     /// The in-domain conv classifier g∘h: its h(x) is a representation and
     /// the feature space of the generative metrics (--classifier).
     Classifier(Box<TrainArgs<ClassifierArgs>>),
@@ -95,6 +102,7 @@ pub fn train(t: &TrainCmd, matches: &ArgMatches, seed: i64, device: Device) -> R
     let ae = |k: AeKind, a: &TrainArgs<AeArgs>| ModelSpec::Autoencoder(k, a.model.clone());
     let gan = |k: GanKind, a: &TrainArgs<GanArgs>| ModelSpec::Gan(k, a.model.clone());
     let wae = |p: Penalty, a: &TrainArgs<WaeArgs>| ModelSpec::Wae(p, a.model.clone());
+    let flow = |k: FlowKind, a: &TrainArgs<FlowArgs>| ModelSpec::Flow(k, a.model.clone());
     match t {
         TrainCmd::Ae(a) => run_train("ae", ae(AeKind::Ae, a), a, matches, seed, device),
         TrainCmd::Vae(a) => run_train("vae", ae(AeKind::Vae, a), a, matches, seed, device),
@@ -108,6 +116,23 @@ pub fn train(t: &TrainCmd, matches: &ArgMatches, seed: i64, device: Device) -> R
         }
         TrainCmd::Sngan(a) => run_train("sngan", gan(GanKind::Sngan, a), a, matches, seed, device),
         TrainCmd::Cgan(a) => run_train("cgan", gan(GanKind::Cgan, a), a, matches, seed, device),
+        TrainCmd::Glow(a) => run_train("glow", flow(FlowKind::Glow, a), a, matches, seed, device),
+        TrainCmd::Realnvp(a) => run_train(
+            "realnvp",
+            flow(FlowKind::Realnvp, a),
+            a,
+            matches,
+            seed,
+            device,
+        ),
+        TrainCmd::Iresnet(a) => run_train(
+            "iresnet",
+            flow(FlowKind::Iresnet, a),
+            a,
+            matches,
+            seed,
+            device,
+        ),
         TrainCmd::Classifier(a) => run_train(
             "classifier",
             ModelSpec::Classifier(a.model.clone()),
@@ -172,10 +197,14 @@ pub struct EvalArgs {
     pub run: PathBuf,
     #[command(flatten)]
     pub eval: EvalOpts,
+    /// Evaluate on the test images of another image set of the same size
+    /// instead (out-of-distribution likelihoods).
+    #[arg(long, conflicts_with = "classifier")]
+    pub on: Option<PathBuf>,
 }
 
 pub fn eval(a: &EvalArgs, device: Device) -> Result<()> {
-    let (file, metrics) = images::eval(&a.run, &a.eval, device)?;
+    let (file, metrics) = images::eval(&a.run, &a.eval, a.on.as_deref(), device)?;
     println!("test metrics of {}:", a.run.display());
     print_metrics(&metrics);
     println!("wrote {}", file.display());
@@ -201,6 +230,56 @@ pub fn score(a: &ScoreArgs, device: Device) -> Result<()> {
     Ok(())
 }
 
+#[derive(Args, Debug)]
+pub struct FlowCheckArgs {
+    /// A run folder written by `embedlab train glow|realnvp|iresnet`.
+    pub run: PathBuf,
+    /// The test image the checks run on.
+    #[arg(long, default_value_t = 0, value_parser = opts::int(0, 100_000_000))]
+    pub image: i64,
+    /// Evaluations of an estimated log-determinant (its mean and spread).
+    #[arg(long, default_value_t = 20, value_parser = opts::count(1, 10_000))]
+    pub draws: usize,
+}
+
+pub fn flow_check(a: &FlowCheckArgs, device: Device) -> Result<()> {
+    let (file, c) = flows::check(&a.run, a.image, a.draws, device)?;
+    println!(
+        "{}: test image {}, {} (log-determinants: the block's own vs the brute-force Jacobian's)",
+        a.run.display(),
+        c.image,
+        c.precision
+    );
+    println!(
+        "{:<5} {:<46} {:>6} {:>10} {:>14} {:>14} {:>9}",
+        "level", "block", "dims", "round trip", "log-det", "brute force", "sd"
+    );
+    for b in &c.blocks {
+        println!(
+            "{:<5} {:<46} {:>6} {:>10.2e} {:>14.6} {:>14.6} {:>9.2e}",
+            b.level, b.block, b.dims, b.round_trip, b.logdet, b.brute_force, b.logdet_sd
+        );
+        if let Some(s) = b.jacobian_sigma {
+            let (it, ch) = b.inverse_iterations.unwrap_or((0, 0.0));
+            println!(
+                "      Lipschitz: σ_max(J_g) at the image {s:.4}; inverse {it} iterations, last change {ch:.1e}"
+            );
+        }
+        for (i, l) in b.layers.iter().enumerate() {
+            println!(
+                "      conv {}: σ {:.4} (power iteration) vs {:.4} ({}), c = {}",
+                i + 1,
+                l.sigma_estimate,
+                l.sigma_true,
+                l.how,
+                l.coeff
+            );
+        }
+    }
+    println!("wrote {}", file.display());
+    Ok(())
+}
+
 #[derive(Subcommand, Debug)]
 pub enum LatentCmd {
     /// Samples (the model's own; a Gaussian fitted to the codes for an AE).
@@ -208,6 +287,10 @@ pub enum LatentCmd {
         run: PathBuf,
         #[arg(long, default_value_t = 100, value_parser = opts::int(1, 10_000))]
         n: i64,
+        /// Scale the latent standard deviation (models with their own
+        /// sampler: flows, VAEs, GANs); 1 is the model's own.
+        #[arg(long, default_value_t = 1.0, value_parser = opts::temperature)]
+        temperature: f64,
     },
     /// Class-conditional samples, one row a class (CAE/CVAE).
     ClassSamples {
@@ -289,7 +372,9 @@ pub fn latent(c: &LatentCmd, device: Device) -> Result<()> {
     let not_for =
         |what: &str| anyhow::anyhow!("{}: a {} has no {what}", run.display(), r.cfg.model_name());
     let figure = match c {
-        LatentCmd::Samples { n, .. } => an.samples(*n)?.ok_or_else(|| not_for("samples"))?,
+        LatentCmd::Samples { n, temperature, .. } => an
+            .samples(*n, *temperature)?
+            .ok_or_else(|| not_for("samples at a temperature (it has no sampler of its own)"))?,
         LatentCmd::ClassSamples { per_class, .. } => an
             .class_samples(*per_class)?
             .ok_or_else(|| not_for("class-conditional samples (train a cae or cvae)"))?,

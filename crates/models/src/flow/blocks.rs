@@ -40,7 +40,7 @@ pub trait Bijection {
 
 /// A per-image zero log-determinant.
 pub fn zero_logdet(x: &Tensor) -> Tensor {
-    Tensor::zeros([x.size()[0]], (Kind::Float, x.device()))
+    Tensor::zeros([x.size()[0]], (x.kind(), x.device()))
 }
 
 fn spatial(x: &Tensor) -> i64 {
@@ -69,7 +69,7 @@ impl ActNorm {
             logs: p.zeros("logs", &[1, channels, 1, 1]),
             initialised: p.zeros_no_train("initialised", &[1]),
             channels,
-            name: format!("{}", p.components().collect::<Vec<_>>().join(".")),
+            name: p.components().collect::<Vec<_>>().join("."),
         }
     }
     pub fn is_initialised(&self) -> bool {
@@ -83,7 +83,7 @@ impl Bijection for ActNorm {
     }
     fn forward(&self, x: &Tensor, _ctx: Ctx) -> Result<(Tensor, Tensor)> {
         let y = (x + &self.loc) * self.logs.exp();
-        let ld = (self.logs.sum(Kind::Float) * spatial(x) as f64).expand([x.size()[0]], true);
+        let ld = (self.logs.sum(x.kind()) * spatial(x) as f64).expand([x.size()[0]], true);
         Ok((y, ld))
     }
     fn inverse(&self, y: &Tensor) -> Result<Tensor> {
@@ -189,7 +189,7 @@ impl Bijection for InvConv {
         let w = self.weight_double().to_kind(x.kind()).reshape([c, c, 1, 1]);
         let y = x.conv2d(&w, None::<Tensor>, [1, 1], [0, 0], [1, 1], 1);
         let ld = (self.log_s.to_kind(Kind::Double).sum(Kind::Double) * spatial(x) as f64)
-            .to_kind(Kind::Float)
+            .to_kind(x.kind())
             .expand([x.size()[0]], true);
         Ok((y, ld))
     }
@@ -363,7 +363,7 @@ impl Bijection for Coupling {
                 let (yb, ld) = match s {
                     Some(s) => (
                         &xb * s.exp() + t,
-                        s.reshape([n, -1]).sum_dim_intlist(1, false, Kind::Float),
+                        s.reshape([n, -1]).sum_dim_intlist(1, false, x.kind()),
                     ),
                     None => (&xb + t, zero_logdet(x)),
                 };
@@ -377,7 +377,7 @@ impl Bijection for Coupling {
                     Some(s) => {
                         let s = s * &inv;
                         let y = x * s.exp() + t * &inv;
-                        let ld = s.reshape([n, -1]).sum_dim_intlist(1, false, Kind::Float);
+                        let ld = s.reshape([n, -1]).sum_dim_intlist(1, false, x.kind());
                         Ok((y, ld))
                     }
                     None => Ok((x + t * &inv, zero_logdet(x))),

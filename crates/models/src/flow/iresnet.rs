@@ -83,7 +83,7 @@ impl ResidualConfig {
                 self.terms, self.probes
             )));
         }
-        if self.inverse_iters < 1 || !(self.inverse_tol > 0.0) {
+        if self.inverse_iters < 1 || self.inverse_tol.is_nan() || self.inverse_tol <= 0.0 {
             return Err(ModelError::Invalid(format!(
                 "the fixed-point inverse needs at least 1 iteration and a positive tolerance (got {} and {})",
                 self.inverse_iters, self.inverse_tol
@@ -163,7 +163,7 @@ impl SnConv {
             let v = self.conv(&self.u, &self.w);
             &v / v.norm().clamp_min(1e-12)
         };
-        (v * self.conv(&self.u, &self.w)).sum(Kind::Float)
+        (v * self.conv(&self.u, &self.w)).sum(self.w.kind())
     }
     /// W / max(1, σ / c).
     pub fn weight(&self) -> Tensor {
@@ -173,13 +173,43 @@ impl SnConv {
     pub fn forward(&self, x: &Tensor) -> Tensor {
         self.conv(x, &self.weight()) + self.b.reshape([1, -1, 1, 1])
     }
+    /// The largest singular value of the normalised operator: the SVD of
+    /// its dense matrix when that has at most 4096 × 4096 entries, else
+    /// 1000 power iterations from a fresh random vector.
+    pub fn operator_norm(&self) -> (f64, String) {
+        let _g = tch::no_grad_guard();
+        let s = self.u.size();
+        let din = s[1] * s[2] * s[3];
+        let dout = self.w.size()[0] * s[2] * s[3];
+        if din * dout <= 4096 * 4096 {
+            let m = self.dense().to_kind(Kind::Double);
+            (
+                m.svd(true, false).1.double_value(&[0]),
+                format!("SVD of the dense {dout} × {din} operator"),
+            )
+        } else {
+            let w = self.weight();
+            let mut u = Tensor::randn(s.as_slice(), (self.w.kind(), self.w.device()));
+            let mut sigma = 0.0;
+            for _ in 0..1000 {
+                u = &u / u.norm();
+                let v = self.conv(&u, &w);
+                sigma = v.norm().double_value(&[]);
+                u = self.conv_t(&v, &w);
+            }
+            (
+                sigma,
+                format!("1000 power iterations on the {dout} × {din} operator"),
+            )
+        }
+    }
     /// The normalised operator as a dense matrix (rows: outputs), for the
     /// checks: the convolution of every basis image of the input shape.
     pub fn dense(&self) -> Tensor {
         let _g = tch::no_grad_guard();
         let s = self.u.size();
         let d = s[1] * s[2] * s[3];
-        let basis = Tensor::eye(d, (Kind::Float, self.w.device())).reshape([d, s[1], s[2], s[3]]);
+        let basis = Tensor::eye(d, (self.w.kind(), self.w.device())).reshape([d, s[1], s[2], s[3]]);
         self.conv(&basis, &self.weight()).reshape([d, -1]).tr()
     }
 }
@@ -233,7 +263,7 @@ impl Residual {
         let flat = gx.reshape([n, d]);
         let mut rows = Vec::with_capacity(d as usize);
         for i in 0..d {
-            let s = flat.select(1, i).sum(Kind::Float);
+            let s = flat.select(1, i).sum(x.kind());
             let r = Tensor::run_backward(&[s], &[x], true, create_graph)
                 .pop()
                 .expect("one input");
@@ -241,7 +271,7 @@ impl Residual {
         }
         let j = Tensor::stack(&rows, 1).to_kind(Kind::Double);
         let eye = Tensor::eye(d, (Kind::Double, x.device()));
-        Tensor::linalg_slogdet(&(j + eye)).1.to_kind(Kind::Float)
+        Tensor::linalg_slogdet(&(j + eye)).1.to_kind(x.kind())
     }
 
     /// The estimate of log det(I + J_g) per image.
@@ -268,15 +298,15 @@ impl Residual {
                 )
             }
         };
-        let mut ld = Tensor::zeros([n], (Kind::Float, dev));
+        let mut ld = Tensor::zeros([n], (x.kind(), dev));
         for _ in 0..self.cfg.probes {
-            let v = Tensor::randn(x.size(), (Kind::Float, dev));
+            let v = Tensor::randn(x.size(), (x.kind(), dev));
             let mut w = v.shallow_clone();
             for k in 1..=total {
                 w = crate::layers::vjp(gx, x, &w, create_graph)?;
                 let tr = (&w * &v)
                     .reshape([n, -1])
-                    .sum_dim_intlist(1, false, Kind::Float);
+                    .sum_dim_intlist(1, false, x.kind());
                 let sign = if k % 2 == 1 { 1.0 } else { -1.0 };
                 ld = ld + tr * (sign * weight(k) / k as f64);
             }

@@ -16,6 +16,10 @@
 //! pre-processing's log-Jacobian − D·ln 256) / (D·ln 2), D the image's
 //! values (28·28 for MNIST at its native size; 32·32·3 with the padded,
 //! tiled layout of the published numbers).
+// `a = a + b` on purpose in the flows: tch's `+=` adds in place, which
+// would write into a parameter's storage or break the autograd graph.
+#![allow(clippy::assign_op_pattern)]
+
 pub mod blocks;
 pub mod iresnet;
 
@@ -390,7 +394,7 @@ impl Flow {
                 let h = s.log() - (-&s + 1.0).log();
                 let ld = (-(s.log()) - (-&s + 1.0).log() + (1.0 - 2.0 * a).ln())
                     .reshape([n, -1])
-                    .sum_dim_intlist(1, false, Kind::Float);
+                    .sum_dim_intlist(1, false, xd.kind());
                 (h, ld)
             }
         }
@@ -423,7 +427,7 @@ impl Flow {
             BaseDist::Gaussian => (eps.square() + LOG_2PI) * -0.5,
             BaseDist::Logistic => -eps - (-eps).softplus() * 2.0,
         };
-        lp.reshape([n, -1]).sum_dim_intlist(1, false, Kind::Float)
+        lp.reshape([n, -1]).sum_dim_intlist(1, false, eps.kind())
     }
 
     fn base_sample(&self, shape: &[i64], temperature: f64) -> Tensor {
@@ -450,7 +454,7 @@ impl Flow {
             let y = y.ok_or_else(|| {
                 ModelError::Invalid("a class-conditional flow needs the images' labels".into())
             })?;
-            let oh = y.onehot(self.cfg.classes).to_kind(Kind::Float);
+            let oh = y.onehot(self.cfg.classes).to_kind(self.top_mean.kind());
             let h = l.forward(&oh);
             let c = h.size()[1] / 2;
             m = m + h.narrow(1, 0, c).reshape([n, c, 1, 1]);
@@ -466,7 +470,7 @@ impl Flow {
         let logdet = s
             .expand_as(z)
             .reshape([n, -1])
-            .sum_dim_intlist(1, false, Kind::Float);
+            .sum_dim_intlist(1, false, z.kind());
         let lp = self.base_logp(&eps) - logdet;
         (eps, lp)
     }
@@ -484,7 +488,7 @@ impl Flow {
     ) -> Result<(Tensor, Tensor)> {
         let n = h.size()[0];
         let mut x = h.shallow_clone();
-        let mut logp = Tensor::zeros([n], (Kind::Float, self.device()));
+        let mut logp = Tensor::zeros([n], (h.kind(), self.device()));
         let mut codes = vec![];
         for lv in &self.levels {
             for b in &lv.steps {
@@ -611,6 +615,148 @@ impl Flow {
     pub fn is_estimated(&self) -> bool {
         // The first level's blocks see all D values; estimated there or nowhere.
         self.cfg.kind == FlowKind::Iresnet && self.cfg.dims() > self.cfg.residual.exact_max
+    }
+}
+
+/// One block's checks on real inputs (see [`Flow::check_blocks`]).
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct BlockCheck {
+    pub level: usize,
+    pub block: String,
+    /// Values per image the block sees.
+    pub dims: i64,
+    /// Largest |x − f⁻¹(f(x))|.
+    pub round_trip: f64,
+    /// The block's own log-determinant (the mean over draws for an estimator).
+    pub logdet: f64,
+    /// The estimator's standard deviation over draws (0 when exact).
+    pub logdet_sd: f64,
+    /// log|det| of the Jacobian built by autograd, one column per value.
+    pub brute_force: f64,
+    /// Residual blocks: the largest singular value of J_g at the image.
+    pub jacobian_sigma: Option<f64>,
+    /// Residual blocks: each convolution's σ from its power iteration
+    /// beside its operator norm computed apart.
+    pub layers: Vec<LayerCheck>,
+    /// Residual blocks: fixed-point iterations and last change of the inverse.
+    pub inverse_iterations: Option<(usize, f64)>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct LayerCheck {
+    /// σ of the normalised operator as the model sees it (power-iteration
+    /// estimate after the soft scaling).
+    pub sigma_estimate: f64,
+    /// Its largest singular value: from the SVD of the dense operator where
+    /// it has at most 4096 × 4096 entries, else 1000 fresh power iterations.
+    pub sigma_true: f64,
+    pub how: String,
+    pub coeff: f64,
+}
+
+impl Flow {
+    /// The input each block sees for the flow input `h`, in block order.
+    pub fn trace(&self, h: &Tensor) -> Result<Vec<Tensor>> {
+        let _g = tch::no_grad_guard();
+        let mut x = h.shallow_clone();
+        let mut out = vec![];
+        for lv in &self.levels {
+            for b in &lv.steps {
+                out.push(x.shallow_clone());
+                x = b.forward(&x, Ctx::default())?.0;
+            }
+            if lv.split.is_some() {
+                x = x.narrow(1, 0, x.size()[1] / 2);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every block's round trip and log-determinant against a brute-force
+    /// Jacobian on the test image `x` (one image; its Jacobians have as
+    /// many columns as the block has inputs), and for residual blocks the
+    /// Lipschitz checks. `draws`: evaluations of an estimated
+    /// log-determinant. Run it on a double-precision copy for tight checks.
+    pub fn check_blocks(&self, x: &Tensor, draws: usize) -> Result<Vec<BlockCheck>> {
+        let xd = self.dequantise(&self.layout(x), false);
+        let (h, _) = self.preprocess(&xd);
+        let inputs = self.trace(&h.narrow(0, 0, 1))?;
+        let mut out = vec![];
+        for ((level, b), xin) in self.blocks().into_iter().zip(inputs) {
+            let dims = xin.numel() as i64;
+            let (y, _) = b.forward(&xin, Ctx::default())?;
+            let back = b.inverse(&y)?;
+            let round_trip = (back - &xin).abs().max().double_value(&[]);
+            let inverse_iterations = b.residual().map(|r| r.last_inverse());
+            let vals: Vec<f64> = (0..draws.max(1))
+                .map(|_| -> Result<f64> {
+                    Ok(b.forward(&xin, Ctx::default())?.1.double_value(&[0]))
+                })
+                .collect::<Result<_>>()?;
+            let mean = vals.iter().sum::<f64>() / vals.len() as f64;
+            let sd = if vals.len() > 1 {
+                (vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (vals.len() - 1) as f64)
+                    .sqrt()
+            } else {
+                0.0
+            };
+            // The Jacobian of the whole block, row by row through autograd.
+            let jac = tch::with_grad(|| -> Result<Tensor> {
+                let xg = xin.detach().set_requires_grad(true);
+                let (yy, _) = b.forward(&xg, Ctx::default())?;
+                let yy = if yy.requires_grad() {
+                    yy
+                } else {
+                    // The residual block detaches in evaluation: rebuild it.
+                    match b.residual() {
+                        Some(r) => &xg + r.g(&xg),
+                        None => yy,
+                    }
+                };
+                let flat = yy.reshape([-1]);
+                let mut rows = vec![];
+                for i in 0..dims {
+                    let r = Tensor::run_backward(&[flat.get(i)], &[&xg], true, false)
+                        .pop()
+                        .expect("one input");
+                    rows.push(r.reshape([-1]));
+                }
+                Ok(Tensor::stack(&rows, 0).to_kind(Kind::Double))
+            })?;
+            let brute_force = Tensor::linalg_slogdet(&jac).1.double_value(&[]);
+            let (mut jacobian_sigma, mut layers) = (None, vec![]);
+            if let Some(r) = b.residual() {
+                let eye = Tensor::eye(dims, (Kind::Double, jac.device()));
+                jacobian_sigma = Some((&jac - eye).svd(true, false).1.double_value(&[0]));
+                for c in &r.convs {
+                    let est = {
+                        let _g = tch::no_grad_guard();
+                        let s = c.sigma().double_value(&[]);
+                        s / (s / r.cfg.coeff).max(1.0)
+                    };
+                    let (t, how) = c.operator_norm();
+                    layers.push(LayerCheck {
+                        sigma_estimate: est,
+                        sigma_true: t,
+                        how,
+                        coeff: r.cfg.coeff,
+                    });
+                }
+            }
+            out.push(BlockCheck {
+                level,
+                block: b.label(),
+                dims,
+                round_trip,
+                logdet: mean,
+                logdet_sd: sd,
+                brute_force,
+                jacobian_sigma,
+                layers,
+                inverse_iterations,
+            });
+        }
+        Ok(out)
     }
 }
 

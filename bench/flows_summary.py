@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Tables of bench/flows.sh's runs (markdown on stdout)."""
+import glob
+import json
+import os
+import re
+import statistics
+import sys
+
+sys.path.insert(0, "bench")
+from runs import details, epochs, metric, report  # noqa: E402
+
+out = sys.argv[1]
+
+
+def mean_sd(v):
+    if not v:
+        return "–"
+    if len(v) == 1:
+        return f"{v[0]:.3f}"
+    return f"{statistics.mean(v):.3f} ± {statistics.stdev(v):.3f}"
+
+
+def speed(run):
+    e = epochs(run)
+    return statistics.mean(r["items_per_second"] for r in e) if e else None
+
+
+# --- PyTorch side by side
+rows = []
+for log in sorted(glob.glob(f"{out}/pt-glow-pytorch-s*.jsonl")):
+    seed = re.search(r"-s(\d+)\.jsonl", log).group(1)
+    lines = [json.loads(l) for l in open(log) if l.strip()]
+    pt_speed = statistics.mean(l["images_per_second"] for l in lines if "epoch" in l)
+    pt_bpd = [l for l in lines if l.get("final")][0]["test_bpd"]
+    run = f"{out}/pt-glow-embedlab-s{seed}"
+    if not os.path.isfile(f"{run}/report.json"):
+        continue
+    rows.append((seed, metric(run, "test bits/dim"), pt_bpd, speed(run), pt_speed))
+if rows:
+    print("## Glow: embedlab beside PyTorch\n")
+    print("| seed | embedlab bits/dim | PyTorch bits/dim | difference | embedlab images/s | PyTorch images/s | ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for s, eb, pb, es, ps in rows:
+        print(f"| {s} | {eb:.4f} | {pb:.4f} | {eb - pb:+.4f} | {es:.0f} | {ps:.0f} | {es / ps:.2f}× |")
+    eb = statistics.mean(r[1] for r in rows)
+    pb = statistics.mean(r[2] for r in rows)
+    es = sum(r[3] for r in rows)
+    ps = sum(r[4] for r in rows)
+    print(f"| mean | {eb:.4f} | {pb:.4f} | {eb - pb:+.4f} | {es / len(rows):.0f} | {ps / len(rows):.0f} | {es / ps:.2f}× |\n")
+
+# --- Results
+res = []
+for data in ["mnist", "fashion-mnist"]:
+    for kind in ["glow", "realnvp", "iresnet"]:
+        run = f"{out}/{data}-{kind}"
+        if os.path.isfile(f"{run}/report.json"):
+            res.append((data, kind, run))
+if res:
+    print("## Test bits/dim (native 28×28×1, 256 bins, dequantisation and pre-processing counted)\n")
+    print("| data | flow | test bits/dim | sd (repeats) | inverse error | rec. MSE | parameters | training s | images/s | rollbacks |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for data, kind, run in res:
+        d = details(run)["training"] or {}
+        print(f"| {data} | {kind} | {metric(run, 'test bits/dim'):.4f} | {metric(run, 'test bits/dim sd', 0):.4f} "
+              f"| {metric(run, 'inverse error (max)'):.1e} | {metric(run, 'rec. MSE'):.1e} | {metric(run, 'parameters'):.0f} "
+              f"| {metric(run, 'training time'):.0f} | {metric(run, 'training speed'):.0f} | {d.get('rollbacks', 0)} |")
+    print()
+
+# --- OOD
+ood = sorted(glob.glob(f"{out}/*.on-*.txt"))
+if ood:
+    print("## Out of distribution: bits/dim on another set's test images\n")
+    print("| flow | trained on | own test set | other test set | bits/dim there |")
+    print("|---|---|---|---|---|")
+    for f in ood:
+        m = re.match(r".*/(.+)-(glow|realnvp|iresnet)\.on-(.+)\.txt", f)
+        if not m:
+            continue
+        data, kind, other = m.groups()
+        txt = open(f).read()
+        v = re.search(r"test bits/dim\s+([0-9.]+)", txt)
+        own = metric(f"{out}/{data}-{kind}", "test bits/dim")
+        print(f"| {kind} | {data} | {own:.4f} | {other} | {float(v.group(1)):.4f} |" if v else f"| {kind} | {data} | {own:.4f} | {other} | failed |")
+    print()
+
+# --- Stability
+st = {}
+for status in glob.glob(f"{out}/st-*.status"):
+    m = re.match(r".*/st-(.+)-lr([0-9.e-]+)-s(\d+)\.status", status)
+    fam, lr, seed = m.groups()
+    run = status[: -len(".status")]
+    ok = open(status).read().strip() == "ok"
+    if fam in ("glow", "iresnet"):
+        name, v = "test bits/dim", metric(run, "test bits/dim") if ok else None
+    elif fam == "vae":
+        name, v = "test NLL (nats)", metric(run, "test NLL") if ok else None
+    else:
+        name, v = "valid d_acc", None
+        if ok:
+            e = epochs(run)
+            v = e[-1]["valid"].get("d_acc") if e else None
+    nan = False
+    if not ok:
+        log = open(f"{run}.log").read()
+        nan = "NaN" in log or "nan" in log or "inf" in log
+    st.setdefault((fam, lr), []).append((seed, ok, nan, v, name))
+if st:
+    print("## Stability: one epoch of 3,000 MNIST images, NaN rollbacks off\n")
+    print("| family | lr | runs | failed (non-finite) | metric | mean ± sd |")
+    print("|---|---|---|---|---|---|")
+    for (fam, lr), rs in sorted(st.items(), key=lambda kv: (kv[0][0], float(kv[0][1]))):
+        vals = [r[3] for r in rs if r[3] is not None]
+        print(f"| {fam} | {lr} | {len(rs)} | {sum(not r[1] for r in rs)} ({sum(r[2] for r in rs)}) | {rs[0][4]} | {mean_sd(vals)} |")
+    print()
+
+# --- Scaling
+sc = f"{out}/scaling.jsonl"
+if os.path.isfile(sc):
+    print("## Time and memory against dimension (training step, batch 16, random images)\n")
+    print("| flow | image | values | ms per image | peak RSS MiB |")
+    print("|---|---|---|---|---|")
+    for l in open(sc):
+        r = json.loads(l)
+        print(f"| {r['kind']} | {r['size']}×{r['size']}×{r['channels']} | {r['dims']} | {1000 * r['seconds_per_image']:.2f} | {r['peak_rss_mib']:.0f} |")
+    print()
+
+# --- Lipschitz
+lip = sorted(glob.glob(f"{out}/lip-iresnet-c*/report.json"))
+if lip:
+    print("## i-ResNet: inverse against the Lipschitz coefficient (2,000 MNIST images, 1 epoch)\n")
+    print("| c | test bits/dim | inverse error | fixed-point note |")
+    print("|---|---|---|---|")
+    for r in lip:
+        run = os.path.dirname(r)
+        c = run.rsplit("-c", 1)[1]
+        note = [m for m in report(run)["metrics"] if m["name"] == "inverse error (max)"][0]["note"]
+        fp = note.split("; ", 1)[1] if "; " in note else ""
+        print(f"| {c} | {metric(run, 'test bits/dim'):.4f} | {metric(run, 'inverse error (max)'):.1e} | {fp} |")
+    print()
+
+# --- Layout
+lay = [(l, f"{out}/layout-glow-{l}") for l in ["native", "padded32x3"]]
+lay = [(l, r) for l, r in lay if os.path.isfile(f"{r}/report.json")]
+if lay:
+    print("## One Glow, two conventions (10,000 MNIST images, 1 epoch)\n")
+    print("| layout | values D | test bits/dim | images/s |")
+    print("|---|---|---|---|")
+    for l, r in lay:
+        d = 784 if l == "native" else 3072
+        print(f"| {l} | {d} | {metric(r, 'test bits/dim'):.4f} | {metric(r, 'training speed'):.0f} |")
+    print()
