@@ -15,6 +15,8 @@
 #               the image size (random images, one process a size).
 #   layout      one Glow at MNIST's native 28×28×1 and padded and tiled to
 #               32×32×3 (the published numbers' layout), same budget.
+#   ablation    Glow with the logit pre-processing; the diverging Glow of
+#               the stability study with the default NaN rollbacks.
 #   lipschitz   i-ResNet's inverse error and iterations against its
 #               Lipschitz coefficient.
 # Usage: bench/flows.sh  (PARTS, SEEDS, LIMIT, EPOCHS, … to change)
@@ -23,11 +25,14 @@ cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release/embedlab}
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-bench/out/flows}
-PARTS=${PARTS:-pytorch results ood stability scaling layout lipschitz}
+PARTS=${PARTS:-pytorch results ood stability scaling layout ablation lipschitz}
 SEEDS=${SEEDS:-1 2}
-# pytorch: Glow's defaults (2 levels x 8 steps, hidden 64), PT_LIMIT images x PT_EPOCHS
+# pytorch: Glow's defaults (2 levels x 8 steps, hidden 64), PT_LIMIT images x PT_EPOCHS,
+# the learning rate on a cosine to ~0 over the epochs (so the final test bits/dim
+# is not one noisy iterate of a constant rate)
 PT_LIMIT=${PT_LIMIT:-10000}
-PT_EPOCHS=${PT_EPOCHS:-1}
+PT_EPOCHS=${PT_EPOCHS:-5}
+PT_SCHEDULE=${PT_SCHEDULE:-cosine}
 # results: LIMIT training images x EPOCHS for every flow
 LIMIT=${LIMIT:-20000}
 EPOCHS=${EPOCHS:-1}
@@ -42,9 +47,9 @@ if has pytorch; then
   i=0
   for seed in $SEEDS; do
     run="$OUT/pt-glow-embedlab-s$seed"
-    e() { "$BIN" --seed "$seed" train glow --data data/mnist --train-limit "$PT_LIMIT" --epochs "$PT_EPOCHS" \
+    e() { "$BIN" --seed "$seed" train glow --data data/mnist --train-limit "$PT_LIMIT" --epochs "$PT_EPOCHS" --schedule "$PT_SCHEDULE" \
             --no-images --iwae-k 0 --overwrite --out "$run" >"$run.log" 2>&1; }
-    p() { "$PY" bench/glow_pytorch.py --data data/mnist --train-limit "$PT_LIMIT" --epochs "$PT_EPOCHS" \
+    p() { "$PY" bench/glow_pytorch.py --data data/mnist --train-limit "$PT_LIMIT" --epochs "$PT_EPOCHS" --schedule "$PT_SCHEDULE" \
             --seed "$seed" >"$OUT/pt-glow-pytorch-s$seed.jsonl"; }
     echo "pytorch side by side, seed $seed" >&2
     if [ $((i % 2)) = 0 ]; then e; p; else p; e; fi
@@ -103,7 +108,7 @@ if has scaling; then
     for size in 8 16 32 64; do
       [ "$kind" = iresnet ] && [ "$size" = 64 ] && continue
       echo "scaling: $kind ${size}x${size}" >&2
-      "$BIN" bench flow --kind "$kind" --size "$size" --batch 16 --steps 3 >>"$OUT/scaling.jsonl"
+      "$BIN" bench flow --kind "$kind" --size "$size" --batch 16 --iterations 3 >>"$OUT/scaling.jsonl"
     done
   done
 fi
@@ -114,6 +119,24 @@ if has layout; then
     echo "layout: Glow, $layout" >&2
     "$BIN" --seed 1 train glow --data data/mnist --train-limit "${LAYOUT_LIMIT:-10000}" --epochs 1 --layout "$layout" \
       --levels 2 --iwae-k 0 --no-images --overwrite --out "$run" >"$run.log" 2>&1
+  done
+fi
+
+if has ablation; then
+  # Glow with RealNVP's logit pre-processing: is the gap between them the
+  # architecture or the pre-processing? (same budget as `results`)
+  run="$OUT/mnist-glow-logit"
+  echo "ablation: Glow with the logit pre-processing" >&2
+  "$BIN" --seed 1 train glow --data data/mnist --train-limit "$LIMIT" --epochs "$EPOCHS" --preprocess logit \
+    --iwae-k 0 --no-images --overwrite --out "$run" >"$run.log" 2>&1
+  # The stability study's diverging Glow (lr 0.05) with the default NaN
+  # rollbacks (3, learning rate halved each time).
+  for seed in $SEEDS; do
+    run="$OUT/rb-glow-lr0.05-s$seed"
+    echo "rollback: Glow lr 0.05 seed $seed" >&2
+    if "$BIN" --seed "$seed" train glow --data data/mnist --train-limit "$ST_LIMIT" --epochs 1 --lr 0.05 \
+         --iwae-k 0 --no-images --overwrite --out "$run" >"$run.log" 2>&1; then echo ok >"$run.status"
+    else echo failed >"$run.status"; fi
   done
 fi
 

@@ -22,8 +22,9 @@ def mean_sd(v):
 
 
 def speed(run):
+    # Images over seconds across the epochs (the harmonic mean of epoch speeds).
     e = epochs(run)
-    return statistics.mean(r["items_per_second"] for r in e) if e else None
+    return len(e) / sum(1 / r["items_per_second"] for r in e) if e else None
 
 
 # --- PyTorch side by side
@@ -31,7 +32,7 @@ rows = []
 for log in sorted(glob.glob(f"{out}/pt-glow-pytorch-s*.jsonl")):
     seed = re.search(r"-s(\d+)\.jsonl", log).group(1)
     lines = [json.loads(l) for l in open(log) if l.strip()]
-    pt_speed = statistics.mean(l["images_per_second"] for l in lines if "epoch" in l)
+    pt_speed = sum(1 for l in lines if "epoch" in l) / sum(1 / l["images_per_second"] for l in lines if "epoch" in l)
     pt_bpd = [l for l in lines if l.get("final")][0]["test_bpd"]
     run = f"{out}/pt-glow-embedlab-s{seed}"
     if not os.path.isfile(f"{run}/report.json"):
@@ -96,10 +97,9 @@ for status in glob.glob(f"{out}/st-*.status"):
     elif fam == "vae":
         name, v = "test NLL (nats)", metric(run, "test NLL") if ok else None
     else:
-        name, v = "valid d_acc", None
+        name, v = "runs flagged diverged / collapse", None
         if ok:
-            e = epochs(run)
-            v = e[-1]["valid"].get("d_acc") if e else None
+            v = (metric(run, "epochs flagged: diverged", 0), metric(run, "epochs flagged: collapse", 0))
     nan = False
     if not ok:
         log = open(f"{run}.log").read()
@@ -111,7 +111,11 @@ if st:
     print("|---|---|---|---|---|---|")
     for (fam, lr), rs in sorted(st.items(), key=lambda kv: (kv[0][0], float(kv[0][1]))):
         vals = [r[3] for r in rs if r[3] is not None]
-        print(f"| {fam} | {lr} | {len(rs)} | {sum(not r[1] for r in rs)} ({sum(r[2] for r in rs)}) | {rs[0][4]} | {mean_sd(vals)} |")
+        if vals and isinstance(vals[0], tuple):
+            shown = f"{sum(v[0] > 0 for v in vals)} / {sum(v[1] > 0 for v in vals)}"
+        else:
+            shown = mean_sd(vals)
+        print(f"| {fam} | {lr} | {len(rs)} | {sum(not r[1] for r in rs)} ({sum(r[2] for r in rs)}) | {rs[0][4]} | {shown} |")
     print()
 
 # --- Scaling
@@ -149,4 +153,22 @@ if lay:
     for l, r in lay:
         d = 784 if l == "native" else 3072
         print(f"| {l} | {d} | {metric(r, 'test bits/dim'):.4f} | {metric(r, 'training speed'):.0f} |")
+    print()
+
+# --- Ablation and rollback
+ab = f"{out}/mnist-glow-logit"
+if os.path.isfile(f"{ab}/report.json"):
+    print("## Glow with the logit pre-processing (same budget as the results)\n")
+    print(f"Glow, logit α = 0.05: test bits/dim {metric(ab, 'test bits/dim'):.4f}\n")
+rb = sorted(glob.glob(f"{out}/rb-glow-*.status"))
+if rb:
+    print("## Glow at lr 0.05 with the default NaN rollbacks\n")
+    print("| run | status | rollbacks | test bits/dim |")
+    print("|---|---|---|---|")
+    for st_ in rb:
+        run = st_[: -len(".status")]
+        ok = open(st_).read().strip() == "ok"
+        rbk = (details(run)["training"] or {}).get("rollbacks") if ok else "–"
+        v = f"{metric(run, 'test bits/dim'):.4f}" if ok else "–"
+        print(f"| {os.path.basename(run)} | {'finished' if ok else 'failed'} | {rbk} | {v} |")
     print()

@@ -195,6 +195,8 @@ def main():
     ap.add_argument("--train-limit", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fused-adam", action="store_true")
+    ap.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
+                    help="cosine: lr * (1 + cos(pi * epoch / epochs)) / 2, set at each epoch's start (embedlab's)")
     a = ap.parse_args()
     tr_x = read_idx(find(a.data, "train-images-idx3-ubyte"))
     te_x = read_idx(find(a.data, "t10k-images-idx3-ubyte"))
@@ -216,6 +218,9 @@ def main():
     t_all = 0.0
     for epoch in range(a.epochs):
         torch.manual_seed(epoch_seed(a.seed, epoch))
+        if a.schedule == "cosine":
+            for g in opt.param_groups:
+                g["lr"] = a.lr * 0.5 * (1 + math.cos(math.pi * epoch / a.epochs))
         model.train()
         t0 = time.perf_counter()
         p = torch.randperm(n)

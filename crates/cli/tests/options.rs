@@ -83,6 +83,33 @@ const DOCUMENTED: &[(&str, &str, &str, &str)] = &[
         "Adam without momentum (as several GAN recipes use)",
     ),
     ("train *", "dropout", "0", "no dropout in the classifier"),
+    (
+        "train *",
+        "nan-rollbacks",
+        "0",
+        "stop at a NaN, keeping the last good checkpoint",
+    ),
+    (
+        "train *",
+        "exact-max",
+        "0",
+        "i-ResNet: never the exact log-determinant",
+    ),
+    (
+        "train *",
+        "alpha",
+        "0",
+        "the plain logit (the uniform model's closed form)",
+    ),
+    (
+        "bench flow",
+        "exact-max",
+        "0",
+        "never the exact log-determinant",
+    ),
+    ("bench flow", "alpha", "0", "the plain logit"),
+    ("flow-check", "image", "0", "the first test image"),
+    ("latent samples", "temperature", "0", "the prior's mode"),
     ("latent traverse", "index", "0", "the first test image"),
     ("latent query", "index", "0", "the first test image"),
     ("latent interpolate", "from", "0", "the first test image"),
@@ -210,6 +237,50 @@ fn documented_zero_values_run() {
             "--valid=20",
             "--out",
             run.to_str().unwrap(),
+        ],
+    ));
+    // The flows' zeros: stop at a NaN, the plain logit, no exact
+    // log-determinant; flow-check on image 0; samples at the prior's mode.
+    let glow = d.path().join("glow");
+    ok(&embedlab_testkit::run(
+        bin,
+        &[
+            "train",
+            "iresnet",
+            "--data",
+            data.to_str().unwrap(),
+            "--epochs=1",
+            "--steps=1",
+            "--hidden=4",
+            "--init-batch=16",
+            "--nan-rollbacks=0",
+            "--preprocess=logit",
+            "--alpha=0",
+            "--exact-max=0",
+            "--iwae-k=0",
+            "--no-images",
+            "--valid=20",
+            "--out",
+            glow.to_str().unwrap(),
+        ],
+    ));
+    ok(&embedlab_testkit::run(
+        bin,
+        &[
+            "flow-check",
+            glow.to_str().unwrap(),
+            "--image=0",
+            "--draws=2",
+        ],
+    ));
+    ok(&embedlab_testkit::run(
+        bin,
+        &[
+            "latent",
+            "samples",
+            glow.to_str().unwrap(),
+            "--temperature=0",
+            "--n=4",
         ],
     ));
     ok(&embedlab_testkit::run(

@@ -138,7 +138,7 @@ pub struct FlowBench {
     pub batch: i64,
     /// Timed training steps (after one untimed).
     #[arg(long, default_value_t = 5, value_parser = crate::opts::count(1, 10_000))]
-    pub steps: usize,
+    pub iterations: usize,
     #[command(flatten)]
     pub flow: crate::flows::FlowArgs,
 }
@@ -192,7 +192,7 @@ pub fn flow(a: &FlowBench, device: Device) -> Result<String> {
     };
     step()?;
     let t = Instant::now();
-    for _ in 0..a.steps {
+    for _ in 0..a.iterations {
         step()?;
     }
     let secs = t.elapsed().as_secs_f64();
@@ -208,7 +208,7 @@ pub fn flow(a: &FlowBench, device: Device) -> Result<String> {
             .iter()
             .map(|t| t.numel() as i64)
             .sum(),
-        seconds_per_image: secs / (a.steps as f64 * a.batch as f64),
+        seconds_per_image: secs / (a.iterations as f64 * a.batch as f64),
         peak_rss_mib: peak_rss_bytes().map(|b| b as f64 / (1024.0 * 1024.0)),
     };
     Ok(serde_json::to_string(&r)?)
