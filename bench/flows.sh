@@ -53,6 +53,9 @@ if has pytorch; then
             --seed "$seed" >"$OUT/pt-glow-pytorch-s$seed.jsonl"; }
     echo "pytorch side by side, seed $seed" >&2
     if [ $((i % 2)) = 0 ]; then e; p; else p; e; fi
+    # Fidelity of the function itself: PyTorch's code on embedlab's trained weights.
+    "$PY" bench/glow_pytorch.py --data data/mnist --seed "$seed" --load "$run/best.safetensors" \
+      >"$OUT/pt-glow-load-s$seed.json"
     i=$((i + 1))
   done
 fi

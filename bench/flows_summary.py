@@ -49,6 +49,12 @@ if rows:
     es = sum(r[3] for r in rows)
     ps = sum(r[4] for r in rows)
     print(f"| mean | {eb:.4f} | {pb:.4f} | {eb - pb:+.4f} | {es / len(rows):.0f} | {ps / len(rows):.0f} | {es / ps:.2f}× |\n")
+    for s_, eb_, *_ in rows:
+        f = f"{out}/pt-glow-load-s{s_}.json"
+        if os.path.isfile(f):
+            v = json.loads(open(f).read().strip().splitlines()[-1])["test_bpd"]
+            print(f"- seed {s_}: embedlab's trained weights evaluated by the PyTorch code: {v:.4f} bits/dim (embedlab: {eb_:.4f})")
+    print()
 
 # --- Results
 res = []

@@ -169,6 +169,57 @@ class Glow(nn.Module):
         return logp + self.standardise(x, self.top_mean, self.top_logs)
 
 
+def read_safetensors(path):
+    """name -> tensor of a safetensors file (the format is a JSON header and raw data)."""
+    import struct
+    kinds = {"F32": np.float32, "F64": np.float64, "I64": np.int64}
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, h in header.items():
+        if name == "__metadata__":
+            continue
+        a, b = h["data_offsets"]
+        arr = np.frombuffer(data[a:b], dtype=kinds[h["dtype"]]).reshape(h["shape"])
+        out[name] = torch.from_numpy(arr.copy())
+    return out
+
+
+def load_embedlab(model, path):
+    """Copies an embedlab Glow run's weights (its best.safetensors) into `model`."""
+    w = {k.split("/", 1)[1]: v for k, v in read_safetensors(path).items()}
+    used = set()
+
+    def put(param, name):
+        with torch.no_grad():
+            param.copy_(w[name].to(param.dtype).view_as(param))
+        used.add(name)
+
+    for l, blocks in enumerate(model.levels):
+        for i, b in enumerate(blocks):
+            pre = f"flow.l{l}.s{i // 3}"
+            if isinstance(b, ActNorm):
+                for n in ["loc", "logs", "initialised"]:
+                    put(getattr(b, n), f"{pre}.actnorm.{n}")
+            elif isinstance(b, InvConv):
+                for n in ["lower", "upper", "log_s", "perm", "sign_s"]:
+                    put(getattr(b, n), f"{pre}.invconv.{n}")
+            else:
+                for n in ["l1", "l2", "out"]:
+                    put(getattr(b, n).weight, f"{pre}.coupling.{n}.weight")
+                    put(getattr(b, n).bias, f"{pre}.coupling.{n}.bias")
+        if l < len(model.priors):
+            put(model.priors[l].weight, f"flow.l{l}.prior.weight")
+            put(model.priors[l].bias, f"flow.l{l}.prior.bias")
+    put(model.top_mean, "flow.top_mean")
+    put(model.top_logs, "flow.top_logs")
+    left = set(w) - used
+    if left:
+        raise SystemExit(f"{path}: weights not used: {sorted(left)[:5]}")
+
+
 def dequantise(x):
     k = (x * 255.0).round().clamp(0, 255)
     u = torch.rand_like(x).clamp(1e-6, 1 - 1e-6)
@@ -195,6 +246,8 @@ def main():
     ap.add_argument("--train-limit", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fused-adam", action="store_true")
+    ap.add_argument("--load", default=None,
+                    help="evaluate an embedlab Glow run's best.safetensors with this code (no training)")
     ap.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
                     help="cosine: lr * (1 + cos(pi * epoch / epochs)) / 2, set at each epoch's start (embedlab's)")
     a = ap.parse_args()
@@ -210,6 +263,14 @@ def main():
     torch.manual_seed(a.seed)
     model = Glow(c, h, w, a.levels, a.steps, a.hidden)
     params = sum(p.numel() for p in model.parameters())
+    if a.load:
+        load_embedlab(model, a.load)
+        model.eval()
+        torch.manual_seed(a.seed ^ 0x7E57)
+        with torch.no_grad():
+            test = torch.cat([bpd(model, T[s:s + 500]) for s in range(0, T.shape[0], 500)])
+        print(json.dumps({"loaded": a.load, "test_bpd": test.mean().item(), "parameters": params}))
+        return
     with torch.no_grad():
         idx = torch.randperm(X.shape[0])[: a.init_batch]
         model.log_prob(dequantise(X[idx]) - 0.5, init=True)
