@@ -223,31 +223,32 @@ impl<'a> Analysis<'a> {
     pub fn samples(&self, n: i64, temperature: f64) -> Result<Option<Figure>> {
         range_check("--n", n, 1, 10_000)?;
         tch::manual_seed(self.seed ^ 0x5a);
-        if temperature != 1.0 {
-            let Some(s) = self.model.sampler() else {
-                return Ok(None);
-            };
-            let y = Tensor::arange(n, (Kind::Int64, self.splits.test.x.device()))
-                .remainder(self.model.classes().max(1));
-            let imgs = s.sample(n, labels_if(s.needs_labels(), &y).as_ref(), temperature)?;
-            let file = format!("samples-t{temperature}.png");
-            self.save(&file, &imgs, 10)?;
-            return Ok(Some(Figure {
-                file,
-                caption: format!("samples from the model at temperature {temperature}"),
-            }));
+        // A temperature other than 1 needs the model's own sampler (a
+        // Gaussian fitted to an AE's codes has no temperature of its own).
+        if temperature != 1.0 && self.model.sampler().is_none() {
+            return Ok(None);
         }
         let mut codes = || Ok(self.train_codes()?.0.shallow_clone());
-        let Some((imgs, how)) =
-            draw_samples(self.model, &mut codes, n, self.splits.test.x.device())?
+        let Some((imgs, how)) = draw_samples(
+            self.model,
+            &mut codes,
+            n,
+            temperature,
+            self.splits.test.x.device(),
+        )?
         else {
             return Ok(None);
         };
-        self.save("samples.png", &imgs, 10)?;
-        Ok(Some(Figure {
-            file: "samples.png".into(),
-            caption: how.into(),
-        }))
+        let (file, caption) = if temperature == 1.0 {
+            ("samples.png".to_string(), how.to_string())
+        } else {
+            (
+                format!("samples-t{temperature}.png"),
+                format!("{how} at temperature {temperature}"),
+            )
+        };
+        self.save(&file, &imgs, 10)?;
+        Ok(Some(Figure { file, caption }))
     }
 
     /// One row of `per_row` samples a temperature, the same noise scaled
@@ -291,6 +292,7 @@ impl<'a> Analysis<'a> {
             self.model,
             &mut codes,
             500.max(n),
+            1.0,
             self.splits.test.x.device(),
         )?
         else {

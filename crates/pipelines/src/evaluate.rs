@@ -133,12 +133,14 @@ pub struct Scorer<'a> {
 /// `n` images drawn from a model: its own samples, or decoded from a
 /// Gaussian fitted to its codes when the codes follow no prior (an AE).
 /// Labels, for conditional models, cycle through the classes. `codes`
-/// gives the training codes when they are needed. None when the model
-/// cannot generate.
+/// gives the training codes when they are needed. `temperature` scales the
+/// latent standard deviation of a model's own sampler (1: the model's own).
+/// None when the model cannot generate.
 pub fn draw_samples(
     m: &dyn ImageModel,
     codes: &mut dyn FnMut() -> Result<Tensor>,
     n: i64,
+    temperature: f64,
     device: tch::Device,
 ) -> Result<Option<(Tensor, &'static str)>> {
     let labels = Tensor::arange(n, (Kind::Int64, device)).remainder(m.classes().max(1));
@@ -149,7 +151,7 @@ pub fn draw_samples(
         while done < n {
             let len = chunk.min(n - done);
             let y = labels_if(s.needs_labels(), &labels.narrow(0, done, len));
-            out.push(s.sample(len, y.as_ref(), 1.0)?);
+            out.push(s.sample(len, y.as_ref(), temperature)?);
             done += len;
         }
         "samples from the model"

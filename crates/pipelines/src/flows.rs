@@ -1,7 +1,7 @@
 //! Normalizing flows in the pipelines: their options, and the checks a
 //! user can run on any flow run (round trip, log-determinant against a
 //! brute-force Jacobian, Lipschitz constants of the residual blocks).
-use crate::images::{ModelConfig, RunConfig, KIND};
+use crate::images::{ModelConfig, RunConfig};
 use crate::{PipelineError, Result};
 use clap::{Args, ValueEnum};
 use embedlab_data::{load_image_dataset, ImageDataset};
@@ -198,14 +198,7 @@ pub struct FlowCheck {
 
 /// Loads a flow run's best weights as a concrete flow, in double precision.
 fn load_flow(dir: &Path, device: Device) -> Result<(RunDir, RunConfig, Flow, ImageDataset)> {
-    let run = RunDir::open(dir)?;
-    if run.info.kind != KIND {
-        return Err(PipelineError::file(
-            dir,
-            format!("holds a {} run, not a flow training run", run.info.kind),
-        ));
-    }
-    let cfg = RunConfig::read(dir)?;
+    let (run, cfg) = crate::images::open_run(dir)?;
     let ModelConfig::Flow(fc) = &cfg.model else {
         return Err(PipelineError::file(
             dir,
@@ -215,7 +208,6 @@ fn load_flow(dir: &Path, device: Device) -> Result<(RunDir, RunConfig, Flow, Ima
             ),
         ));
     };
-    cfg.check_data()?;
     let ds = load_image_dataset(&cfg.data.path)?;
     let mut flow = Flow::new(fc.clone(), device)?;
     load_best(

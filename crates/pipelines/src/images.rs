@@ -926,6 +926,7 @@ fn all_test_metrics(
             model,
             &mut codes,
             eval.gen_samples.min(splits.test.len() / 2),
+            1.0,
             splits.test.x.device(),
         )? {
             out.extend(c.score(&fake, &splits.test, eval.gen_samples)?);
@@ -1126,8 +1127,9 @@ impl LoadedRun {
     }
 }
 
-/// Opens a training run (locked while loaded) with its best weights.
-pub fn load_run(dir: &Path, device: Device) -> Result<LoadedRun> {
+/// Opens an image-model training run (locked while open) and its
+/// configuration, checking that its images are still those it was made from.
+pub fn open_run(dir: &Path) -> Result<(RunDir, RunConfig)> {
     let run = RunDir::open(dir)?;
     if run.info.kind != KIND {
         return Err(PipelineError::file(
@@ -1140,6 +1142,12 @@ pub fn load_run(dir: &Path, device: Device) -> Result<LoadedRun> {
     }
     let cfg = RunConfig::read(dir)?;
     cfg.check_data()?;
+    Ok((run, cfg))
+}
+
+/// Opens a training run (locked while loaded) with its best weights.
+pub fn load_run(dir: &Path, device: Device) -> Result<LoadedRun> {
+    let (run, cfg) = open_run(dir)?;
     let ds = load_image_dataset(&cfg.data.path)?;
     let splits = cfg.splits(&ds, device)?;
     let model = cfg.model.build(device)?;

@@ -258,19 +258,8 @@ impl Residual {
     /// The exact log det(I + J_g) per image from the whole Jacobian (one
     /// backward pass per input value).
     pub fn exact_logdet(&self, x: &Tensor, gx: &Tensor, create_graph: bool) -> Tensor {
-        let n = x.size()[0];
-        let d = gx.numel() as i64 / n.max(1);
-        let flat = gx.reshape([n, d]);
-        let mut rows = Vec::with_capacity(d as usize);
-        for i in 0..d {
-            let s = flat.select(1, i).sum(x.kind());
-            let r = Tensor::run_backward(&[s], &[x], true, create_graph)
-                .pop()
-                .expect("one input");
-            rows.push(r.reshape([n, d]));
-        }
-        let j = Tensor::stack(&rows, 1).to_kind(Kind::Double);
-        let eye = Tensor::eye(d, (Kind::Double, x.device()));
+        let j = super::blocks::jacobian(gx, x, create_graph).to_kind(Kind::Double);
+        let eye = Tensor::eye(j.size()[1], (Kind::Double, x.device()));
         Tensor::linalg_slogdet(&(j + eye)).1.to_kind(x.kind())
     }
 

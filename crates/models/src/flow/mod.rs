@@ -384,6 +384,13 @@ impl Flow {
         (k + u) / 256.0
     }
 
+    /// Images in [0, 1] → the flow's input h and the pre-processing's
+    /// log|det| per image: layout, dequantisation (`noise`: uniform in each
+    /// bin, else the bin's middle), shift or logit.
+    fn input(&self, x: &Tensor, noise: bool) -> (Tensor, Tensor) {
+        self.preprocess(&self.dequantise(&self.layout(x), noise))
+    }
+
     /// Dequantised values → the flow's input, with log|det| per image.
     pub fn preprocess(&self, xd: &Tensor) -> (Tensor, Tensor) {
         let n = xd.size()[0];
@@ -553,8 +560,7 @@ impl Flow {
     /// dequantised density's bound, with the pre-processing's Jacobian and
     /// D·ln 256 for the bins.
     pub fn nll_images(&self, x: &Tensor, y: Option<&Tensor>, ctx: Ctx) -> Result<Tensor> {
-        let xd = self.dequantise(&self.layout(x), true);
-        let (h, ld_pre) = self.preprocess(&xd);
+        let (h, ld_pre) = self.input(x, true);
         let (_, logp) = self.forward_codes(&h, y, ctx, false)?;
         Ok(-(logp + ld_pre) + self.cfg.dims() as f64 * 256f64.ln())
     }
@@ -567,8 +573,7 @@ impl Flow {
     /// Sets every actnorm from `x` (images in [0, 1]).
     pub fn initialise(&self, x: &Tensor, y: Option<&Tensor>) -> Result<()> {
         let _g = tch::no_grad_guard();
-        let xd = self.dequantise(&self.layout(x), true);
-        let (h, _) = self.preprocess(&xd);
+        let (h, _) = self.input(x, true);
         let _ = self.forward_codes(&h, y, Ctx::default(), true)?;
         Ok(())
     }
@@ -593,8 +598,7 @@ impl Flow {
     /// Largest |h − f⁻¹(f(h))| over images, in the flow's input space, and
     /// the residual blocks' worst fixed-point (iterations, last change).
     pub fn inverse_error(&self, x: &Tensor, y: Option<&Tensor>) -> Result<(f64, usize, f64)> {
-        let xd = self.dequantise(&self.layout(x), true);
-        let (h, _) = self.preprocess(&xd);
+        let (h, _) = self.input(x, true);
         let codes = {
             let _g = tch::no_grad_guard();
             self.forward_codes(&h, y, Ctx::default(), false)?.0
@@ -616,6 +620,18 @@ impl Flow {
         // The first level's blocks see all D values; estimated there or nowhere.
         self.cfg.kind == FlowKind::Iresnet && self.cfg.dims() > self.cfg.residual.exact_max
     }
+}
+
+/// Mean and sample standard deviation (0 for a single value).
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len().max(1) as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let sd = if v.len() > 1 {
+        (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+    } else {
+        0.0
+    };
+    (mean, sd)
 }
 
 /// One block's checks on real inputs (see [`Flow::check_blocks`]).
@@ -678,8 +694,7 @@ impl Flow {
     /// Lipschitz checks. `draws`: evaluations of an estimated
     /// log-determinant. Run it on a double-precision copy for tight checks.
     pub fn check_blocks(&self, x: &Tensor, draws: usize) -> Result<Vec<BlockCheck>> {
-        let xd = self.dequantise(&self.layout(x), false);
-        let (h, _) = self.preprocess(&xd);
+        let (h, _) = self.input(x, false);
         let inputs = self.trace(&h.narrow(0, 0, 1))?;
         let mut out = vec![];
         for ((level, b), xin) in self.blocks().into_iter().zip(inputs) {
@@ -693,13 +708,7 @@ impl Flow {
                     Ok(b.forward(&xin, Ctx::default())?.1.double_value(&[0]))
                 })
                 .collect::<Result<_>>()?;
-            let mean = vals.iter().sum::<f64>() / vals.len() as f64;
-            let sd = if vals.len() > 1 {
-                (vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (vals.len() - 1) as f64)
-                    .sqrt()
-            } else {
-                0.0
-            };
+            let (mean, sd) = mean_sd(&vals);
             // The Jacobian of the whole block, row by row through autograd.
             let jac = tch::with_grad(|| -> Result<Tensor> {
                 let xg = xin.detach().set_requires_grad(true);
@@ -713,15 +722,9 @@ impl Flow {
                         None => yy,
                     }
                 };
-                let flat = yy.reshape([-1]);
-                let mut rows = vec![];
-                for i in 0..dims {
-                    let r = Tensor::run_backward(&[flat.get(i)], &[&xg], true, false)
-                        .pop()
-                        .expect("one input");
-                    rows.push(r.reshape([-1]));
-                }
-                Ok(Tensor::stack(&rows, 0).to_kind(Kind::Double))
+                Ok(blocks::jacobian(&yy, &xg, false)
+                    .get(0)
+                    .to_kind(Kind::Double))
             })?;
             let brute_force = Tensor::linalg_slogdet(&jac).1.double_value(&[]);
             let (mut jacobian_sigma, mut layers) = (None, vec![]);
@@ -813,8 +816,7 @@ impl Encode for Flow {
     /// The images at their bins' middles, mapped to ε (no noise: the same
     /// image always gets the same code).
     fn encode(&self, x: &Tensor, y: Option<&Tensor>) -> Result<Tensor> {
-        let xd = self.dequantise(&self.layout(x), false);
-        let (h, _) = self.preprocess(&xd);
+        let (h, _) = self.input(x, false);
         let _g = tch::no_grad_guard();
         Ok(self.forward_codes(&h, y, Ctx::default(), false)?.0)
     }
@@ -964,12 +966,7 @@ impl ImageModel for Flow {
         let reps: Vec<f64> = (0..self.cfg.eval_repeats)
             .map(|_| self.split_bpd(test, 500))
             .collect::<Result<_>>()?;
-        let mean = reps.iter().sum::<f64>() / reps.len() as f64;
-        let sd = if reps.len() > 1 {
-            (reps.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (reps.len() - 1) as f64).sqrt()
-        } else {
-            0.0
-        };
+        let (mean, sd) = mean_sd(&reps);
         let spread = if reps.len() > 1 {
             format!(
                 "; mean of {} evaluations, sd {sd:.4} (dequantisation{})",
