@@ -686,6 +686,8 @@ mod tests {
 
     #[test]
     fn shapes_every_variant() {
+        // libtorch's generator is global: one seeded test at a time.
+        let _l = embedlab_testkit::seeded();
         tch::manual_seed(0);
         let x = Tensor::rand([5, 1, 8, 8], (Kind::Float, Device::Cpu));
         let y = Tensor::from_slice(&[0i64, 1, 2, 3, 1]);

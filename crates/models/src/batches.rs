@@ -196,6 +196,8 @@ mod tests {
 
     #[test]
     fn batches_cover_every_image_once() {
+        // libtorch's generator is global: one seeded test at a time.
+        let _l = embedlab_testkit::seeded();
         tch::manual_seed(0);
         let set = ImageSet {
             pixels: (0..10u8).flat_map(|i| [i, i, i, i]).collect(),

@@ -224,6 +224,8 @@ mod tests {
 
     #[test]
     fn pca_finds_the_plane_the_data_lie_in() {
+        // libtorch's generator is global: one seeded test at a time.
+        let _l = embedlab_testkit::seeded();
         tch::manual_seed(0);
         // Points in a random 2-D plane of 6-D space, plus a little noise.
         let basis = Tensor::randn([2, 6], (Kind::Float, Device::Cpu));
@@ -241,6 +243,8 @@ mod tests {
 
     #[test]
     fn encode_all_equals_one_pass() {
+        // libtorch's generator is global: one seeded test at a time.
+        let _l = embedlab_testkit::seeded();
         let x = Tensor::rand([7, 1, 2, 2], (Kind::Float, Device::Cpu));
         let y = Tensor::zeros([7], (Kind::Int64, Device::Cpu));
         let p = Pixels { dim: 4 };

@@ -221,6 +221,8 @@ mod tests {
 
     #[test]
     fn learns_a_separable_toy_problem_and_exposes_its_features() {
+        // libtorch's generator is global: one seeded test at a time.
+        let _l = embedlab_testkit::seeded();
         tch::manual_seed(0);
         // Class 0: bright left half; class 1: bright right half; noise.
         let n = 256;

@@ -562,6 +562,8 @@ mod tests {
 
     #[test]
     fn every_variant_has_finite_losses_and_the_right_shapes() {
+        // libtorch's generator is global: one seeded test at a time.
+        let _l = embedlab_testkit::seeded();
         tch::manual_seed(0);
         let x = Tensor::rand([5, 1, 8, 8], (Kind::Float, Device::Cpu));
         let y = Tensor::from_slice(&[0i64, 1, 2, 1, 0]);
@@ -597,6 +599,8 @@ mod tests {
 
     #[test]
     fn the_critic_loss_is_the_negated_wasserstein_estimate_plus_the_penalty() {
+        // libtorch's generator is global: one seeded test at a time.
+        let _l = embedlab_testkit::seeded();
         tch::manual_seed(2);
         let mut g = Gan::new(tiny(GanKind::WganGp, GanArch::Conv), Device::Cpu).unwrap();
         g.vs.double();
@@ -619,6 +623,8 @@ mod tests {
 
     #[test]
     fn gradient_penalty_matches_finite_differences_and_reaches_the_critic() {
+        // libtorch's generator is global: one seeded test at a time.
+        let _l = embedlab_testkit::seeded();
         tch::manual_seed(1);
         let mut g = Gan::new(tiny(GanKind::WganGp, GanArch::Mlp), Device::Cpu).unwrap();
         g.vs.double();

@@ -143,6 +143,8 @@ mod tests {
 
     #[test]
     fn gaussian_fit_recovers_mean_and_covariance() {
+        // libtorch's generator is global: one seeded test at a time.
+        let _l = embedlab_testkit::seeded();
         tch::manual_seed(0);
         let a = Tensor::from_slice(&[2.0f64, 0.0, 1.0, 0.5]).reshape([2, 2]);
         let codes = (Tensor::randn([20000, 2], (Kind::Double, tch::Device::Cpu)).matmul(&a.tr())
@@ -163,6 +165,8 @@ mod tests {
 
     #[test]
     fn activity_ranks_the_dimensions_by_spread() {
+        // libtorch's generator is global: one seeded test at a time.
+        let _l = embedlab_testkit::seeded();
         tch::manual_seed(0);
         let scales = Tensor::from_slice(&[0.01f32, 2.0, 0.5]);
         let codes = Tensor::randn([5000, 3], (Kind::Float, tch::Device::Cpu)) * scales;

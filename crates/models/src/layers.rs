@@ -248,6 +248,8 @@ mod tests {
 
     #[test]
     fn sigma_converges_to_the_largest_singular_value() {
+        // libtorch's generator is global: one seeded test at a time.
+        let _l = embedlab_testkit::seeded();
         tch::manual_seed(3);
         let vs = nn::VarStore::new(Device::Cpu);
         let layers = [
@@ -301,6 +303,8 @@ mod tests {
 
     #[test]
     fn layers_match_libtorch_modules_without_spectral_norm() {
+        // libtorch's generator is global: one seeded test at a time.
+        let _l = embedlab_testkit::seeded();
         tch::manual_seed(4);
         let vs = nn::VarStore::new(Device::Cpu);
         let c = Layer::conv(vs.root() / "c", 2, 3, 4, 2, 1, false);

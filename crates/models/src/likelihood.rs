@@ -52,6 +52,8 @@ mod tests {
 
     #[test]
     fn kl_matches_closed_form_and_monte_carlo() {
+        // libtorch's generator is global: one seeded test at a time.
+        let _l = embedlab_testkit::seeded();
         // One dimension by hand: KL(N(m, s²)‖N(0,1)) = (s² + m² − 1 − ln s²)/2.
         let mu = Tensor::from_slice(&[0.7f64, -1.2]).reshape([1, 2]);
         let lv = Tensor::from_slice(&[-0.5f64, 0.3]).reshape([1, 2]);

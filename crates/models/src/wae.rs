@@ -348,6 +348,8 @@ mod tests {
 
     #[test]
     fn mmd_matches_brute_force_and_sees_a_shift() {
+        // libtorch's generator is global: one seeded test at a time.
+        let _l = embedlab_testkit::seeded();
         tch::manual_seed(0);
         let o = (Kind::Double, Device::Cpu);
         let x = Tensor::randn([40, 3], o);
@@ -365,6 +367,8 @@ mod tests {
 
     #[test]
     fn both_penalties_train_a_step_and_sample_from_the_prior() {
+        // libtorch's generator is global: one seeded test at a time.
+        let _l = embedlab_testkit::seeded();
         tch::manual_seed(1);
         let x = Tensor::rand([6, 1, 8, 8], (Kind::Float, Device::Cpu));
         for pen in [Penalty::Mmd, Penalty::Gan] {
