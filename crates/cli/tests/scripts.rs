@@ -350,3 +350,38 @@ fn which(tool: &str) -> Option<PathBuf> {
             .find(|c| c.is_file())
     })
 }
+
+/// A fresh machine has an empty cargo cache: a build there downloads only
+/// this platform's crates, and the rust-version check (msrv.rs) must need
+/// no more than that. The old check (`cargo metadata --offline` over every
+/// platform) failed here, naming an Android crate.
+#[test]
+#[ignore = "downloads this platform's crates from the registry into an empty CARGO_HOME; run by make test"]
+fn the_rust_version_check_passes_with_an_empty_cargo_home() {
+    let home = tempfile::tempdir().unwrap();
+    let root = repo();
+    // What a fresh machine's build fetches: the host's crates only.
+    let host = String::from_utf8_lossy(&Command::new("rustc").arg("-vV").output().unwrap().stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+        .unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let f = Command::new(&cargo)
+        .args(["fetch", "--locked", "--target", &host])
+        .env("CARGO_HOME", home.path())
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(f.status.success(), "{}", text(&f));
+    let o = embedlab_testkit::cargo_metadata(&root, Some(home.path()));
+    assert!(o.status.success(), "{}", text(&o));
+    // The check that failed on a fresh machine still fails here, so this
+    // case is a real fresh-machine case and not a warm cache.
+    let all = Command::new(&cargo)
+        .args(["metadata", "--format-version", "1", "--offline"])
+        .env("CARGO_HOME", home.path())
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(!all.status.success(), "every platform's crates were there");
+}

@@ -250,3 +250,35 @@ pub fn metrics_lines(run: &Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+/// `cargo metadata` as the rust-version check runs it: offline, and for the
+/// host platform only, so that it needs no crate a build on this machine
+/// never downloads (the platform crates of Android, Windows, macOS in
+/// Cargo.lock). Run in `root` with `cargo_home` as CARGO_HOME when given.
+pub fn cargo_metadata(root: &Path, cargo_home: Option<&Path>) -> Output {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let host = Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+        })
+        .expect("rustc -vV names the host");
+    let mut c = Command::new(cargo);
+    c.args([
+        "metadata",
+        "--format-version",
+        "1",
+        "--offline",
+        "--filter-platform",
+        &host,
+    ])
+    .current_dir(root);
+    if let Some(h) = cargo_home {
+        c.env("CARGO_HOME", h);
+    }
+    c.output().expect("run cargo metadata")
+}
