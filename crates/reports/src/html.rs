@@ -34,6 +34,9 @@ struct Run {
     config: std::result::Result<Option<Value>, String>,
     report: std::result::Result<Option<Report>, String>,
     metrics: Vec<Value>,
+    /// What was left out or mended on reading the folder (lines of
+    /// metrics.jsonl, unreadable images), shown with the run.
+    warnings: Vec<String>,
     /// PNGs in the folder that the report does not caption.
     loose_images: Vec<PathBuf>,
 }
@@ -99,6 +102,7 @@ fn load_run(dir: &Path) -> Run {
         })
         .unwrap_or_default();
     loose_images.sort();
+    let (metrics, warnings) = read_metrics_lines(dir);
     Run {
         name,
         dir: dir.to_path_buf(),
@@ -106,9 +110,102 @@ fn load_run(dir: &Path) -> Run {
         refused,
         config: read_json_file(&dir.join(CONFIG)),
         report,
-        metrics: read_metrics(dir),
+        metrics,
+        warnings,
         loose_images,
     }
+}
+
+/// The lines of `metrics.jsonl`, with what could not be read said: a line
+/// holding NaN or ±Infinity (which JSON cannot spell, but other writers
+/// put there) is read with those values as gaps; a line that is not JSON
+/// at all is left out. Either is named by its line number.
+fn read_metrics_lines(dir: &Path) -> (Vec<Value>, Vec<String>) {
+    let path = dir.join("metrics.jsonl");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return (read_metrics(dir), vec![]);
+    };
+    let (mut out, mut gaps, mut dropped) = (vec![], vec![], vec![]);
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Value>(line) {
+            Ok(v) => out.push(v),
+            Err(_) => {
+                let mended = non_finite_as_null(line);
+                match serde_json::from_str::<Value>(&mended) {
+                    Ok(v) if mended != line => {
+                        gaps.push((i + 1).to_string());
+                        out.push(v)
+                    }
+                    _ => dropped.push((i + 1).to_string()),
+                }
+            }
+        }
+    }
+    let mut warnings = vec![];
+    let name = path.display().to_string();
+    if !gaps.is_empty() {
+        warnings.push(format!(
+            "{name}: line(s) {} hold NaN or infinite values, drawn as gaps in the curves",
+            gaps.join(", ")
+        ));
+    }
+    if !dropped.is_empty() {
+        warnings.push(format!(
+            "{name}: line(s) {} are not JSON and are left out",
+            dropped.join(", ")
+        ));
+    }
+    (out, warnings)
+}
+
+/// `NaN`, `Infinity` and `-Infinity` outside strings, as `null`.
+fn non_finite_as_null(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let (mut in_str, mut esc_next) = (false, false);
+    let b = line.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i] as char;
+        if in_str {
+            out.push(c);
+            if esc_next {
+                esc_next = false;
+            } else if c == '\\' {
+                esc_next = true;
+            } else if c == '"' {
+                in_str = false;
+            }
+            i += 1;
+            continue;
+        }
+        let rest = &line[i..];
+        if let Some(t) = ["-Infinity", "Infinity", "NaN"]
+            .iter()
+            .find(|t| rest.starts_with(**t))
+        {
+            out.push_str("null");
+            i += t.len();
+            continue;
+        }
+        if c == '"' {
+            in_str = true;
+        }
+        // Keep multi-byte characters whole.
+        let ch = rest.chars().next().unwrap_or(c);
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    out
+}
+
+/// Whether `bytes` decode as a PNG; the reason when they do not.
+fn check_png(bytes: &[u8]) -> std::result::Result<(), String> {
+    image::load_from_memory_with_format(bytes, image::ImageFormat::Png)
+        .map(|_| ())
+        .map_err(|e| format!("not a readable PNG ({e}); left out"))
 }
 
 /// Finds the runs under the given folders: a folder that is a run, or the
@@ -450,6 +547,9 @@ fn section(h: &mut Html, id: &str, title: &str, runs: &[&Run]) {
         } else {
             h.body.push_str("<p class=\"fail\">This run has no report.json: it stopped before its evaluation. What it logged is below.</p>\n");
         }
+        for w in &r.warnings {
+            let _ = writeln!(h.body, "<p class=\"fail\">{}</p>", esc(w));
+        }
         h.config(r);
         if let Some(rep) = r.report() {
             for t in &rep.tables {
@@ -481,7 +581,10 @@ fn section(h: &mut Html, id: &str, title: &str, runs: &[&Run]) {
                 h.body.push_str("</details>\n");
             }
             for f in &rep.figures {
-                match std::fs::read(r.dir.join(&f.file)) {
+                match std::fs::read(r.dir.join(&f.file))
+                    .map_err(|e| e.to_string())
+                    .and_then(|png| check_png(&png).map(|_| png))
+                {
                     Ok(png) => h.figure(&png, &format!("{}: {}", r.name, f.caption), "grid"),
                     Err(e) => {
                         let _ = writeln!(
@@ -495,6 +598,15 @@ fn section(h: &mut Html, id: &str, title: &str, runs: &[&Run]) {
         }
         for p in &r.loose_images {
             if let Ok(png) = std::fs::read(p) {
+                if let Err(e) = check_png(&png) {
+                    let _ = writeln!(
+                        h.body,
+                        "<p class=\"fail\">{}: {}</p>",
+                        esc(&p.display().to_string()),
+                        esc(&e)
+                    );
+                    continue;
+                }
                 let stem = p
                     .file_stem()
                     .map(|s| s.to_string_lossy().to_string())
@@ -979,5 +1091,40 @@ mod tests {
             "{html}"
         );
         assert!(!html.contains("data:image/png"), "no chart of a constant");
+    }
+
+    #[test]
+    fn nan_lines_and_broken_images_are_said_not_hidden() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("r");
+        let r = RunDir::create("train", Some(&dir), Reuse::Refuse, &serde_json::json!({})).unwrap();
+        let mut rep = Report::new("train", "Image models", "x");
+        rep.curve("valid.loss", "validation loss", "epoch", "");
+        rep.figures.push(embedlab_train::Figure {
+            file: "samples.png".into(),
+            caption: "samples".into(),
+        });
+        r.write_json(REPORT, &rep).unwrap();
+        drop(r);
+        std::fs::write(
+            dir.join("metrics.jsonl"),
+            "{\"epoch\": 1, \"valid\": {\"loss\": 2.0}}\n{\"epoch\": 2, \"valid\": {\"loss\": NaN}, \"note\": \"NaN in a string\"}\n{\"epoch\": 3, \"valid\": {\"loss\": 1.5}}\nnot json\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("samples.png"), b"\x89PNG garbage").unwrap();
+        std::fs::write(dir.join("loose.png"), b"GIF89a").unwrap();
+        let html = build_report(&[dir.clone()], "t").unwrap();
+        assert!(html.contains("line(s) 2 hold NaN"), "{html}");
+        assert!(html.contains("line(s) 4 are not JSON"), "{html}");
+        assert!(html.contains("samples.png: not a readable PNG"), "{html}");
+        assert!(html.contains("loose.png: not a readable PNG"), "{html}");
+        assert!(
+            !html.contains("data:image/png;base64,iVBORw0KGgogZ2FyYmFnZQ"),
+            "garbage embedded"
+        );
+        assert_eq!(
+            non_finite_as_null(r#"{"a": NaN, "b": -Infinity, "s": "NaN \" Infinity"}"#),
+            r#"{"a": null, "b": null, "s": "NaN \" Infinity"}"#
+        );
     }
 }
