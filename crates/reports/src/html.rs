@@ -1113,7 +1113,7 @@ mod tests {
         .unwrap();
         std::fs::write(dir.join("samples.png"), b"\x89PNG garbage").unwrap();
         std::fs::write(dir.join("loose.png"), b"GIF89a").unwrap();
-        let html = build_report(&[dir.clone()], "t").unwrap();
+        let html = build_report(std::slice::from_ref(&dir), "t").unwrap();
         assert!(html.contains("line(s) 2 hold NaN"), "{html}");
         assert!(html.contains("line(s) 4 are not JSON"), "{html}");
         assert!(html.contains("samples.png: not a readable PNG"), "{html}");
