@@ -320,3 +320,297 @@ fn documented_zero_values_run() {
         ],
     ));
 }
+
+/// Runs `embedlab` with `EMBEDLAB_MEMORY_LIMIT` set (or left as it is).
+fn run_with_limit(bin: &str, limit: Option<&str>, args: &[String]) -> std::process::Output {
+    let mut c = std::process::Command::new(bin);
+    c.args(["--threads", "1"]).args(args);
+    match limit {
+        Some(l) => c.env("EMBEDLAB_MEMORY_LIMIT", l),
+        None => c.env_remove("EMBEDLAB_MEMORY_LIMIT"),
+    };
+    c.output().expect("run embedlab")
+}
+
+/// Every numeric size option of the image families, at the largest value
+/// its parser accepts, builds a model that cannot fit: the command is
+/// refused before anything is built or trained, with the memory estimate
+/// (not a panic inside tch's allocation). Options that are not too large
+/// alone at their maximum (--latent, --features, --steps, --levels) go
+/// with others at sizes that fit alone — checked: without the option at
+/// its maximum the same command passes the memory check (a training run
+/// then stops at an impossible --valid, after the check and the model's
+/// construction; a bench runs one step) — so the option at its maximum is
+/// what tips the estimate over the limit. The limit is 4 GiB, set with
+/// EMBEDLAB_MEMORY_LIMIT, so that what is refused does not depend on the
+/// machine; one case runs against the machine's own memory.
+#[test]
+fn size_options_at_their_largest_are_refused_with_the_memory_estimate() {
+    let bin = env!("CARGO_BIN_EXE_embedlab");
+    let d = tempfile::tempdir().unwrap();
+    let small = d.path().join("small");
+    write_idx_dataset(&small, 120, 30, 8);
+    // 256×256 images: the only size 8 levels of squeezes divide.
+    let large = d.path().join("large");
+    write_idx_dataset(&large, 8, 4, 256);
+    let (small, large) = (small.to_str().unwrap(), large.to_str().unwrap());
+    // (command, data, the option at its maximum, its maximum, the other options).
+    let cases: &[(&str, &str, &str, &str, &[&str])] = &[
+        ("train vae", small, "hidden", "65536,65536", &["--arch=mlp"]),
+        (
+            "train vae",
+            small,
+            "latent",
+            "4096",
+            &["--arch=mlp", "--hidden=65536"],
+        ),
+        (
+            "train ae",
+            small,
+            "latent",
+            "4096",
+            &["--arch=conv", "--hidden=65536"],
+        ),
+        (
+            "train cvae",
+            small,
+            "hidden",
+            "65536,65536",
+            &["--arch=mlp"],
+        ),
+        ("train dcgan", small, "hidden", "65536", &[]),
+        (
+            "train dcgan",
+            small,
+            "hidden",
+            "65536,65536",
+            &["--arch=mlp", "--latent=4096"],
+        ),
+        (
+            "train sngan",
+            small,
+            "latent",
+            "4096",
+            &["--arch=mlp", "--hidden=65536"],
+        ),
+        ("train wgan-gp", small, "hidden", "65536", &[]),
+        (
+            "train wae-mmd",
+            small,
+            "latent",
+            "4096",
+            &["--arch=mlp", "--hidden=65536"],
+        ),
+        ("train wae-gan", small, "zdisc-hidden", "65536,65536", &[]),
+        (
+            "train wae-gan",
+            small,
+            "hidden",
+            "65536,65536",
+            &["--arch=mlp"],
+        ),
+        (
+            "train classifier",
+            small,
+            "width",
+            "1024",
+            &["--features=65536"],
+        ),
+        (
+            "train classifier",
+            small,
+            "features",
+            "65536",
+            &["--width=1024"],
+        ),
+        // --batch-size at its largest is not here: no batch holds more
+        // images than the data set has (memory::check_for_images), so on
+        // this data it fits, and it is run below as a passing case.
+        ("train glow", small, "hidden", "4096", &[]),
+        ("train glow", small, "steps", "256", &["--hidden=1024"]),
+        ("train realnvp", small, "steps", "256", &["--hidden=1024"]),
+        ("train iresnet", small, "hidden", "4096", &[]),
+        (
+            "train glow",
+            large,
+            "levels",
+            "8",
+            // Small enough that a validation batch of these images fits.
+            &[
+                "--no-split",
+                "--hidden=8",
+                "--batch-size=1",
+                "--init-batch=2",
+            ],
+        ),
+        (
+            "train glow",
+            small,
+            "init-batch",
+            "100000",
+            &["--hidden=1024"],
+        ),
+        ("bench flow", "", "size", "1024", &[]),
+        ("bench flow", "", "batch", "4096", &[]),
+        ("bench flow", "", "channels", "64", &["--batch=256"]),
+        ("bench flow", "", "hidden", "4096", &[]),
+        (
+            "bench flow",
+            "",
+            "steps",
+            "256",
+            &["--hidden=1024", "--batch=2"],
+        ),
+        (
+            "bench flow",
+            "",
+            "levels",
+            "8",
+            &["--size=256", "--no-split", "--batch=1"],
+        ),
+    ];
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, (cmd, data, opt, max, rest)) in cases.iter().enumerate() {
+        let mut argv: Vec<String> = cmd.split(' ').map(String::from).collect();
+        if !data.is_empty() {
+            argv.push(format!("--data={data}"));
+            argv.push(format!(
+                "--out={}",
+                d.path().join(format!("run{i}")).display()
+            ));
+        }
+        argv.extend(rest.iter().map(|s| s.to_string()));
+        argv.push(format!("--{opt}={max}"));
+        // The value is the largest the option's parser takes.
+        let parse = |a: &[String]| {
+            let mut full = vec!["embedlab".to_string()];
+            full.extend(a.iter().cloned());
+            Cli::command().try_get_matches_from(full)
+        };
+        parse(&argv).unwrap_or_else(|e| panic!("{argv:?} is refused by the parser: {e}"));
+        let last: i64 = max.rsplit(',').next().unwrap().parse().unwrap();
+        let mut over = argv.clone();
+        over.pop();
+        over.push(format!("--{opt}={}", last + 1));
+        assert!(
+            parse(&over).is_err(),
+            "{over:?}: --{opt} takes more than {last}, update the case"
+        );
+        let t = std::time::Instant::now();
+        let o = run_with_limit(bin, Some("4G"), &argv);
+        let secs = t.elapsed().as_secs_f64();
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        let what = format!("embedlab {}", argv.join(" "));
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{what}: exit {:?}\n{err}",
+            o.status.code()
+        );
+        assert!(!err.contains("panicked"), "{what}: a panic\n{err}");
+        for want in [
+            "would need about ",
+            " GiB of memory (",
+            "more than the 4.0 GiB available (EMBEDLAB_MEMORY_LIMIT)",
+        ] {
+            assert!(err.contains(want), "{what}: no {want:?} in\n{err}");
+        }
+        let named = format!("--{opt} {max}");
+        assert!(
+            err.contains(&named),
+            "{what}: {named:?} is not named in\n{err}"
+        );
+        assert!(secs < 30.0, "{what}: refused after {secs:.1} s");
+        if !data.is_empty() {
+            assert!(
+                !d.path().join(format!("run{i}")).exists(),
+                "{what}: a refused run left its folder"
+            );
+        }
+        seen.insert(format!("{cmd} --{opt}"));
+        if rest.is_empty() {
+            continue;
+        }
+        // The others alone fit: the memory check passes.
+        let mut alone = argv.clone();
+        alone.pop();
+        alone.push(if data.is_empty() {
+            "--iterations=1".into()
+        } else {
+            "--valid=100000000".into()
+        });
+        let o = run_with_limit(bin, Some("4G"), &alone);
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        let what = format!("embedlab {}", alone.join(" "));
+        assert!(!err.contains("would need about"), "{what}: refused\n{err}");
+        assert!(!err.contains("panicked"), "{what}: a panic\n{err}");
+        if data.is_empty() {
+            assert!(o.status.success(), "{what}:\n{err}");
+        } else {
+            assert!(
+                err.contains("leaves no training images"),
+                "{what}: not stopped by --valid\n{err}"
+            );
+        }
+    }
+    // Every size option of every image family is covered.
+    for want in [
+        "hidden",
+        "latent",
+        "zdisc-hidden",
+        "width",
+        "features",
+        "steps",
+        "levels",
+        "init-batch",
+    ] {
+        assert!(
+            seen.iter().any(|s| s.ends_with(&format!(" --{want}"))),
+            "no case for --{want}"
+        );
+    }
+    // --batch-size at its largest: a batch never holds more images than the
+    // data set has, so on 120 images it passes the check (the run then
+    // stops at the impossible --valid, after the check and the build).
+    for family in ["cgan", "classifier", "iresnet"] {
+        let argv: Vec<String> = [
+            "train",
+            family,
+            "--batch-size=1048576",
+            "--valid=100000",
+            &format!("--data={small}"),
+            &format!("--out={}", d.path().join("full-batch").display()),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let o = run_with_limit(bin, Some("4G"), &argv);
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(
+            !err.contains("would need about") && !err.contains("panicked"),
+            "{family}: {err}"
+        );
+        assert!(err.contains("leaves no training images"), "{family}: {err}");
+    }
+    // Against the machine's own memory: 9 G parameters fit nowhere a test runs.
+    let argv: Vec<String> = [
+        "train",
+        "dcgan",
+        "--arch=mlp",
+        "--hidden=65536,65536",
+        "--latent=4096",
+        &format!("--data={small}"),
+        &format!("--out={}", d.path().join("own").display()),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let o = run_with_limit(bin, None, &argv);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("would need about") && err.contains("MemAvailable in /proc/meminfo"),
+        "{err}"
+    );
+}

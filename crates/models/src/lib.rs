@@ -23,6 +23,7 @@ pub mod identity;
 pub mod latent;
 pub mod layers;
 pub mod likelihood;
+pub mod memory;
 pub mod wae;
 
 pub use autoencoder::{AeConfig, Arch, AutoEncoder, Family, Likelihood};

@@ -172,7 +172,8 @@ pub fn flow(a: &FlowBench, device: Device) -> Result<String> {
         FlowKindArg::Iresnet => FlowKind::Iresnet,
     };
     let cfg = a.flow.config_for(kind, [a.channels, a.size, a.size], 10);
-    let flow = Flow::new(cfg, device)?;
+    crate::memory::check_bench_flow(&cfg, a.batch, device)?;
+    let flow = crate::memory::guard(|| Ok(Flow::new(cfg, device)?))?;
     let x = (Tensor::rand([a.batch, a.channels, a.size, a.size], (Kind::Float, device)) * 255.0)
         .round()
         / 255.0;

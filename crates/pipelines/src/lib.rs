@@ -16,6 +16,7 @@ pub mod evaluate;
 pub mod flows;
 pub mod identity;
 pub mod images;
+pub mod memory;
 pub mod opts;
 pub mod progress;
 pub mod steps;
