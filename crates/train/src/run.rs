@@ -47,8 +47,13 @@ pub enum Reuse {
 pub struct RunDir {
     pub path: PathBuf,
     pub info: RunInfo,
-    /// Holds the folder's lock while this value lives.
-    _lock: File,
+    /// Where this process writes: the run folder itself, or, for a run
+    /// folder this process may not write (a colleague's, a read-only
+    /// mount), a folder elsewhere that read-only commands write into.
+    out: PathBuf,
+    /// Holds the folder's lock while this value lives (None: opened read
+    /// only, nothing written into it).
+    _lock: Option<File>,
 }
 
 /// What a run was run on, saved beside its config at every start.
@@ -107,6 +112,24 @@ fn lock(dir: &Path) -> Result<File> {
     Ok(f)
 }
 
+/// The error a second process gets while another holds `dir`'s lock,
+/// found without creating or changing anything (for checks made before
+/// this process takes the lock itself).
+fn busy(dir: &Path) -> Option<TrainError> {
+    let p = dir.join(LOCK);
+    let f = std::fs::File::open(&p).ok()?;
+    match f.try_lock_shared() {
+        Err(std::fs::TryLockError::WouldBlock) => Some(TrainError::Locked {
+            path: dir.to_path_buf(),
+            holder: std::fs::read_to_string(&p)
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty()),
+        }),
+        _ => None,
+    }
+}
+
 /// Removes the temporary files of writes a killed process never finished.
 fn remove_temporaries(dir: &Path) {
     if let Ok(rd) = std::fs::read_dir(dir) {
@@ -117,6 +140,15 @@ fn remove_temporaries(dir: &Path) {
             }
         }
     }
+}
+
+/// Whether this process can create files in `dir` (tried, not guessed from
+/// permission bits: root, ACLs and read-only mounts all answer truly).
+fn writable(dir: &Path) -> bool {
+    tempfile::Builder::new()
+        .prefix(".embedlab-probe")
+        .tempfile_in(dir)
+        .is_ok()
 }
 
 fn entries_but_lock(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -155,6 +187,107 @@ pub fn read_info(dir: &Path) -> Result<RunInfo> {
     Ok(info)
 }
 
+/// What `--overwrite` may remove from `path` before a new `kind` run is
+/// made there, or why it must not: only an embedlab run folder of the same
+/// kind is ever emptied — not a symbolic link (never followed out), not the
+/// current folder or one above it, not a folder holding another run, not a
+/// folder holding one of the new run's own inputs, not a folder without
+/// `run.json`. Returns the entries it would remove (none: nothing there).
+pub fn check_overwrite(path: &Path, kind: &str, inputs: &[&Path]) -> Result<Vec<PathBuf>> {
+    let refuse = |why: String| {
+        Err(TrainError::file(
+            path,
+            format!("--overwrite refused: {why}; nothing was removed"),
+        ))
+    };
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(TrainError::io(path, e)),
+    };
+    if meta.file_type().is_symlink() {
+        return refuse("it is a symbolic link, and --overwrite never follows a link out of the folder it names".into());
+    }
+    if !meta.is_dir() {
+        return refuse("it is a file, not a run folder".into());
+    }
+    let canon = path.canonicalize().map_err(|e| TrainError::io(path, e))?;
+    if let Ok(cwd) = std::env::current_dir().and_then(|c| c.canonicalize()) {
+        if cwd.starts_with(&canon) {
+            return refuse("it is the current folder or holds it".into());
+        }
+    }
+    let present = entries_but_lock(path)?;
+    if present.is_empty() {
+        return Ok(vec![]);
+    }
+    let info = match read_info(path) {
+        Ok(i) => i,
+        Err(_) => {
+            return refuse(format!(
+                "it is not an embedlab run folder (no readable {RUN_FILE}), and --overwrite only replaces run folders; it holds {}",
+                names(&present)
+            ))
+        }
+    };
+    if info.kind != kind {
+        return refuse(format!(
+            "it holds a {} run, and --overwrite replaces only a {kind} run",
+            info.kind
+        ));
+    }
+    if let Some(inner) = nested_run(path)? {
+        return refuse(format!("it holds another run folder, {}", inner.display()));
+    }
+    for input in inputs {
+        if let Ok(c) = input.canonicalize() {
+            if c.starts_with(&canon) {
+                return refuse(format!(
+                    "it holds {}, an input of the new run",
+                    input.display()
+                ));
+            }
+        }
+    }
+    Ok(present)
+}
+
+/// A run folder below `dir` (not `dir` itself), found without following links.
+fn nested_run(dir: &Path) -> Result<Option<PathBuf>> {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let rd = std::fs::read_dir(&d).map_err(|e| TrainError::io(&d, e))?;
+        for e in rd.flatten() {
+            let ft = e
+                .file_type()
+                .map_err(|err| TrainError::io(&e.path(), err))?;
+            if ft.is_dir() {
+                if e.path().join(RUN_FILE).exists() {
+                    return Ok(Some(e.path()));
+                }
+                stack.push(e.path());
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn names(paths: &[PathBuf]) -> String {
+    let mut n: Vec<String> = paths
+        .iter()
+        .filter_map(|p| p.file_name())
+        .map(|n| n.to_string_lossy().to_string())
+        .collect();
+    n.sort();
+    let more = n.len().saturating_sub(8);
+    n.truncate(8);
+    let mut s = n.join(", ");
+    if more > 0 {
+        s += &format!(" and {more} more");
+    }
+    format!("{} entries ({s})", paths.len())
+}
+
 impl RunDir {
     /// Creates the run folder `out`, or `runs/<kind>-<timestamp>` when
     /// `out` is None, and locks it. An existing folder must be empty,
@@ -168,6 +301,19 @@ impl RunDir {
         reuse: Reuse,
         config: &C,
     ) -> Result<Self> {
+        Self::create_with_inputs(kind, out, reuse, config, &[])
+    }
+
+    /// [`RunDir::create`] for a run that reads `inputs` (its data, a
+    /// classifier run): `--overwrite` never removes a folder holding one.
+    /// Every refusal comes before anything is written.
+    pub fn create_with_inputs<C: Serialize>(
+        kind: &str,
+        out: Option<&Path>,
+        reuse: Reuse,
+        config: &C,
+        inputs: &[&Path],
+    ) -> Result<Self> {
         let path = match out {
             Some(p) => p.to_path_buf(),
             None => {
@@ -175,31 +321,25 @@ impl RunDir {
                 PathBuf::from("runs").join(format!("{kind}-{stamp}"))
             }
         };
+        Self::check_target(&path, kind, reuse, inputs)?;
         std::fs::create_dir_all(&path).map_err(|e| TrainError::io(&path, e))?;
         let lock = lock(&path)?;
-        let present = entries_but_lock(&path)?;
-        if !present.is_empty() {
-            match reuse {
-                Reuse::Refuse => {
-                    let what = match read_info(&path) {
-                        Ok(i) => format!("holds a {} run", i.kind),
-                        Err(_) => format!("is not empty ({} entries)", present.len()),
-                    };
-                    return Err(TrainError::file(
-                        &path,
-                        format!("{what}; continue it with --resume, choose another --out, or pass --overwrite to empty it first"),
-                    ));
-                }
-                Reuse::Overwrite => {
-                    for p in present {
-                        let r = if p.is_dir() {
-                            std::fs::remove_dir_all(&p)
-                        } else {
-                            std::fs::remove_file(&p)
-                        };
-                        r.map_err(|e| TrainError::io(&p, e))?;
-                    }
-                }
+        // Checked again under the lock: what is there now is what goes.
+        let remove = Self::target_entries(&path, kind, reuse, inputs)?;
+        if !remove.is_empty() {
+            eprintln!(
+                "--overwrite: removing the {kind} run in {}: {}",
+                path.display(),
+                names(&remove)
+            );
+            for p in remove {
+                let ft = std::fs::symlink_metadata(&p).map_err(|e| TrainError::io(&p, e))?;
+                let r = if ft.is_dir() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
+                r.map_err(|e| TrainError::io(&p, e))?;
             }
         }
         let info = RunInfo {
@@ -209,14 +349,72 @@ impl RunDir {
             created: chrono::Local::now().to_rfc3339(),
         };
         let run = Self {
+            out: path.clone(),
             path,
             info,
-            _lock: lock,
+            _lock: Some(lock),
         };
         run.write_json(CONFIG, config)?;
         run.write_json("env.json", &Env::current())?;
         run.write_json(RUN_FILE, &run.info)?;
         Ok(run)
+    }
+
+    /// Refuses an output folder that is a file or holds something (unless
+    /// overwriting it is allowed); returns what overwriting removes.
+    pub fn check_target(
+        path: &Path,
+        kind: &str,
+        reuse: Reuse,
+        inputs: &[&Path],
+    ) -> Result<Vec<PathBuf>> {
+        if let Some(e) = busy(path) {
+            return Err(e);
+        }
+        Self::target_entries(path, kind, reuse, inputs)
+    }
+
+    /// [`RunDir::check_target`] without the lock test (for the holder).
+    fn target_entries(
+        path: &Path,
+        kind: &str,
+        reuse: Reuse,
+        inputs: &[&Path],
+    ) -> Result<Vec<PathBuf>> {
+        match std::fs::symlink_metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(TrainError::io(path, e)),
+            Ok(m) if !m.is_dir() && !m.file_type().is_symlink() => {
+                return Err(TrainError::file(
+                    path,
+                    "is a file, not a folder: choose another --out",
+                ))
+            }
+            Ok(_) => {}
+        }
+        match reuse {
+            Reuse::Overwrite => check_overwrite(path, kind, inputs),
+            Reuse::Refuse => {
+                if !path.is_dir() {
+                    return Err(TrainError::file(
+                        path,
+                        "is a link to something that is not a folder: choose another --out",
+                    ));
+                }
+                let present = entries_but_lock(path)?;
+                if present.is_empty() {
+                    return Ok(vec![]);
+                }
+                let what = match read_info(path) {
+                    Ok(i) => format!("holds a {} run", i.kind),
+                    Err(_) => format!("is not empty ({} entries)", present.len()),
+                };
+                Err(TrainError::file(
+                    path,
+                    format!("{what}; continue it with --resume, choose another --out, or pass --overwrite to empty it first"),
+                ))
+            }
+        }
     }
 
     /// Reopens the run folder `path` to continue a run of `kind`.
@@ -228,38 +426,100 @@ impl RunDir {
                 format!("holds a {} run, not a {kind} run", run.info.kind),
             ));
         }
-        run.write_json("env.json", &Env::current())?;
+        if run.read_only() {
+            return Err(TrainError::file(
+                path,
+                "is read-only for this user: a run cannot be continued in it (copy it to continue it)",
+            ));
+        }
         Ok(run)
     }
 
+    /// Saves what this invocation runs on (`env.json`); a resumed run calls
+    /// it once its checks have passed, so a refused resume changes nothing.
+    pub fn record_env(&self) -> Result<()> {
+        self.write_json("env.json", &Env::current())
+    }
+
     /// Opens an existing run folder (to evaluate or analyse it), locked
-    /// while the value lives.
+    /// while the value lives. A folder this process may not write (another
+    /// user's run, a read-only mount) opens read only: nothing is written
+    /// into it, and what the command writes goes to [`RunDir::out_dir`], a
+    /// folder of the same name under `embedlab-outputs/` here (or under
+    /// the temporary folder when this folder is not writable either).
     pub fn open(path: &Path) -> Result<Self> {
         if !path.is_dir() {
             return Err(TrainError::file(path, "no such run folder"));
         }
-        let lock = lock(path)?;
+        let lock = match lock(path) {
+            Ok(l) => Some(l),
+            Err(TrainError::File { .. }) if !writable(path) => None,
+            Err(e) => return Err(e),
+        };
         let info = read_info(path)?;
-        remove_temporaries(path);
+        let out = match lock {
+            Some(_) => {
+                remove_temporaries(path);
+                path.to_path_buf()
+            }
+            None => {
+                let name = path
+                    .canonicalize()
+                    .ok()
+                    .and_then(|c| c.file_name().map(|n| n.to_owned()))
+                    .unwrap_or_else(|| "run".into());
+                let here = PathBuf::from("embedlab-outputs").join(&name);
+                let out = if std::fs::create_dir_all(&here).is_ok() && writable(&here) {
+                    here
+                } else {
+                    let t = std::env::temp_dir().join("embedlab-outputs").join(&name);
+                    std::fs::create_dir_all(&t).map_err(|e| TrainError::io(&t, e))?;
+                    t
+                };
+                eprintln!(
+                    "{} is read-only for this user: opened without writing into it; this command's outputs go to {}",
+                    path.display(),
+                    out.display()
+                );
+                out
+            }
+        };
         Ok(Self {
             path: path.to_path_buf(),
             info,
+            out,
             _lock: lock,
         })
     }
 
+    /// Whether this process writes into the run folder itself.
+    pub fn read_only(&self) -> bool {
+        self._lock.is_none()
+    }
+
+    /// Where this process's outputs go (the run folder unless it is read only).
+    pub fn out_dir(&self) -> &Path {
+        &self.out
+    }
+
+    /// A file of the run folder (to read).
     pub fn file(&self, name: &str) -> PathBuf {
         self.path.join(name)
     }
 
+    /// Where an output file of this process goes.
+    pub fn out_file(&self, name: &str) -> PathBuf {
+        self.out.join(name)
+    }
+
     pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
-        Ok(write_json_atomic(&self.file(name), value)?)
+        Ok(write_json_atomic(&self.out_file(name), value)?)
     }
 
     /// Appends one JSON line to `metrics.jsonl` (written and synced as one
     /// `write`, so a crash leaves at most a torn last line).
     pub fn log<T: Serialize>(&self, value: &T) -> Result<()> {
-        let path = self.file(METRICS);
+        let path = self.out_file(METRICS);
         let mut line = serde_json::to_string(value)
             .map_err(|e| TrainError::file(&path, format!("cannot serialise a line: {e}")))?;
         line.push('\n');
@@ -277,7 +537,7 @@ impl RunDir {
     /// run's log is made to agree with its checkpoint, each finished epoch
     /// once and nothing after it.
     pub fn rewrite_metrics<T: Serialize>(&self, lines: &[T]) -> Result<()> {
-        let path = self.file(METRICS);
+        let path = self.out_file(METRICS);
         let mut text = String::new();
         for l in lines {
             text += &serde_json::to_string(l)
@@ -351,15 +611,28 @@ mod tests {
             e.contains("holds a train run") && e.contains("--overwrite"),
             "{e}"
         );
-        let r = RunDir::create(
+        // Another kind of run is not replaced.
+        let e = RunDir::create(
             "align-supervised",
+            Some(&out),
+            Reuse::Overwrite,
+            &serde_json::json!({}),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(e.contains("replaces only a align-supervised run"), "{e}");
+        assert!(out.join("samples.png").exists(), "nothing was removed");
+        let r = RunDir::create(
+            "train",
             Some(&out),
             Reuse::Overwrite,
             &serde_json::json!({}),
         )
         .unwrap();
         assert!(!r.file("samples.png").exists(), "stale files are gone");
-        assert_eq!(read_info(&out).unwrap().kind, "align-supervised");
+        assert_eq!(read_info(&out).unwrap().kind, "train");
+        drop(r);
         // A folder with foreign files is not a run, and is not emptied silently either.
         let other = d.path().join("other");
         std::fs::create_dir(&other).unwrap();
@@ -390,5 +663,97 @@ mod tests {
         assert_eq!(r.metrics(), vec![serde_json::json!({"epoch": 1})]);
         let e = read_info(d.path()).unwrap_err().to_string();
         assert!(e.contains("not a run folder"), "{e}");
+    }
+
+    fn make_run(p: &Path) {
+        drop(RunDir::create("train", Some(p), Reuse::Refuse, &serde_json::json!({})).unwrap());
+        std::fs::write(p.join("best.safetensors"), b"weights").unwrap();
+    }
+
+    fn refused(p: &Path, inputs: &[&Path]) -> String {
+        RunDir::create_with_inputs(
+            "train",
+            Some(p),
+            Reuse::Overwrite,
+            &serde_json::json!({}),
+            inputs,
+        )
+        .err()
+        .expect("refused")
+        .to_string()
+    }
+
+    #[test]
+    fn overwrite_removes_only_a_run_folder_of_its_kind() {
+        let d = tempfile::tempdir().unwrap();
+        // A user's folder: refused, untouched, no lock left in it.
+        let u = d.path().join("u");
+        std::fs::create_dir(&u).unwrap();
+        std::fs::write(u.join("thesis.tex"), b"precious").unwrap();
+        let e = refused(&u, &[]);
+        assert!(
+            e.contains("not an embedlab run folder") && e.contains("thesis.tex"),
+            "{e}"
+        );
+        let e = RunDir::create("train", Some(&u), Reuse::Refuse, &serde_json::json!({}))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("is not empty"), "{e}");
+        let left: Vec<_> = std::fs::read_dir(&u)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(
+            left,
+            vec![std::ffi::OsString::from("thesis.tex")],
+            "a refusal writes nothing"
+        );
+        // A symbolic link to a run: never followed.
+        let run = d.path().join("run");
+        make_run(&run);
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&run, &link).unwrap();
+        let e = refused(&link, &[]);
+        assert!(e.contains("symbolic link"), "{e}");
+        assert!(run.join("best.safetensors").exists());
+        // A run holding another run.
+        let outer = d.path().join("outer");
+        make_run(&outer);
+        make_run(&outer.join("deep/inner"));
+        let e = refused(&outer, &[]);
+        assert!(
+            e.contains("another run folder") && e.contains("inner"),
+            "{e}"
+        );
+        assert!(outer.join("deep/inner/best.safetensors").exists());
+        // A run holding the new run's own input.
+        let withdata = d.path().join("withdata");
+        make_run(&withdata);
+        std::fs::create_dir(withdata.join("images")).unwrap();
+        let e = refused(&withdata, &[&withdata.join("images")]);
+        assert!(e.contains("an input of the new run"), "{e}");
+        let e = refused(&withdata, &[&withdata]);
+        assert!(e.contains("an input of the new run"), "{e}");
+        // A file given as the folder, with or without --overwrite.
+        let f = d.path().join("file");
+        std::fs::write(&f, b"x").unwrap();
+        assert!(refused(&f, &[]).contains("is a file"));
+        let e = RunDir::create("train", Some(&f), Reuse::Refuse, &serde_json::json!({}))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("is a file, not a folder"), "{e}");
+        // The run itself is replaced.
+        let r = RunDir::create_with_inputs(
+            "train",
+            Some(&run),
+            Reuse::Overwrite,
+            &serde_json::json!({}),
+            &[],
+        )
+        .unwrap();
+        assert!(!r.file("best.safetensors").exists());
     }
 }

@@ -628,6 +628,9 @@ pub fn train<M: Trainable>(
         lr_scale: 1.0,
         ..Default::default()
     };
+    if resume {
+        resume_point(&run.path)?;
+    }
     if resume && ckpt.exists() {
         let (saved, named): (CheckpointMeta, _) = checkpoint::read(&ckpt)?;
         if saved.format != CHECKPOINT_FORMAT {
@@ -1047,6 +1050,39 @@ fn first_non_finite(groups: &[Group], acc: &[Acc], rounds: usize) -> Option<NonF
         }
     }
     None
+}
+
+/// How many epochs a run to be resumed has finished, from its checkpoint.
+/// A folder without a checkpoint resumes from the start only if nothing of
+/// it would be lost — no best weights, no finished epoch in its log, no
+/// report (a run killed inside its first epoch); otherwise the missing
+/// checkpoint is named and nothing is touched.
+pub fn resume_point(dir: &std::path::Path) -> Result<usize> {
+    let ckpt = dir.join(CHECKPOINT);
+    if ckpt.exists() {
+        let (saved, _): (CheckpointMeta, _) = checkpoint::read(&ckpt)?;
+        return Ok(saved.state.epochs_done);
+    }
+    let logged = crate::run::read_metrics(dir).len();
+    let report = dir.join(crate::report::REPORT).exists();
+    if logged > 0 || report {
+        let mut what: Vec<String> = [BEST, crate::report::REPORT]
+            .into_iter()
+            .filter(|f| dir.join(f).exists())
+            .map(|s| s.to_string())
+            .collect();
+        if logged > 0 {
+            what.push(format!("{logged} logged epochs"));
+        }
+        return Err(TrainError::file(
+            &ckpt,
+            format!(
+                "missing: the run cannot be continued without it, and starting over would replace what it holds ({}); nothing was changed",
+                what.join(", ")
+            ),
+        ));
+    }
+    Ok(0)
 }
 
 /// Loads a run's best weights into `vs` (written by [`train`]).

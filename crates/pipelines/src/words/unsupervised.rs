@@ -318,7 +318,11 @@ pub fn run_unsupervised(
     let (src, tgt) = args.emb.load()?;
     let t0 = Instant::now();
     let run = match &args.resume {
-        Some(dir) => RunDir::resume(dir, KIND)?,
+        Some(dir) => {
+            let r = RunDir::resume(dir, KIND)?;
+            r.record_env()?;
+            r
+        }
         None => RunDir::create(KIND, args.out.as_deref(), reuse(args.overwrite), args)?,
     };
     let (ps, pt) = args.prep.sides("renorm,center,renorm")?;
