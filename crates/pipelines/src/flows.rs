@@ -86,21 +86,26 @@ pub struct FlowArgs {
     /// i-ResNet: the log-determinant's estimator.
     #[arg(long, value_enum, default_value_t = EstimatorArg::Series)]
     pub estimator: EstimatorArg,
-    /// i-ResNet: power-series terms (the roulette's exact ones).
-    #[arg(long, default_value_t = 5, value_parser = crate::opts::count(1, 1000))]
+    /// i-ResNet: power-series terms (the roulette's exact ones). Each term
+    /// is one more vector–Jacobian product per probe and step; the series'
+    /// terms shrink as c^k, so past 100 they add nothing (the papers use 1–10).
+    #[arg(long, default_value_t = 5, value_parser = crate::opts::count(1, 100))]
     pub terms: usize,
-    /// i-ResNet: Hutchinson probe vectors.
-    #[arg(long, default_value_t = 1, value_parser = crate::opts::count(1, 1000))]
+    /// i-ResNet: Hutchinson probe vectors (each one costs a full series).
+    #[arg(long, default_value_t = 1, value_parser = crate::opts::count(1, 100))]
     pub probes: usize,
     /// i-ResNet: exact log-determinant for blocks of at most this many
     /// values an image.
     #[arg(long, default_value_t = 64, value_parser = crate::opts::int(0, 4096))]
     pub exact_max: i64,
-    /// i-ResNet: fixed-point iterations of the inverse, at most.
-    #[arg(long, default_value_t = 100, value_parser = crate::opts::count(1, 100_000))]
+    /// i-ResNet: fixed-point iterations of the inverse, at most (the
+    /// iteration contracts by c a step: c = 0.99 reaches 1e-6 in about
+    /// 1,400, so 10,000 bounds every c this takes).
+    #[arg(long, default_value_t = 100, value_parser = crate::opts::count(1, 10_000))]
     pub inverse_iters: usize,
-    /// i-ResNet: the inverse stops when no value changes by more than this.
-    #[arg(long, default_value_t = 1e-6, value_parser = crate::opts::positive)]
+    /// i-ResNet: the inverse stops when no value changes by more than this
+    /// (in [1e-12, 1]; float32 values cannot get below about 1e-7).
+    #[arg(long, default_value_t = 1e-6, value_parser = crate::opts::tolerance)]
     pub inverse_tol: f64,
     /// Test bits/dim evaluations averaged (default 3 for i-ResNet, whose
     /// estimate is random, 1 otherwise).
@@ -248,5 +253,5 @@ pub fn check(
         blocks,
     };
     run.write_json("flow-check.json", &out)?;
-    Ok((run.file("flow-check.json"), out))
+    Ok((run.out_file("flow-check.json"), out))
 }

@@ -645,7 +645,7 @@ fn default_valid(n: usize) -> usize {
     if n >= 50_000 {
         5000
     } else {
-        n / 10
+        (n / 10).max(1)
     }
 }
 
@@ -697,14 +697,53 @@ fn print_epoch(r: &EpochRecord) {
     );
 }
 
-/// Trains a new run.
+/// Trains a new run. Everything that can be checked before training is:
+/// the output folder, the data's size, the classifier that will score the
+/// samples, and whether the model fits in memory — a refusal leaves the
+/// disk as it was.
 pub fn train_new(req: &TrainRequest, device: Device) -> Result<TrainOutcome> {
+    let reuse = if req.out.overwrite {
+        Reuse::Overwrite
+    } else {
+        Reuse::Refuse
+    };
+    let mut inputs: Vec<&Path> = vec![&req.data.data];
+    if let Some(c) = &req.eval.classifier {
+        inputs.push(c);
+    }
+    if let Some(out) = &req.out.out {
+        RunDir::check_target(out, KIND, reuse, &inputs)?;
+    }
     let ds = load_data(&req.data.data)?;
     let model_cfg = req.model.config(&ds);
+    if ds.train.n < 2 {
+        return Err(PipelineError::file(
+            &req.data.data,
+            format!(
+                "holds {} training image(s): at least 2 are needed (validation images choose the best epoch, and the rest train)",
+                ds.train.n
+            ),
+        ));
+    }
     let valid = req.data.valid.unwrap_or_else(|| default_valid(ds.train.n));
+    let classifier = match &req.eval.classifier {
+        Some(dir) => Some(check_classifier(
+            dir,
+            &model_cfg,
+            &ds,
+            &req.data.data,
+            device,
+        )?),
+        None => None,
+    };
+    crate::memory::check(
+        &model_cfg,
+        req.optim.batch_size.min(ds.train.n as i64),
+        device,
+    )?;
     // The run's configuration: the model groups each get the options' Adam.
     tch::manual_seed(req.seed);
-    let probe = model_cfg.build(Device::Cpu)?;
+    let probe = crate::memory::guard(|| model_cfg.build(Device::Cpu))?;
     let groups = probe
         .group_names()
         .into_iter()
@@ -714,6 +753,7 @@ pub fn train_new(req: &TrainRequest, device: Device) -> Result<TrainOutcome> {
         })
         .collect();
     drop(probe);
+    drop(classifier);
     let rollbacks = req
         .optim
         .nan_rollbacks
@@ -750,15 +790,57 @@ pub fn train_new(req: &TrainRequest, device: Device) -> Result<TrainOutcome> {
         analysis: req.analysis.clone(),
     };
     cfg.train.check()?;
-    let reuse = if req.out.overwrite {
-        Reuse::Overwrite
-    } else {
-        Reuse::Refuse
-    };
-    let run = RunDir::create(KIND, req.out.out.as_deref(), reuse, &cfg)?;
-    run_training(run, cfg, ds, false, device)
+    // The split is made before the folder, so that a size it refuses
+    // leaves nothing behind.
+    let splits = cfg.splits(&ds, device)?;
+    let run = RunDir::create_with_inputs(KIND, req.out.out.as_deref(), reuse, &cfg, &inputs)?;
+    run_training(run, cfg, ds, splits, false, device)
 }
 
+/// The classifier that will score a run's samples, checked before the
+/// run trains: it loads, it is a classifier, it takes these images, it
+/// knows as many classes, and it was trained on the same images (another
+/// data set's classifier is refused: its features say nothing of these).
+fn check_classifier(
+    dir: &Path,
+    model: &ModelConfig,
+    ds: &ImageDataset,
+    data: &Path,
+    device: Device,
+) -> Result<ClassifierRun> {
+    if matches!(model, ModelConfig::Classifier(_)) {
+        return Err(PipelineError::file(
+            dir,
+            "--classifier scores generated images; a classifier run generates none (leave --classifier out)",
+        ));
+    }
+    let c = ClassifierRun::load(dir, device)?;
+    let s = [
+        ds.train.channels as i64,
+        ds.train.height as i64,
+        ds.train.width as i64,
+    ];
+    if s != c.shape {
+        return Err(PipelineError::file(
+            dir,
+            format!(
+                "the classifier was trained on {}×{}×{} images ({}); {} holds {}×{}×{}",
+                c.shape[0],
+                c.shape[1],
+                c.shape[2],
+                c.cfg.data.name,
+                data.display(),
+                s[0],
+                s[1],
+                s[2]
+            ),
+        ));
+    }
+    let mut c = c;
+    let fp = embedlab_data::fingerprint::fingerprint(data)?;
+    c.check_same_data(&fp, &ds.name, ds.classes.len())?;
+    Ok(c)
+}
 /// Continues the run in `dir` (of the model `expect`, when given); only the
 /// epoch budget and patience change.
 pub fn resume(
@@ -778,7 +860,18 @@ pub fn resume(
             ));
         }
     }
+    // Everything the trainer would refuse is checked before anything is
+    // written: a refused resume changes nothing in the folder.
+    let done = embedlab_train::trainer::resume_point(dir)?;
     if let Some(e) = epochs {
+        if e < done {
+            return Err(PipelineError::file(
+                &dir.join(embedlab_train::checkpoint::CHECKPOINT),
+                format!(
+                    "already has {done} epochs; --epochs {e} cannot undo them (give at least {done}); nothing was changed"
+                ),
+            ));
+        }
         cfg.train.epochs = e;
     }
     if patience.is_some() {
@@ -786,23 +879,25 @@ pub fn resume(
     }
     cfg.check_data()?;
     let ds = load_data(&cfg.data.path)?;
-    run_training(run, cfg, ds, true, device)
+    let splits = cfg.splits(&ds, device)?;
+    run.record_env()?;
+    run_training(run, cfg, ds, splits, true, device)
 }
 
 fn run_training(
     run: RunDir,
     mut cfg: RunConfig,
     ds: ImageDataset,
+    splits: Splits,
     resume: bool,
     device: Device,
 ) -> Result<TrainOutcome> {
-    let splits = cfg.splits(&ds, device)?;
     cfg.data.train_images = splits.train.len();
     cfg.data.valid_images = splits.valid.len();
     cfg.data.test_images = splits.test.len();
     run.write_json(CONFIG, &cfg)?;
     tch::manual_seed(cfg.train.seed);
-    let mut model = cfg.model.build(device)?;
+    let mut model = crate::memory::guard(|| cfg.model.build(device))?;
     eprintln!(
         "{} ({} parameters) on {:?}; run folder {}",
         model.describe(),
@@ -821,6 +916,16 @@ fn run_training(
         Some(&summary),
     )?;
     run.write_json(embedlab_train::report::REPORT, &report)?;
+    for m in &report.metrics {
+        if m.name.starts_with("epochs flagged") && m.value > 0.0 {
+            eprintln!(
+                "WARNING: {}: {} epoch(s) flagged — {}",
+                run.path.display(),
+                m.value,
+                m.note.as_deref().unwrap_or(&m.name)
+            );
+        }
+    }
     Ok(TrainOutcome {
         dir: run.path.clone(),
         report,
@@ -854,9 +959,13 @@ fn evaluate_and_analyse(
         );
     }
     report.metric("parameters", model.parameters() as f64, "", Better::Neither);
-    report
-        .metrics
-        .extend(all_test_metrics(model, &cfg.eval, splits, cfg.train.seed)?);
+    report.metrics.extend(all_test_metrics(
+        model,
+        &cfg.eval,
+        splits,
+        cfg.train.seed,
+        cfg,
+    )?);
     if !cfg.analysis.no_images {
         let an = Analysis::new(dir, model, splits, &ds.classes, cfg.train.seed);
         let (figures, metrics) = an.standard(&cfg.analysis)?;
@@ -908,11 +1017,21 @@ fn all_test_metrics(
     eval: &EvalOpts,
     splits: &Splits,
     seed: i64,
+    cfg: &RunConfig,
 ) -> Result<Vec<embedlab_train::Metric>> {
     let mut out = test_metrics(model, &splits.test, eval, seed)?;
     if let Some(dir) = &eval.classifier {
-        let c = ClassifierRun::load(dir, splits.test.x.device())?;
+        if matches!(cfg.model, ModelConfig::Classifier(_)) {
+            return Err(PipelineError::file(
+                dir,
+                "--classifier scores generated images; a classifier run generates none (leave --classifier out)",
+            ));
+        }
+        let mut c = ClassifierRun::load(dir, splits.test.x.device())?;
         c.check_images(&splits.test)?;
+        if let Some(fp) = &cfg.data.fingerprint {
+            c.check_same_data(fp, &cfg.data.name, splits_classes(cfg))?;
+        }
         tch::manual_seed(seed ^ 0x6e);
         let mut codes = || {
             let enc = model.encoder().expect("drawn only for models that encode");
@@ -934,6 +1053,17 @@ fn all_test_metrics(
         sp.finish_and_clear();
     }
     Ok(out)
+}
+
+/// How many classes a run's images have (from its model's configuration).
+fn splits_classes(cfg: &RunConfig) -> usize {
+    (match &cfg.model {
+        ModelConfig::Autoencoder(c) => c.classes,
+        ModelConfig::Gan(c) => c.classes,
+        ModelConfig::Wae(c) => c.classes,
+        ModelConfig::Classifier(c) => c.classes,
+        ModelConfig::Flow(c) => c.classes,
+    }) as usize
 }
 
 /// A trained classifier run, used to score generated images.
@@ -962,7 +1092,10 @@ impl ClassifierRun {
             ));
         };
         let shape = [cc.channels, cc.height, cc.width_px];
-        let model = cfg.model.build(device)?;
+        // A configuration read from disk may describe anything: check it
+        // fits before building it.
+        crate::memory::check(&cfg.model, 1, device)?;
+        let model = crate::memory::guard(|| cfg.model.build(device))?;
         model.load_best(dir)?;
         let weights = dir.join(embedlab_train::checkpoint::BEST);
         let fp = embedlab_data::fingerprint::fingerprint(&weights)?;
@@ -987,6 +1120,52 @@ impl ClassifierRun {
             shape,
         })
     }
+    /// Refuses a data set of another number of classes than the
+    /// classifier's, and warns loudly — on the terminal and in every note
+    /// of its scores — when the classifier was trained on other images than
+    /// `fp` (e.g. an MNIST classifier scoring a Fashion-MNIST model).
+    pub fn check_same_data(
+        &mut self,
+        fp: &embedlab_data::fingerprint::Fingerprint,
+        name: &str,
+        classes: usize,
+    ) -> Result<()> {
+        let ModelConfig::Classifier(cc) = &self.cfg.model else {
+            unreachable!("ClassifierRun::load checks the kind")
+        };
+        let theirs = &self.cfg.data;
+        if cc.classes as usize != classes {
+            return Err(PipelineError::file(
+                &self.dir,
+                format!(
+                    "the classifier knows {} classes ({}, {}); {} ({}) has {classes}: its scores would not mean anything",
+                    cc.classes,
+                    theirs.name,
+                    theirs.path.display(),
+                    name,
+                    fp.path.display()
+                ),
+            ));
+        }
+        let same = theirs
+            .fingerprint
+            .as_ref()
+            .map(|f| f.blake3 == fp.blake3)
+            .unwrap_or(theirs.path == fp.path);
+        if !same {
+            let warning = format!(
+                "the classifier was trained on {} ({}), not on these images, {} ({}): its features may say little about them",
+                theirs.name,
+                theirs.path.display(),
+                name,
+                fp.path.display()
+            );
+            eprintln!("WARNING: {}: {warning}", self.dir.display());
+            self.provenance += &format!("; WARNING: {warning}");
+        }
+        Ok(())
+    }
+
     /// Refuses images of another shape than the classifier's.
     pub fn check_images(&self, split: &Split) -> Result<()> {
         let s = split.x.size();
@@ -1032,18 +1211,29 @@ pub fn score_file(
     c.cfg.check_data()?;
     let ds = load_image_dataset(&c.cfg.data.path)?;
     let splits = c.cfg.splits(&ds, device)?;
-    let m = embedlab_data::npy::read_npy(samples)?;
+    let m = embedlab_data::npy::read_npy_array(samples)?;
     let [ch, h, w] = c.shape;
     let d = (ch * h * w) as usize;
-    if m.cols != d {
+    // (n, c·h·w) rows, PyTorch's (n, c, h, w) or, for one channel, numpy's
+    // (n, h, w).
+    let dims: Vec<i64> = m.shape.iter().map(|&v| v as i64).collect();
+    let ok = match dims.as_slice() {
+        [_, cols] => *cols as usize == d,
+        [_, a, b, e] => [*a, *b, *e] == [ch, h, w],
+        [_, a, b] => ch == 1 && [*a, *b] == [h, w],
+        _ => false,
+    };
+    if !ok {
         return Err(PipelineError::file(
             samples,
             format!(
-                "holds rows of {} values; the classifier takes {}×{}×{} = {d}",
-                m.cols, ch, h, w
+                "holds an array of shape ({}); the classifier takes {ch}×{h}×{w} images: give (n, {d}), (n, {ch}, {h}, {w}){}",
+                m.shape.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", "),
+                if ch == 1 { format!(" or (n, {h}, {w})") } else { String::new() }
             ),
         ));
     }
+    let rows = m.shape[0];
     if m.data
         .iter()
         .any(|v| !v.is_finite() || *v < -1e-3 || *v > 1.001)
@@ -1054,7 +1244,7 @@ pub fn score_file(
         ));
     }
     let fake = tch::Tensor::from_slice(&m.data)
-        .reshape([m.rows as i64, ch, h, w])
+        .reshape([rows as i64, ch, h, w])
         .to_device(device);
     c.score(&fake, &splits.test, n)
 }
@@ -1074,7 +1264,7 @@ fn training_flags(dir: &Path) -> Result<Vec<embedlab_train::Metric>> {
         ),
         (
             "diverged",
-            "divergence: the discriminator tells every image apart, or a non-finite score",
+            "divergence: a discriminator that tells every image apart, a non-finite score, or a flow's validation bits/dim above 16 (twice uniform noise's) or not finite",
         ),
     ] {
         let mut seen = false;
@@ -1118,7 +1308,7 @@ pub struct LoadedRun {
 impl LoadedRun {
     pub fn analysis(&self) -> Analysis<'_> {
         Analysis::new(
-            &self.run.path,
+            self.run.out_dir(),
             self.model.as_ref(),
             &self.splits,
             &self.ds.classes,
@@ -1145,12 +1335,35 @@ pub fn open_run(dir: &Path) -> Result<(RunDir, RunConfig)> {
     Ok((run, cfg))
 }
 
+/// Refuses a run that never finished an epoch, saying so (rather than the
+/// missing file's "No such file").
+pub fn require_weights(dir: &Path) -> Result<()> {
+    let best = dir.join(embedlab_train::checkpoint::BEST);
+    if best.exists() {
+        return Ok(());
+    }
+    let why = std::fs::read_to_string(dir.join(embedlab_train::run::METRICS))
+        .ok()
+        .filter(|t| t.contains("non-finite") || t.contains("NaN"))
+        .map(|_| " (it stopped on a non-finite loss)")
+        .unwrap_or("");
+    Err(PipelineError::file(
+        dir,
+        format!(
+            "has no trained weights ({}): the run never finished an epoch{why} — it was stopped, killed or hit a NaN loss in its first epoch; --resume it or train it again",
+            embedlab_train::checkpoint::BEST
+        ),
+    ))
+}
+
 /// Opens a training run (locked while loaded) with its best weights.
 pub fn load_run(dir: &Path, device: Device) -> Result<LoadedRun> {
     let (run, cfg) = open_run(dir)?;
+    require_weights(dir)?;
     let ds = load_image_dataset(&cfg.data.path)?;
     let splits = cfg.splits(&ds, device)?;
-    let model = cfg.model.build(device)?;
+    crate::memory::check_for_images(&cfg.model, cfg.train.batch_size, ds.train.n as u64, device)?;
+    let model = crate::memory::guard(|| cfg.model.build(device))?;
     model.load_best(dir)?;
     Ok(LoadedRun {
         run,
@@ -1186,15 +1399,37 @@ pub fn eval(
             ));
         }
         let mut m = test_metrics(r.model.as_ref(), &test, opts, r.cfg.train.seed)?;
+        if m.is_empty() {
+            return Err(PipelineError::file(
+                dir,
+                format!(
+                    "a {} has no metric of given images (no density, no encoder): eval --on takes a flow, a VAE or an autoencoder run; score a generator's samples with --classifier",
+                    r.cfg.model_name()
+                ),
+            ));
+        }
+        let fp = embedlab_data::fingerprint::fingerprint(other)?;
+        let own = r
+            .cfg
+            .data
+            .fingerprint
+            .as_ref()
+            .map(|f| f.blake3 == fp.blake3)
+            .unwrap_or(false);
+        let label = if own {
+            format!("on {}, the run's own test set", ds.name)
+        } else {
+            format!("on {} (not the training set's)", ds.name)
+        };
         for x in &mut m {
             let n = x.note.take().unwrap_or_default();
-            x.note = Some(format!("on {} (not the training set's): {n}", ds.name));
+            x.note = Some(format!("{label}: {n}"));
         }
         let name = format!("eval-on-{}.json", ds.name);
         r.run.write_json(&name, &m)?;
-        return Ok((r.run.file(&name), m));
+        return Ok((r.run.out_file(&name), m));
     }
-    let m = all_test_metrics(r.model.as_ref(), opts, &r.splits, r.cfg.train.seed)?;
+    let m = all_test_metrics(r.model.as_ref(), opts, &r.splits, r.cfg.train.seed, &r.cfg)?;
     // One file per evaluation setting: another classifier or sample count
     // does not overwrite an earlier evaluation.
     let scored = match &opts.classifier {
@@ -1209,5 +1444,5 @@ pub fn eval(
     };
     let name = format!("eval-k{}-n{}{scored}.json", opts.iwae_k, opts.iwae_images);
     r.run.write_json(&name, &m)?;
-    Ok((r.run.file(&name), m))
+    Ok((r.run.out_file(&name), m))
 }

@@ -2,16 +2,38 @@
 //! line takes is checked where it is parsed, and the error names the
 //! option (clap adds it) and the range allowed. Upper bounds keep what an
 //! option drives (memory, time) within what a run can do.
-use clap::builder::{RangedI64ValueParser, RangedU64ValueParser};
+/// Parses a whole number in `lo..=hi`; anything else — a negative number
+/// for a count, 1e300, 2.5, a word — is refused with the range.
+fn whole(s: &str, lo: i128, hi: i128) -> Result<i128, String> {
+    let t = s.trim();
+    let range = format!("give a whole number in {lo}..={hi}");
+    match t.parse::<i128>() {
+        Ok(v) if (lo..=hi).contains(&v) => Ok(v),
+        Ok(v) => Err(format!("{v} is out of range: {range}")),
+        Err(_) => match t.parse::<f64>() {
+            Ok(v) if v.is_finite() && v.fract() == 0.0 => {
+                Err(format!("{t} is out of range: {range}"))
+            }
+            Ok(_) => Err(format!("'{t}' is not a whole number: {range}")),
+            Err(_) => Err(format!("'{t}' is not a number: {range}")),
+        },
+    }
+}
 
 /// A whole number of `usize` in `lo..=hi`.
-pub fn count(lo: u64, hi: u64) -> RangedU64ValueParser<usize> {
-    RangedU64ValueParser::<usize>::new().range(lo..=hi)
+pub fn count(
+    lo: u64,
+    hi: u64,
+) -> impl Fn(&str) -> Result<usize, String> + Clone + Send + Sync + 'static {
+    move |s: &str| whole(s, lo as i128, hi as i128).map(|v| v as usize)
 }
 
 /// A whole number of `i64` in `lo..=hi`.
-pub fn int(lo: i64, hi: i64) -> RangedI64ValueParser<i64> {
-    RangedI64ValueParser::<i64>::new().range(lo..=hi)
+pub fn int(
+    lo: i64,
+    hi: i64,
+) -> impl Fn(&str) -> Result<i64, String> + Clone + Send + Sync + 'static {
+    move |s: &str| whole(s, lo as i128, hi as i128).map(|v| v as i64)
 }
 
 fn number(s: &str) -> Result<f64, String> {
@@ -85,6 +107,21 @@ pub fn non_negative(s: &str) -> Result<f64, String> {
     } else {
         Err(format!(
             "{v} is out of range: give a number in [0, 1000000]"
+        ))
+    }
+}
+
+/// A convergence tolerance: in [1e-12, 1]. Below about 1e-7 a float32
+/// iteration cannot get (its values change by a rounding step), and below
+/// 1e-12 not a float64 one either: such a tolerance is never met and every
+/// inverse would run to its iteration cap.
+pub fn tolerance(s: &str) -> Result<f64, String> {
+    let v = number(s)?;
+    if (1e-12..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{v} is out of range: give a tolerance in [1e-12, 1] (a smaller one is never reached, in float32 below about 1e-7)"
         ))
     }
 }

@@ -278,7 +278,13 @@ fn targets() -> Vec<Target> {
         std::fs::read(&p).unwrap()
     };
     let (index, body) = dictd();
-    vec![
+    let families = family_configs();
+    let cls_cfg = families
+        .iter()
+        .find(|(n, _)| *n == "classifier")
+        .map(|(_, c)| c.clone())
+        .unwrap();
+    let mut out = vec![
         Target {
             name: "vec",
             files: vec![("e.vec", b"3 2\ncat 1 2\ndog -1 0.5\neel 0 3e-1\n".to_vec())],
@@ -376,7 +382,7 @@ fn targets() -> Vec<Target> {
         },
         Target {
             name: "checkpoint",
-            files: vec![("c.safetensors", ckpt)],
+            files: vec![("c.safetensors", ckpt.clone())],
             read: Box::new(|d| {
                 let _ =
                     embedlab_train::checkpoint::read::<serde_json::Value>(&d.join("c.safetensors"));
@@ -400,7 +406,152 @@ fn targets() -> Vec<Target> {
                 let _ = embedlab_reports::html::build_report(&[d.to_path_buf()], "fuzz");
             }),
         },
-    ]
+        Target {
+            name: "score-npy",
+            files: vec![("s.npy", npy_nd(&[2, 1, 2, 2]))],
+            read: Box::new(|d| {
+                let _ = embedlab_data::npy::read_npy_array(&d.join("s.npy"));
+            }),
+        },
+        Target {
+            // A classifier run's files: its configuration is built into a
+            // model (after the memory check) before its weights are read.
+            name: "classifier-run",
+            files: vec![
+                ("run.json", serde_json::to_vec(&run_json).unwrap()),
+                ("config.json", cls_cfg),
+                ("best.safetensors", ckpt.clone()),
+            ],
+            read: Box::new(|d| {
+                let _ = embedlab_pipelines::images::ClassifierRun::load(d, tch::Device::Cpu);
+            }),
+        },
+    ];
+    // Every family's run folder: run.json, config.json, metrics.jsonl and a
+    // checkpoint, through the config reader, the resume check and the report.
+    for (name, cfg) in families {
+        out.push(Target {
+            name,
+            files: vec![
+                ("run.json", serde_json::to_vec(&run_json).unwrap()),
+                ("config.json", cfg),
+                ("metrics.jsonl", metrics.as_bytes().to_vec()),
+                ("checkpoint.safetensors", ckpt.clone()),
+            ],
+            read: Box::new(|d| {
+                let _ = embedlab_pipelines::images::RunConfig::read(d);
+                let _ = embedlab_train::trainer::resume_point(d);
+                let _ = embedlab_reports::html::build_report(&[d.to_path_buf()], "fuzz");
+            }),
+        });
+    }
+    out
+}
+
+/// A float32 .npy of the given shape.
+fn npy_nd(shape: &[usize]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let h = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({},), }}\n",
+        dims.join(", ")
+    );
+    let mut b = b"\x93NUMPY\x01\x00".to_vec();
+    b.extend((h.len() as u16).to_le_bytes());
+    b.extend(h.as_bytes());
+    for i in 0..shape.iter().product::<usize>() {
+        b.extend((i as f32 / 10.0).to_le_bytes());
+    }
+    b
+}
+
+/// The `config.json` of a run of each new family (GANs, WAEs, the
+/// classifier, flows), as `train` writes it, for 4×4 images.
+fn family_configs() -> Vec<(&'static str, Vec<u8>)> {
+    use embedlab_pipelines::images::*;
+    let d = tempfile::tempdir().unwrap();
+    let (px, lab) = embedlab_testkit::bars(6, 4, 1);
+    for stem in ["train", "t10k"] {
+        std::fs::write(
+            d.path().join(format!("{stem}-images-idx3-ubyte")),
+            idx(&[6, 4, 4], &px),
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join(format!("{stem}-labels-idx1-ubyte")),
+            idx(&[6], &lab),
+        )
+        .unwrap();
+    }
+    let ds = embedlab_data::load_image_dataset(d.path()).unwrap();
+    let models: Vec<(&'static str, ModelConfig)> = vec![
+        (
+            "dcgan",
+            ModelConfig::Gan(GanArgs::default().config(GanKind::Dcgan, &ds)),
+        ),
+        (
+            "wgan-gp",
+            ModelConfig::Gan(GanArgs::default().config(GanKind::WganGp, &ds)),
+        ),
+        (
+            "sngan",
+            ModelConfig::Gan(GanArgs::default().config(GanKind::Sngan, &ds)),
+        ),
+        (
+            "cgan",
+            ModelConfig::Gan(GanArgs::default().config(GanKind::Cgan, &ds)),
+        ),
+        (
+            "wae-mmd",
+            ModelConfig::Wae(WaeArgs::default().config(Penalty::Mmd, &ds)),
+        ),
+        (
+            "wae-gan",
+            ModelConfig::Wae(WaeArgs::default().config(Penalty::Gan, &ds)),
+        ),
+        (
+            "classifier",
+            ModelConfig::Classifier(ClassifierArgs::default().config(&ds)),
+        ),
+        (
+            "glow",
+            ModelConfig::Flow(
+                embedlab_pipelines::flows::FlowArgs::default().config(FlowKind::Glow, &ds),
+            ),
+        ),
+        (
+            "iresnet",
+            ModelConfig::Flow(
+                embedlab_pipelines::flows::FlowArgs::default().config(FlowKind::Iresnet, &ds),
+            ),
+        ),
+    ];
+    models
+        .into_iter()
+        .map(|(name, model)| {
+            let cfg = RunConfig {
+                model,
+                train: embedlab_train::TrainConfig::single(
+                    2,
+                    32,
+                    embedlab_train::OptimConfig::adam(1e-3),
+                    1,
+                ),
+                data: DataConfig {
+                    path: d.path().to_path_buf(),
+                    fingerprint: None,
+                    name: "bars".into(),
+                    valid: 2,
+                    train_limit: None,
+                    train_images: 4,
+                    valid_images: 2,
+                    test_images: 6,
+                },
+                eval: Default::default(),
+                analysis: Default::default(),
+            };
+            (name, serde_json::to_vec_pretty(&cfg).unwrap())
+        })
+        .collect()
 }
 
 #[test]

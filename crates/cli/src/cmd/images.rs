@@ -403,7 +403,7 @@ pub fn latent(c: &LatentCmd, device: Device) -> Result<()> {
             println!(
                 "test image {index} (class {}): {k} nearest training images in {}",
                 r.ds.classes[r.splits.test.y.int64_value(&[*index]) as usize],
-                r.run.file(&fig.file).display()
+                r.run.out_file(&fig.file).display()
             );
             for s in &stats {
                 println!(
@@ -421,13 +421,13 @@ pub fn latent(c: &LatentCmd, device: Device) -> Result<()> {
             println!("linear probe, test accuracy:");
             print_metrics(&m);
             r.run.write_json("probe.json", &m)?;
-            println!("wrote {}", r.run.file("probe.json").display());
+            println!("wrote {}", r.run.out_file("probe.json").display());
             return Ok(());
         }
     };
     println!(
         "wrote {} ({})",
-        r.run.file(&figure.file).display(),
+        r.run.out_file(&figure.file).display(),
         figure.caption
     );
     Ok(())

@@ -77,21 +77,34 @@ impl ResidualConfig {
                 self.coeff
             )));
         }
-        if self.terms < 1 || self.terms > 1000 || self.probes < 1 || self.probes > 1000 {
+        if self.terms < 1 || self.terms > 100 || self.probes < 1 || self.probes > 100 {
             return Err(ModelError::Invalid(format!(
-                "log-determinant terms {} and probes {} must be in 1..=1000",
+                "log-determinant terms {} and probes {} must be in 1..=100",
                 self.terms, self.probes
             )));
         }
-        if self.inverse_iters < 1 || self.inverse_tol.is_nan() || self.inverse_tol <= 0.0 {
+        if self.terms * self.probes > MAX_PRODUCTS {
             return Err(ModelError::Invalid(format!(
-                "the fixed-point inverse needs at least 1 iteration and a positive tolerance (got {} and {})",
+                "--terms {} × --probes {} = {} vector–Jacobian products per block and training step, over the {MAX_PRODUCTS} allowed (the series' terms shrink as c^k; the papers use 1–10 terms and 1 probe)",
+                self.terms,
+                self.probes,
+                self.terms * self.probes
+            )));
+        }
+        if !(1..=10_000).contains(&self.inverse_iters) || !(1e-12..=1.0).contains(&self.inverse_tol)
+        {
+            return Err(ModelError::Invalid(format!(
+                "the fixed-point inverse needs 1..=10000 iterations and a tolerance in [1e-12, 1] (got {} and {}; a smaller tolerance is never reached and every inverse runs to its cap)",
                 self.inverse_iters, self.inverse_tol
             )));
         }
         Ok(())
     }
 }
+
+/// At most this many vector–Jacobian products (terms × probes) per block
+/// and training step: past it a step costs minutes and buys nothing.
+pub const MAX_PRODUCTS: usize = 200;
 
 /// A convolution normalised as an operator on inputs of one shape.
 pub struct SnConv {

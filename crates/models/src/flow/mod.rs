@@ -60,6 +60,11 @@ pub enum Layout {
     Padded32x3,
 }
 
+/// The validation bits/dim above which a flow is flagged as diverged:
+/// twice the 8 bits/dim of uniform noise over 256 levels (any model worse
+/// than that has left training; a Glow at initialisation scores about 9.4).
+pub const DIVERGED_BPD: f64 = 16.0;
+
 /// The base distribution of the standardised latents.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -797,9 +802,22 @@ impl Trainable for Flow {
         let bpd = self.bits_per_dim(&nll).mean(Kind::Float);
         Ok(Losses::single(bpd))
     }
+    /// Validation bits/dim, and the divergence flag GANs have: a flow has
+    /// diverged when its validation bits/dim is not finite or above
+    /// [`DIVERGED_BPD`].
     fn validate(&mut self, valid: &Split) -> Result<BTreeMap<String, f64>> {
         let bpd = self.split_bpd(valid, 500)?;
-        Ok([("loss".to_string(), bpd), ("bpd".to_string(), bpd)].into())
+        let diverged = if bpd.is_finite() && bpd <= DIVERGED_BPD {
+            0.0
+        } else {
+            1.0
+        };
+        Ok([
+            ("loss".to_string(), bpd),
+            ("bpd".to_string(), bpd),
+            ("diverged".to_string(), diverged),
+        ]
+        .into())
     }
 }
 
