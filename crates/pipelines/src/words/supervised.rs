@@ -56,6 +56,20 @@ fn any_path(s: &str) -> std::result::Result<PathBuf, String> {
 }
 
 impl EmbArgs {
+    /// The files both sides are read from (what `--overwrite` must not remove).
+    pub fn inputs(&self) -> Vec<&std::path::Path> {
+        [
+            Some(&self.src),
+            Some(&self.tgt),
+            self.src_words.as_ref(),
+            self.tgt_words.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|p| p.as_path())
+        .collect()
+    }
+
     /// Both sides with the defaults (200k words, as they are).
     pub fn new(src: PathBuf, tgt: PathBuf) -> Self {
         Self {
@@ -463,7 +477,16 @@ pub fn run_supervised(
 ) -> Result<SupervisedReport> {
     let t_all = Instant::now();
     let args = &args.absolute();
-    let run = RunDir::create(KIND, args.out.as_deref(), reuse(args.overwrite), args)?;
+    let mut inputs = args.emb.inputs();
+    inputs.push(&args.dict);
+    inputs.extend(args.dict_test.as_deref());
+    let run = RunDir::create_with_inputs(
+        KIND,
+        args.out.as_deref(),
+        reuse(args.overwrite),
+        args,
+        &inputs,
+    )?;
     let (train, test, (dstats, tstats, ranks)) = pairs(args, src, tgt)?;
     let word_pairs = |p: &[(usize, usize)]| Dictionary {
         pairs: p

@@ -323,7 +323,17 @@ pub fn run_unsupervised(
             r.record_env()?;
             r
         }
-        None => RunDir::create(KIND, args.out.as_deref(), reuse(args.overwrite), args)?,
+        None => {
+            let mut inputs = args.emb.inputs();
+            inputs.extend(args.dict_test.as_deref());
+            RunDir::create_with_inputs(
+                KIND,
+                args.out.as_deref(),
+                reuse(args.overwrite),
+                args,
+                &inputs,
+            )?
+        }
     };
     let (ps, pt) = args.prep.sides("renorm,center,renorm")?;
     RunPrep::write(&run, &args.emb, &ps, &pt)?;
