@@ -423,9 +423,9 @@ fn size_options_at_their_largest_are_refused_with_the_memory_estimate() {
             "65536",
             &["--width=1024"],
         ),
-        // --batch-size at its largest is not here: no batch holds more
-        // images than the data set has (memory::check_for_images), so on
-        // this data it fits, and it is run below as a passing case.
+        // --batch-size at its largest is not here: `train` counts the
+        // training batch as at most the training images, so on this data it
+        // fits, and it is run below as a passing case.
         ("train glow", small, "hidden", "4096", &[]),
         ("train glow", small, "steps", "256", &["--hidden=1024"]),
         ("train realnvp", small, "steps", "256", &["--hidden=1024"]),
@@ -569,8 +569,8 @@ fn size_options_at_their_largest_are_refused_with_the_memory_estimate() {
             "no case for --{want}"
         );
     }
-    // --batch-size at its largest: a batch never holds more images than the
-    // data set has, so on 120 images it passes the check (the run then
+    // --batch-size at its largest: the training batch is counted as at
+    // most the training images, so on 120 images it passes the check (the run then
     // stops at the impossible --valid, after the check and the build).
     for family in ["cgan", "classifier", "iresnet"] {
         let argv: Vec<String> = [

@@ -808,12 +808,7 @@ fn check_classifier(
     data: &Path,
     device: Device,
 ) -> Result<ClassifierRun> {
-    if matches!(model, ModelConfig::Classifier(_)) {
-        return Err(PipelineError::file(
-            dir,
-            "--classifier scores generated images; a classifier run generates none (leave --classifier out)",
-        ));
-    }
+    refuse_scoring_a_classifier(model, dir)?;
     let c = ClassifierRun::load(dir, device)?;
     let s = [
         ds.train.channels as i64,
@@ -965,6 +960,7 @@ fn evaluate_and_analyse(
         splits,
         cfg.train.seed,
         cfg,
+        ds.classes.len(),
     )?);
     if !cfg.analysis.no_images {
         let an = Analysis::new(dir, model, splits, &ds.classes, cfg.train.seed);
@@ -1018,19 +1014,15 @@ fn all_test_metrics(
     splits: &Splits,
     seed: i64,
     cfg: &RunConfig,
+    classes: usize,
 ) -> Result<Vec<embedlab_train::Metric>> {
     let mut out = test_metrics(model, &splits.test, eval, seed)?;
     if let Some(dir) = &eval.classifier {
-        if matches!(cfg.model, ModelConfig::Classifier(_)) {
-            return Err(PipelineError::file(
-                dir,
-                "--classifier scores generated images; a classifier run generates none (leave --classifier out)",
-            ));
-        }
+        refuse_scoring_a_classifier(&cfg.model, dir)?;
         let mut c = ClassifierRun::load(dir, splits.test.x.device())?;
         c.check_images(&splits.test)?;
         if let Some(fp) = &cfg.data.fingerprint {
-            c.check_same_data(fp, &cfg.data.name, splits_classes(cfg))?;
+            c.check_same_data(fp, &cfg.data.name, classes)?;
         }
         tch::manual_seed(seed ^ 0x6e);
         let mut codes = || {
@@ -1055,15 +1047,15 @@ fn all_test_metrics(
     Ok(out)
 }
 
-/// How many classes a run's images have (from its model's configuration).
-fn splits_classes(cfg: &RunConfig) -> usize {
-    (match &cfg.model {
-        ModelConfig::Autoencoder(c) => c.classes,
-        ModelConfig::Gan(c) => c.classes,
-        ModelConfig::Wae(c) => c.classes,
-        ModelConfig::Classifier(c) => c.classes,
-        ModelConfig::Flow(c) => c.classes,
-    }) as usize
+/// `--classifier` scores generated images: a classifier run has none.
+fn refuse_scoring_a_classifier(model: &ModelConfig, classifier: &Path) -> Result<()> {
+    if matches!(model, ModelConfig::Classifier(_)) {
+        return Err(PipelineError::file(
+            classifier,
+            "--classifier scores generated images; a classifier run generates none (leave --classifier out)",
+        ));
+    }
+    Ok(())
 }
 
 /// A trained classifier run, used to score generated images.
@@ -1342,15 +1334,10 @@ pub fn require_weights(dir: &Path) -> Result<()> {
     if best.exists() {
         return Ok(());
     }
-    let why = std::fs::read_to_string(dir.join(embedlab_train::run::METRICS))
-        .ok()
-        .filter(|t| t.contains("non-finite") || t.contains("NaN"))
-        .map(|_| " (it stopped on a non-finite loss)")
-        .unwrap_or("");
     Err(PipelineError::file(
         dir,
         format!(
-            "has no trained weights ({}): the run never finished an epoch{why} — it was stopped, killed or hit a NaN loss in its first epoch; --resume it or train it again",
+            "has no trained weights ({}): the run never finished an epoch — it was stopped, killed or hit a NaN loss in its first epoch; --resume it or train it again",
             embedlab_train::checkpoint::BEST
         ),
     ))
@@ -1429,7 +1416,14 @@ pub fn eval(
         r.run.write_json(&name, &m)?;
         return Ok((r.run.out_file(&name), m));
     }
-    let m = all_test_metrics(r.model.as_ref(), opts, &r.splits, r.cfg.train.seed, &r.cfg)?;
+    let m = all_test_metrics(
+        r.model.as_ref(),
+        opts,
+        &r.splits,
+        r.cfg.train.seed,
+        &r.cfg,
+        r.ds.classes.len(),
+    )?;
     // One file per evaluation setting: another classifier or sample count
     // does not overwrite an earlier evaluation.
     let scored = match &opts.classifier {

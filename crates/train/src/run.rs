@@ -78,6 +78,14 @@ impl Env {
     }
 }
 
+/// Who holds a lock, as its holder wrote in the lock file.
+fn holder(lock_file: &Path) -> Option<String> {
+    std::fs::read_to_string(lock_file)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
 /// Takes the folder's lock, or says who holds it.
 fn lock(dir: &Path) -> Result<File> {
     let p = dir.join(LOCK);
@@ -91,13 +99,9 @@ fn lock(dir: &Path) -> Result<File> {
     match f.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
-            let holder = std::fs::read_to_string(&p)
-                .ok()
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty());
             return Err(TrainError::Locked {
                 path: dir.to_path_buf(),
-                holder,
+                holder: holder(&p),
             });
         }
         Err(std::fs::TryLockError::Error(e)) => return Err(TrainError::io(&p, e)),
@@ -121,10 +125,7 @@ fn busy(dir: &Path) -> Option<TrainError> {
     match f.try_lock_shared() {
         Err(std::fs::TryLockError::WouldBlock) => Some(TrainError::Locked {
             path: dir.to_path_buf(),
-            holder: std::fs::read_to_string(&p)
-                .ok()
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty()),
+            holder: holder(&p),
         }),
         _ => None,
     }
