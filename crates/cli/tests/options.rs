@@ -614,3 +614,25 @@ fn size_options_at_their_largest_are_refused_with_the_memory_estimate() {
         "{err}"
     );
 }
+
+/// `embedlab train`'s subcommands are the families' registry, in its
+/// order, and the 8-3-8 network: a family added to the registry is
+/// trainable with no other CLI change.
+#[test]
+fn train_subcommands_come_from_the_registry() {
+    let cmd = Cli::command();
+    let train = cmd.find_subcommand("train").expect("a train subcommand");
+    let got: Vec<&str> = train.get_subcommands().map(|c| c.get_name()).collect();
+    let mut want: Vec<&str> = embedlab_pipelines::family::models()
+        .map(|m| m.name)
+        .collect();
+    want.push("identity");
+    assert_eq!(got, want);
+    for m in embedlab_pipelines::family::models() {
+        let sub = train.find_subcommand(m.name).unwrap();
+        assert_eq!(
+            sub.get_about().map(|a| a.to_string()).as_deref(),
+            Some(m.about)
+        );
+    }
+}

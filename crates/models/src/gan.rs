@@ -14,7 +14,7 @@ use crate::batches::Split;
 use crate::capabilities::{Decode, ImageModel, Prior, Sample};
 use crate::error::{ModelError, Result};
 use crate::layers::{lrelu, Layer};
-use embedlab_train::{Batch, Group, Losses, OptimConfig, Progress, Selection, Trainable};
+use embedlab_train::{Batch, Group, Losses, Progress, Selection, Trainable};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tch::nn::{self, ModuleT};
@@ -80,16 +80,6 @@ impl GanConfig {
     }
     pub fn dim(&self) -> i64 {
         self.channels * self.height * self.width
-    }
-    /// The optimizer each group gets unless told otherwise: Adam with the
-    /// reference papers' betas (0.5, 0.999) for DCGAN and SN-GAN; (0.5, 0.9)
-    /// and 5 critic steps per generator step for WGAN-GP.
-    pub fn default_optim(&self, group: &str, lr: f64) -> OptimConfig {
-        match (self.kind, group) {
-            (GanKind::WganGp, "disc") => OptimConfig::adam(lr).with_betas(0.5, 0.9).with_steps(5),
-            (GanKind::WganGp, _) => OptimConfig::adam(lr).with_betas(0.5, 0.9),
-            _ => OptimConfig::adam(lr).with_betas(0.5, 0.999),
-        }
     }
     fn check(&self) -> Result<()> {
         let bad = |m: String| Err(ModelError::Invalid(m));

@@ -162,6 +162,21 @@ struct FlowBenchResult {
     peak_rss_mib: Option<f64>,
 }
 
+/// The flow's memory estimate with `bench flow`'s own options.
+pub(crate) fn flow_bench_subject(
+    cfg: &embedlab_models::flow::FlowConfig,
+    batch: i64,
+) -> crate::memory::Subject {
+    let mut s = crate::family::flows::memory_subject(cfg, batch, "--batch");
+    s.options.retain(|(o, _)| o != "--init-batch");
+    s.options
+        .insert(0, ("--size".into(), cfg.height.to_string()));
+    s.options
+        .insert(1, ("--channels".into(), cfg.channels.to_string()));
+    s.activation_drivers = vec!["--batch", "--size", "--channels", "--hidden", "--steps"];
+    s
+}
+
 pub fn flow(a: &FlowBench, device: Device) -> Result<String> {
     use embedlab_models::flow::{blocks::Ctx, Flow, FlowKind};
     use embedlab_train::Trainable;
@@ -172,7 +187,9 @@ pub fn flow(a: &FlowBench, device: Device) -> Result<String> {
         FlowKindArg::Iresnet => FlowKind::Iresnet,
     };
     let cfg = a.flow.config_for(kind, [a.channels, a.size, a.size], 10);
-    crate::memory::check_bench_flow(&cfg, a.batch, device)?;
+    if cfg.check().is_ok() {
+        crate::memory::check_bench(&flow_bench_subject(&cfg, a.batch), a.batch, device)?;
+    }
     let flow = crate::memory::guard(|| Ok(Flow::new(cfg, device)?))?;
     let x = (Tensor::rand([a.batch, a.channels, a.size, a.size], (Kind::Float, device)) * 255.0)
         .round()

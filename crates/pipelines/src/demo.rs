@@ -6,11 +6,12 @@
 //! is called in-process with typed options.
 use crate::analysis::AnalysisOpts;
 use crate::evaluate::EvalOpts;
+use crate::family::autoencoders::{AeArgs, ArchArg};
+use crate::family::classifier::ClassifierArgs;
+use crate::family::gans::{GanArchArg, GanArgs};
+use crate::family::waes::WaeArgs;
 use crate::identity::IdentityArgs;
-use crate::images::{
-    self, AeArgs, AeKind, ArchArg, ClassifierArgs, DataArgs, FlowKind, GanArchArg, GanArgs,
-    GanKind, ModelSpec, OptimArgs, OutArgs, Penalty, TrainRequest, WaeArgs,
-};
+use crate::images::{self, DataArgs, ModelSpec, OptimArgs, OutArgs, TrainRequest};
 use crate::steps::Steps;
 use crate::words::supervised::{
     precision_table, run_supervised, EmbArgs, Method, PrepArgs, SupervisedArgs, SupervisedReport,
@@ -221,11 +222,11 @@ fn images_part(a: &DemoArgs, root: &Path, seed: i64, device: Device, steps: &mut
     let mut add = |name: &'static str, f: &dyn Fn(PathBuf) -> TrainRequest| {
         plans.push((name, f(root.join(name))));
     };
-    let ae = |k: AeKind| ModelSpec::Autoencoder(k, AeArgs::default());
-    let mlp_gan = |k: GanKind| {
-        ModelSpec::Gan(
+    let ae = |k: &str| ModelSpec::new(k, &AeArgs::default());
+    let mlp_gan = |k: &str| {
+        ModelSpec::new(
             k,
-            GanArgs {
+            &GanArgs {
                 arch: GanArchArg::Mlp,
                 ..GanArgs::default()
             },
@@ -233,7 +234,7 @@ fn images_part(a: &DemoArgs, root: &Path, seed: i64, device: Device, steps: &mut
     };
     add("fashion-mnist-classifier", &|o| {
         let mut r = request(
-            ModelSpec::Classifier(ClassifierArgs::default()),
+            ModelSpec::new("classifier", &ClassifierArgs::default()),
             &fashion,
             2,
             o,
@@ -242,22 +243,20 @@ fn images_part(a: &DemoArgs, root: &Path, seed: i64, device: Device, steps: &mut
         r.eval.classifier = None;
         r
     });
-    add("fashion-mnist-ae", &|o| {
-        request(ae(AeKind::Ae), &fashion, e, o)
-    });
+    add("fashion-mnist-ae", &|o| request(ae("ae"), &fashion, e, o));
     add("fashion-mnist-vae", &|o| {
-        let mut r = request(ae(AeKind::Vae), &fashion, e, o);
+        let mut r = request(ae("vae"), &fashion, e, o);
         r.analysis.tsne = true;
         r
     });
     add("fashion-mnist-vae-seed2", &|o| {
-        let mut r = request(ae(AeKind::Vae), &fashion, e, o);
+        let mut r = request(ae("vae"), &fashion, e, o);
         r.seed = seed + 1;
         r.analysis.no_images = true;
         r
     });
     add("fashion-mnist-cvae", &|o| {
-        request(ae(AeKind::Cvae), &fashion, e, o)
+        request(ae("cvae"), &fashion, e, o)
     });
     add("fashion-mnist-wae-mmd", &|o| {
         let w = WaeArgs {
@@ -265,22 +264,22 @@ fn images_part(a: &DemoArgs, root: &Path, seed: i64, device: Device, steps: &mut
             latent: 20,
             ..WaeArgs::default()
         };
-        request(ModelSpec::Wae(Penalty::Mmd, w), &fashion, e, o)
+        request(ModelSpec::new("wae-mmd", &w), &fashion, e, o)
     });
     add("fashion-mnist-dcgan", &|o| {
-        request(mlp_gan(GanKind::Dcgan), &fashion, e, o)
+        request(mlp_gan("dcgan"), &fashion, e, o)
     });
     add("fashion-mnist-wgan-gp", &|o| {
-        request(mlp_gan(GanKind::WganGp), &fashion, e, o)
+        request(mlp_gan("wgan-gp"), &fashion, e, o)
     });
     add("fashion-mnist-cgan", &|o| {
-        request(mlp_gan(GanKind::Cgan), &fashion, e, o)
+        request(mlp_gan("cgan"), &fashion, e, o)
     });
     add("fashion-mnist-glow", &|o| {
         // A short flow run (5,000 images an epoch): bits/dim, samples at
         // several temperatures, scored like the other families.
         let mut r = request(
-            ModelSpec::Flow(FlowKind::Glow, crate::flows::FlowArgs::default()),
+            ModelSpec::new("glow", &crate::flows::FlowArgs::default()),
             &fashion,
             e,
             o,
@@ -289,10 +288,11 @@ fn images_part(a: &DemoArgs, root: &Path, seed: i64, device: Device, steps: &mut
         r
     });
     add("mnist-conv-vae", &|o| {
-        let mut r = request(ae(AeKind::Vae), &mnist, e, o);
-        if let ModelSpec::Autoencoder(_, ae) = &mut r.model {
-            ae.arch = ArchArg::Conv;
-        }
+        let conv = AeArgs {
+            arch: ArchArg::Conv,
+            ..AeArgs::default()
+        };
+        let mut r = request(ModelSpec::new("vae", &conv), &mnist, e, o);
         r.analysis.tsne = true;
         r
     });

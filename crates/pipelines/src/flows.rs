@@ -1,7 +1,7 @@
 //! Normalizing flows in the pipelines: their options, and the checks a
 //! user can run on any flow run (round trip, log-determinant against a
 //! brute-force Jacobian, Lipschitz constants of the residual blocks).
-use crate::images::{ModelConfig, RunConfig};
+use crate::images::RunConfig;
 use crate::{PipelineError, Result};
 use clap::{Args, ValueEnum};
 use embedlab_data::{load_image_dataset, ImageDataset};
@@ -204,7 +204,7 @@ pub struct FlowCheck {
 /// Loads a flow run's best weights as a concrete flow, in double precision.
 fn load_flow(dir: &Path, device: Device) -> Result<(RunDir, RunConfig, Flow, ImageDataset)> {
     let (run, cfg) = crate::images::open_run(dir)?;
-    let ModelConfig::Flow(fc) = &cfg.model else {
+    let Some(fc) = cfg.model.get::<crate::family::flows::Flows>() else {
         return Err(PipelineError::file(
             dir,
             format!(
@@ -214,7 +214,7 @@ fn load_flow(dir: &Path, device: Device) -> Result<(RunDir, RunConfig, Flow, Ima
         ));
     };
     let ds = load_image_dataset(&cfg.data.path)?;
-    let mut flow = Flow::new(fc.clone(), device)?;
+    let mut flow = Flow::new(fc?, device)?;
     load_best(
         flow.var_store(),
         dir,

@@ -1,24 +1,16 @@
-//! Image models end to end: the registry of families, training a run,
-//! evaluating it on the test set and analysing it, and loading a run back.
-//! Written against the trainer and the capabilities only; a family enters
-//! through one arm of [`ModelConfig`].
+//! Image models end to end: training a run, evaluating it on the test set
+//! and analysing it, and loading a run back. Written against the trainer,
+//! the capabilities and the families' descriptors ([`crate::family`]); it
+//! names no family.
 use crate::analysis::{Analysis, AnalysisOpts};
 use crate::evaluate::{test_metrics, EvalOpts};
-use crate::flows::FlowArgs;
 use crate::progress::spinner;
 use crate::{PipelineError, Result};
-use clap::{ArgAction, Args, ValueEnum};
+use clap::{Args, ValueEnum};
 use embedlab_data::{load_image_dataset, ImageDataset};
 use embedlab_models::batches::{prepare, Split, Splits};
 use embedlab_models::capabilities::ImageModel;
-use embedlab_models::classifier::{Classifier, ClassifierConfig};
-pub use embedlab_models::flow::FlowKind;
-use embedlab_models::flow::{Flow, FlowConfig};
-pub use embedlab_models::gan::GanKind;
-use embedlab_models::gan::{Gan, GanArch, GanConfig};
-pub use embedlab_models::wae::Penalty;
-use embedlab_models::wae::{Wae, WaeConfig};
-use embedlab_models::{AeConfig, Arch, AutoEncoder, Family, Likelihood, ModelError};
+use embedlab_models::ModelError;
 use embedlab_train::run::CONFIG;
 use embedlab_train::trainer::load_best;
 use embedlab_train::{
@@ -33,17 +25,7 @@ use tch::Device;
 pub const KIND: &str = "train";
 pub const SECTION: &str = "Image models";
 
-/// Every image-model family, with its configuration. Adding a family is
-/// one arm here and one in [`ModelConfig::build`].
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(tag = "family", content = "config", rename_all = "lowercase")]
-pub enum ModelConfig {
-    Autoencoder(AeConfig),
-    Gan(GanConfig),
-    Wae(WaeConfig),
-    Classifier(ClassifierConfig),
-    Flow(FlowConfig),
-}
+pub use crate::family::{ModelConfig, ModelSpec};
 
 /// A family the pipelines can train and load: a trainable image model.
 pub trait ImageFamily: ImageModel {
@@ -110,55 +92,6 @@ where
     }
     fn group_names(&self) -> Vec<String> {
         self.groups().into_iter().map(|g| g.name).collect()
-    }
-}
-
-impl ModelConfig {
-    /// The model's short name (`vae`).
-    pub fn name(&self) -> String {
-        match self {
-            ModelConfig::Autoencoder(c) => c.name().to_string(),
-            ModelConfig::Gan(c) => c.name().to_string(),
-            ModelConfig::Wae(c) => c.name().to_string(),
-            ModelConfig::Classifier(_) => "classifier".to_string(),
-            ModelConfig::Flow(c) => c.name().to_string(),
-        }
-    }
-    /// The learning rate a family trains with unless told otherwise.
-    pub fn default_lr(&self) -> f64 {
-        match self {
-            ModelConfig::Gan(c) if c.kind == GanKind::WganGp => 1e-4,
-            ModelConfig::Gan(_) => 2e-4,
-            _ => 1e-3,
-        }
-    }
-    /// NaN rollbacks unless told otherwise: flows roll back (the remedy
-    /// Glow's users apply by hand), the others stop.
-    pub fn default_rollbacks(&self) -> usize {
-        match self {
-            ModelConfig::Flow(_) => 3,
-            _ => 0,
-        }
-    }
-    /// The optimizer of one of the model's groups, from the options.
-    pub fn optimizer(&self, group: &str, o: &OptimArgs) -> OptimConfig {
-        let lr = o.lr.unwrap_or_else(|| self.default_lr());
-        let base = match self {
-            ModelConfig::Gan(c) => c.default_optim(group, lr),
-            _ => OptimConfig::adam(lr),
-        };
-        o.shape(base)
-    }
-    /// Builds the model (seed libtorch's generator first for a repeatable
-    /// initialisation).
-    pub fn build(&self, device: Device) -> Result<Box<dyn ImageFamily>> {
-        Ok(match self {
-            ModelConfig::Autoencoder(c) => Box::new(AutoEncoder::new(c.clone(), device)?),
-            ModelConfig::Gan(c) => Box::new(Gan::new(c.clone(), device)?),
-            ModelConfig::Wae(c) => Box::new(Wae::new(c.clone(), device)?),
-            ModelConfig::Classifier(c) => Box::new(Classifier::new(c.clone(), device)?),
-            ModelConfig::Flow(c) => Box::new(Flow::new(c.clone(), device)?),
-        })
     }
 }
 
@@ -257,309 +190,6 @@ impl OptimArgs {
     }
 }
 
-#[derive(ValueEnum, Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum AeKind {
-    /// Autoencoder (deterministic code).
-    Ae,
-    /// Variational autoencoder.
-    Vae,
-    /// Conditional autoencoder (label-conditioned encoder and decoder).
-    Cae,
-    /// Conditional VAE.
-    Cvae,
-}
-
-#[derive(ValueEnum, Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum ArchArg {
-    Mlp,
-    Conv,
-}
-
-#[derive(ValueEnum, Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum LikelihoodArg {
-    Bernoulli,
-    Gaussian,
-}
-
-/// The autoencoders' shape and loss.
-#[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct AeArgs {
-    #[arg(long, value_enum, default_value_t = Self::default().arch)]
-    pub arch: ArchArg,
-    #[arg(long, default_value_t = Self::default().latent, value_parser = crate::opts::int(1, 4096))]
-    pub latent: i64,
-    /// Hidden widths (MLP layers; the conv models use the first for their
-    /// fully connected layer).
-    #[arg(long, value_delimiter = ',', default_values_t = Self::default().hidden, value_parser = crate::opts::int(1, 65_536))]
-    pub hidden: Vec<i64>,
-    #[arg(long, value_enum, default_value_t = Self::default().likelihood)]
-    pub likelihood: LikelihoodArg,
-    /// Dynamic binarisation for the Bernoulli likelihood.
-    #[arg(long, action = ArgAction::Set, default_value_t = Self::default().binarize)]
-    pub binarize: bool,
-    /// KL weight (β-VAE).
-    #[arg(long, default_value_t = Self::default().beta, value_parser = crate::opts::non_negative)]
-    pub beta: f64,
-    /// KL warm-up: epochs over which the KL weight rises from 0 to β.
-    #[arg(long, default_value_t = Self::default().warmup, value_parser = crate::opts::non_negative)]
-    pub warmup: f64,
-}
-
-impl Default for AeArgs {
-    fn default() -> Self {
-        Self {
-            arch: ArchArg::Mlp,
-            latent: 20,
-            hidden: vec![512, 256],
-            likelihood: LikelihoodArg::Bernoulli,
-            binarize: true,
-            beta: 1.0,
-            warmup: 0.0,
-        }
-    }
-}
-
-impl AeArgs {
-    pub fn config(&self, kind: AeKind, ds: &ImageDataset) -> AeConfig {
-        let (family, conditional) = match kind {
-            AeKind::Ae => (Family::Ae, false),
-            AeKind::Vae => (Family::Vae, false),
-            AeKind::Cae => (Family::Ae, true),
-            AeKind::Cvae => (Family::Vae, true),
-        };
-        let likelihood = match self.likelihood {
-            LikelihoodArg::Bernoulli => Likelihood::Bernoulli,
-            LikelihoodArg::Gaussian => Likelihood::Gaussian,
-        };
-        AeConfig {
-            family,
-            conditional,
-            arch: match self.arch {
-                ArchArg::Mlp => Arch::Mlp,
-                ArchArg::Conv => Arch::Conv,
-            },
-            hidden: self.hidden.clone(),
-            latent: self.latent,
-            likelihood,
-            binarize: self.binarize && likelihood == Likelihood::Bernoulli,
-            beta: self.beta,
-            warmup_epochs: self.warmup,
-            channels: ds.train.channels as i64,
-            height: ds.train.height as i64,
-            width: ds.train.width as i64,
-            classes: ds.classes.len() as i64,
-        }
-    }
-}
-
-#[derive(ValueEnum, Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum GanArchArg {
-    Mlp,
-    Conv,
-}
-
-/// The GANs' players and training balance.
-#[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct GanArgs {
-    /// Convolutional players (28×28, 32×32, any size divisible by 4) or MLPs.
-    #[arg(long, value_enum, default_value_t = GanArchArg::Conv)]
-    pub arch: GanArchArg,
-    #[arg(long, default_value_t = 64, value_parser = crate::opts::int(1, 4096))]
-    pub latent: i64,
-    /// Conv: the discriminator's first channel count (default 64; the
-    /// generator mirrors it). MLP: hidden widths (default 512,256).
-    #[arg(long, value_delimiter = ',', value_parser = crate::opts::int(1, 65_536))]
-    pub hidden: Vec<i64>,
-    /// WGAN-GP's gradient-penalty weight λ.
-    #[arg(long, default_value_t = 10.0, value_parser = crate::opts::non_negative)]
-    pub gp_weight: f64,
-    /// Discriminator (critic) steps per generator step (default 5 for
-    /// WGAN-GP, 1 otherwise).
-    #[arg(long, value_parser = crate::opts::count(1, 100))]
-    pub d_steps: Option<usize>,
-    /// Adam's β₁ for both players (default 0.5).
-    #[arg(long, value_parser = crate::opts::below_one)]
-    pub beta1: Option<f64>,
-    /// Adam's β₂ for both players (default 0.9 for WGAN-GP, 0.999 otherwise).
-    #[arg(long, value_parser = crate::opts::open_unit)]
-    pub beta2: Option<f64>,
-}
-
-impl Default for GanArgs {
-    fn default() -> Self {
-        Self {
-            arch: GanArchArg::Conv,
-            latent: 64,
-            hidden: vec![],
-            gp_weight: 10.0,
-            d_steps: None,
-            beta1: None,
-            beta2: None,
-        }
-    }
-}
-
-impl GanArgs {
-    pub fn config(&self, kind: GanKind, ds: &ImageDataset) -> GanConfig {
-        let arch = match self.arch {
-            GanArchArg::Mlp => GanArch::Mlp,
-            GanArchArg::Conv => GanArch::Conv,
-        };
-        let hidden = match (self.hidden.is_empty(), arch) {
-            (false, _) => self.hidden.clone(),
-            (true, GanArch::Conv) => vec![64],
-            (true, GanArch::Mlp) => vec![512, 256],
-        };
-        GanConfig {
-            kind,
-            arch,
-            latent: self.latent,
-            hidden,
-            gp_weight: self.gp_weight,
-            channels: ds.train.channels as i64,
-            height: ds.train.height as i64,
-            width: ds.train.width as i64,
-            classes: ds.classes.len() as i64,
-        }
-    }
-    /// The family's optimizer with these options' overrides.
-    fn adjust(&self, group: &str, mut o: OptimConfig) -> OptimConfig {
-        if let (Some(d), "disc") = (self.d_steps, group) {
-            o = o.with_steps(d);
-        }
-        if let embedlab_train::optim::Algorithm::Adam { beta1, beta2, .. } = o.algorithm {
-            o = o.with_betas(self.beta1.unwrap_or(beta1), self.beta2.unwrap_or(beta2));
-        }
-        o
-    }
-}
-
-/// The Wasserstein autoencoders' shape and penalty.
-#[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct WaeArgs {
-    #[arg(long, value_enum, default_value_t = ArchArg::Conv)]
-    pub arch: ArchArg,
-    #[arg(long, default_value_t = 8, value_parser = crate::opts::int(1, 4096))]
-    pub latent: i64,
-    /// Hidden widths (MLP layers; the conv model uses the first for its
-    /// fully connected layer).
-    #[arg(long, value_delimiter = ',', default_values_t = vec![512i64, 256], value_parser = crate::opts::int(1, 65_536))]
-    pub hidden: Vec<i64>,
-    /// The penalty's weight λ (default 10 for MMD, 1 for the latent GAN,
-    /// as in Tolstikhin et al.'s MNIST experiments).
-    #[arg(long, value_parser = crate::opts::non_negative)]
-    pub lambda: Option<f64>,
-    /// Hidden widths of WAE-GAN's latent discriminator.
-    #[arg(long, value_delimiter = ',', default_values_t = vec![256i64, 256], value_parser = crate::opts::int(1, 65_536))]
-    pub zdisc_hidden: Vec<i64>,
-}
-
-impl Default for WaeArgs {
-    fn default() -> Self {
-        Self {
-            arch: ArchArg::Conv,
-            latent: 8,
-            hidden: vec![512, 256],
-            lambda: None,
-            zdisc_hidden: vec![256, 256],
-        }
-    }
-}
-
-impl WaeArgs {
-    pub fn config(&self, penalty: Penalty, ds: &ImageDataset) -> WaeConfig {
-        WaeConfig {
-            penalty,
-            arch: match self.arch {
-                ArchArg::Mlp => Arch::Mlp,
-                ArchArg::Conv => Arch::Conv,
-            },
-            hidden: self.hidden.clone(),
-            latent: self.latent,
-            lambda: self.lambda.unwrap_or(match penalty {
-                Penalty::Mmd => 10.0,
-                Penalty::Gan => 1.0,
-            }),
-            zdisc_hidden: self.zdisc_hidden.clone(),
-            channels: ds.train.channels as i64,
-            height: ds.train.height as i64,
-            width: ds.train.width as i64,
-            classes: ds.classes.len() as i64,
-        }
-    }
-}
-
-/// The in-domain classifier's shape.
-#[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct ClassifierArgs {
-    /// Channels of the first two convolutions (the next two have twice as many).
-    #[arg(long, default_value_t = 32, value_parser = crate::opts::int(1, 1024))]
-    pub width: i64,
-    /// Size of the penultimate layer h(x), the representation.
-    #[arg(long, default_value_t = 128, value_parser = crate::opts::int(1, 65_536))]
-    pub features: i64,
-    #[arg(long, default_value_t = 0.5, value_parser = crate::opts::below_one)]
-    pub dropout: f64,
-}
-
-impl Default for ClassifierArgs {
-    fn default() -> Self {
-        Self {
-            width: 32,
-            features: 128,
-            dropout: 0.5,
-        }
-    }
-}
-
-impl ClassifierArgs {
-    pub fn config(&self, ds: &ImageDataset) -> ClassifierConfig {
-        ClassifierConfig {
-            width: self.width,
-            features: self.features,
-            dropout: self.dropout,
-            channels: ds.train.channels as i64,
-            height: ds.train.height as i64,
-            width_px: ds.train.width as i64,
-            classes: ds.classes.len() as i64,
-        }
-    }
-}
-
-/// Which model to train, before the data fixes its input size.
-#[derive(Clone, Debug)]
-pub enum ModelSpec {
-    Autoencoder(AeKind, AeArgs),
-    Gan(GanKind, GanArgs),
-    Wae(Penalty, WaeArgs),
-    Classifier(ClassifierArgs),
-    Flow(FlowKind, FlowArgs),
-}
-
-impl ModelSpec {
-    fn config(&self, ds: &ImageDataset) -> ModelConfig {
-        match self {
-            ModelSpec::Autoencoder(k, a) => ModelConfig::Autoencoder(a.config(*k, ds)),
-            ModelSpec::Gan(k, a) => ModelConfig::Gan(a.config(*k, ds)),
-            ModelSpec::Wae(p, a) => ModelConfig::Wae(a.config(*p, ds)),
-            ModelSpec::Classifier(a) => ModelConfig::Classifier(a.config(ds)),
-            ModelSpec::Flow(k, a) => ModelConfig::Flow(a.config(*k, ds)),
-        }
-    }
-    /// Each optimizer group's optimizer: the family's, with the options.
-    fn optimizer(&self, cfg: &ModelConfig, group: &str, o: &OptimArgs) -> OptimConfig {
-        let base = cfg.optimizer(group, o);
-        match self {
-            ModelSpec::Gan(_, a) => a.adjust(group, base),
-            _ => base,
-        }
-    }
-}
-
 /// Where the run goes.
 #[derive(Args, Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
 pub struct OutArgs {
@@ -624,9 +254,13 @@ impl RunConfig {
         let cp = dir.join(CONFIG);
         let text = std::fs::read_to_string(&cp)
             .map_err(|e| PipelineError::file(&cp, format!("cannot read: {e}")))?;
-        serde_json::from_str(&text).map_err(|e| {
+        let cfg: Self = serde_json::from_str(&text).map_err(|e| {
             PipelineError::file(&cp, format!("not an image-model run's configuration: {e}"))
-        })
+        })?;
+        cfg.model
+            .check()
+            .map_err(|e| PipelineError::file(&cp, e.to_string()))?;
+        Ok(cfg)
     }
     /// The run's splits of `ds` (the same images every time: the split
     /// depends on the seed alone).
@@ -715,7 +349,8 @@ pub fn train_new(req: &TrainRequest, device: Device) -> Result<TrainOutcome> {
         RunDir::check_target(out, KIND, reuse, &inputs)?;
     }
     let ds = load_data(&req.data.data)?;
-    let model_cfg = req.model.config(&ds);
+    let family = req.model.family()?;
+    let model_cfg = req.model.config(&ds)?;
     if ds.train.n < 2 {
         return Err(PipelineError::file(
             &req.data.data,
@@ -741,23 +376,18 @@ pub fn train_new(req: &TrainRequest, device: Device) -> Result<TrainOutcome> {
         req.optim.batch_size.min(ds.train.n as i64),
         device,
     )?;
-    // The run's configuration: the model groups each get the options' Adam.
-    tch::manual_seed(req.seed);
-    let probe = crate::memory::guard(|| model_cfg.build(Device::Cpu))?;
-    let groups = probe
-        .group_names()
+    // The run's configuration: each of the family's optimizer groups with
+    // the options' clipping and schedule.
+    let groups = family
+        .optimizers(&model_cfg.config, &req.model.options, req.optim.lr)?
         .into_iter()
-        .map(|g| {
-            let o = req.model.optimizer(&model_cfg, &g, &req.optim);
-            (g, o)
-        })
+        .map(|(g, o)| (g, req.optim.shape(o)))
         .collect();
-    drop(probe);
     drop(classifier);
-    let rollbacks = req
-        .optim
-        .nan_rollbacks
-        .unwrap_or_else(|| model_cfg.default_rollbacks());
+    let rollbacks = match req.optim.nan_rollbacks {
+        Some(r) => r,
+        None => model_cfg.default_rollbacks()?,
+    };
     let on_nan = if rollbacks == 0 {
         embedlab_train::NanPolicy::Stop
     } else {
@@ -1049,10 +679,13 @@ fn all_test_metrics(
 
 /// `--classifier` scores generated images: a classifier run has none.
 fn refuse_scoring_a_classifier(model: &ModelConfig, classifier: &Path) -> Result<()> {
-    if matches!(model, ModelConfig::Classifier(_)) {
+    if !model.generates()? {
         return Err(PipelineError::file(
             classifier,
-            "--classifier scores generated images; a classifier run generates none (leave --classifier out)",
+            format!(
+                "--classifier scores generated images; a {} run generates none (leave --classifier out)",
+                model.name()
+            ),
         ));
     }
     Ok(())
@@ -1074,20 +707,28 @@ impl ClassifierRun {
     /// be scored with one classifier at once).
     pub fn load(dir: &Path, device: Device) -> Result<Self> {
         let cfg = RunConfig::read(dir)?;
-        let ModelConfig::Classifier(cc) = &cfg.model else {
-            return Err(PipelineError::file(
+        let not_one = || {
+            PipelineError::file(
                 dir,
                 format!(
                     "holds a {} run, not a classifier run (embedlab train classifier)",
                     cfg.model_name()
                 ),
-            ));
+            )
         };
-        let shape = [cc.channels, cc.height, cc.width_px];
+        if cfg.model.generates()? {
+            // A generator is refused before it is built; any other model
+            // must be able to classify once built.
+            return Err(not_one());
+        }
+        let shape = cfg.model.input_shape()?;
         // A configuration read from disk may describe anything: check it
         // fits before building it.
         crate::memory::check(&cfg.model, 1, device)?;
         let model = crate::memory::guard(|| cfg.model.build(device))?;
+        if model.classifier().is_none() {
+            return Err(not_one());
+        }
         model.load_best(dir)?;
         let weights = dir.join(embedlab_train::checkpoint::BEST);
         let fp = embedlab_data::fingerprint::fingerprint(&weights)?;
@@ -1122,16 +763,14 @@ impl ClassifierRun {
         name: &str,
         classes: usize,
     ) -> Result<()> {
-        let ModelConfig::Classifier(cc) = &self.cfg.model else {
-            unreachable!("ClassifierRun::load checks the kind")
-        };
+        let known = self.model.classes();
         let theirs = &self.cfg.data;
-        if cc.classes as usize != classes {
+        if known as usize != classes {
             return Err(PipelineError::file(
                 &self.dir,
                 format!(
                     "the classifier knows {} classes ({}, {}); {} ({}) has {classes}: its scores would not mean anything",
-                    cc.classes,
+                    known,
                     theirs.name,
                     theirs.path.display(),
                     name,
@@ -1429,9 +1068,7 @@ pub fn eval(
     let scored = match &opts.classifier {
         Some(c) => format!(
             "-{}-fd{}",
-            c.file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("classifier"),
+            c.file_name().and_then(|n| n.to_str()).unwrap_or("scored"),
             opts.gen_samples
         ),
         None => String::new(),

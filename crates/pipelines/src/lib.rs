@@ -1,6 +1,7 @@
 //! embedlab's pipelines: everything the command line runs, as a library.
 //! The CLI parses arguments into the option structs defined here and prints
 //! what the pipelines return; the demo calls the same pipelines in-process.
+//! - [`family`]: one descriptor per model family, and their registry;
 //! - [`images`]: train, evaluate and analyse image models ([`evaluate`],
 //!   [`analysis`]), load runs back;
 //! - [`identity`]: the 8-3-8 network;
@@ -13,6 +14,7 @@ pub mod analysis;
 pub mod bench;
 pub mod demo;
 pub mod evaluate;
+pub mod family;
 pub mod flows;
 pub mod identity;
 pub mod images;

@@ -25,13 +25,9 @@
 //! parameters (6) and buffers (2), which pass through host memory.
 //! [`LIMIT_ENV`] (`EMBEDLAB_MEMORY_LIMIT`: bytes, or with a K/M/G/T suffix,
 //! binary multiples) replaces the memory available, on either device.
-use crate::images::ModelConfig;
+use crate::family::ModelConfig;
 use crate::{PipelineError, Result};
-use embedlab_models::flow::{FlowConfig, FlowKind};
-use embedlab_models::gan::GanArch;
-use embedlab_models::memory::{Estimate, MemoryEstimate};
-use embedlab_models::wae::Penalty;
-use embedlab_models::Arch;
+use embedlab_models::memory::Estimate;
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use tch::Device;
@@ -84,50 +80,31 @@ fn check_against(
 ) -> Result<()> {
     let cap = |n: u64| images.map_or(n, |m| n.min(m.max(1)));
     let batch = cap(batch.max(1) as u64) as i64;
-    let Some(s) = subject(cfg, batch) else {
+    let Some(s) = cfg.memory(batch)? else {
         return Ok(());
     };
     let plan = Plan {
         batch: batch as u64,
         eval: cap(s.estimate.eval_batch),
-        init: match cfg {
-            ModelConfig::Flow(f) => cap(f.init_batch.max(0) as u64),
-            _ => 0,
-        },
+        init: cap(cfg.init_batch()?),
         init_option: "--init-batch",
         checkpoint: true,
-        rollback: matches!(cfg, ModelConfig::Flow(_)),
+        rollback: cfg.default_rollbacks()? > 0,
     };
     refuse_if_over(&s, &plan, cuda, avail)
 }
 
-/// `embedlab bench flow`'s check: actnorm's initialisation and every
-/// training step on the same `batch` random images of the flow's shape,
-/// no validation.
-pub(crate) fn check_bench_flow(cfg: &FlowConfig, batch: i64, device: Device) -> Result<()> {
+/// `embedlab bench`'s check of a model `s`: a data-dependent
+/// initialisation and every training step on the same `batch` random
+/// images, no validation, no checkpoint.
+pub(crate) fn check_bench(s: &Subject, batch: i64, device: Device) -> Result<()> {
     let Some(avail) = available()? else {
         return Ok(());
     };
-    check_bench_flow_against(cfg, batch, device.is_cuda(), &avail)
+    check_bench_against(s, batch, device.is_cuda(), &avail)
 }
 
-/// [`check_bench_flow`] against a given amount of memory.
-fn check_bench_flow_against(
-    cfg: &FlowConfig,
-    batch: i64,
-    cuda: bool,
-    avail: &Available,
-) -> Result<()> {
-    if cfg.check().is_err() {
-        return Ok(());
-    }
-    let mut s = flow_subject(cfg, batch, "--batch");
-    s.options.retain(|(o, _)| o != "--init-batch");
-    s.options
-        .insert(0, ("--size".into(), cfg.height.to_string()));
-    s.options
-        .insert(1, ("--channels".into(), cfg.channels.to_string()));
-    s.activation_drivers = vec!["--batch", "--size", "--channels", "--hidden", "--steps"];
+fn check_bench_against(s: &Subject, batch: i64, cuda: bool, avail: &Available) -> Result<()> {
     let b = batch.max(1) as u64;
     let plan = Plan {
         batch: b,
@@ -137,7 +114,7 @@ fn check_bench_flow_against(
         checkpoint: false,
         rollback: false,
     };
-    refuse_if_over(&s, &plan, cuda, avail)
+    refuse_if_over(s, &plan, cuda, avail)
 }
 
 /// Runs `f` (a model's construction), turning a panic — libtorch's
@@ -216,18 +193,19 @@ struct Plan {
     rollback: bool,
 }
 
-/// A model's estimate with the options that drive it.
-struct Subject {
+/// A model's estimate with the options that drive it (a family's
+/// descriptor makes it).
+pub struct Subject {
     /// The model's short name.
-    name: String,
+    pub name: String,
     /// (option, value) as the command line spells them.
-    options: Vec<(String, String)>,
+    pub options: Vec<(String, String)>,
     /// The options that make the parameters larger, and the activations.
-    weight_drivers: Vec<&'static str>,
-    activation_drivers: Vec<&'static str>,
+    pub weight_drivers: Vec<&'static str>,
+    pub activation_drivers: Vec<&'static str>,
     /// The images' size, c × h × w.
-    shape: [i64; 3],
-    estimate: Estimate,
+    pub shape: [i64; 3],
+    pub estimate: Estimate,
 }
 
 /// What weighs most on top of the weights.
@@ -419,139 +397,12 @@ fn count(n: u64) -> String {
     }
 }
 
-fn widths(v: &[i64]) -> String {
+/// Widths as the command line spells them (`512,256`).
+pub fn widths(v: &[i64]) -> String {
     v.iter()
         .map(|x| x.to_string())
         .collect::<Vec<_>>()
         .join(",")
-}
-
-/// The estimate and its options; None for a configuration the model's
-/// constructor refuses anyway (its own error is the better one).
-fn subject(cfg: &ModelConfig, batch: i64) -> Option<Subject> {
-    let opt = |o: &str, v: String| (o.to_string(), v);
-    let divisible = |h: i64, w: i64| h % 4 == 0 && w % 4 == 0;
-    let sizes_ok = |hidden: &[i64], latent: i64| !hidden.is_empty() && latent >= 1;
-    Some(match cfg {
-        ModelConfig::Autoencoder(c) => {
-            if !sizes_ok(&c.hidden, c.latent)
-                || (c.arch == Arch::Conv && !divisible(c.height, c.width))
-            {
-                return None;
-            }
-            Subject {
-                name: c.name().into(),
-                options: vec![
-                    opt("--hidden", widths(&c.hidden)),
-                    opt("--latent", c.latent.to_string()),
-                    opt("--batch-size", batch.to_string()),
-                ],
-                weight_drivers: vec!["--hidden", "--latent"],
-                activation_drivers: vec!["--batch-size", "--hidden"],
-                shape: [c.channels, c.height, c.width],
-                estimate: c.estimate(),
-            }
-        }
-        ModelConfig::Gan(c) => {
-            if !sizes_ok(&c.hidden, c.latent)
-                || (c.arch == GanArch::Conv && !divisible(c.height, c.width))
-            {
-                return None;
-            }
-            Subject {
-                name: c.name().into(),
-                options: vec![
-                    opt("--hidden", widths(&c.hidden)),
-                    opt("--latent", c.latent.to_string()),
-                    opt("--batch-size", batch.to_string()),
-                ],
-                weight_drivers: vec!["--hidden", "--latent"],
-                activation_drivers: vec!["--batch-size", "--hidden"],
-                shape: [c.channels, c.height, c.width],
-                estimate: c.estimate(),
-            }
-        }
-        ModelConfig::Wae(c) => {
-            if !sizes_ok(&c.hidden, c.latent)
-                || (c.arch == Arch::Conv && !divisible(c.height, c.width))
-            {
-                return None;
-            }
-            let mut options = vec![
-                opt("--hidden", widths(&c.hidden)),
-                opt("--latent", c.latent.to_string()),
-            ];
-            let mut weight_drivers = vec!["--hidden", "--latent"];
-            if c.penalty == Penalty::Gan {
-                options.push(opt("--zdisc-hidden", widths(&c.zdisc_hidden)));
-                weight_drivers.push("--zdisc-hidden");
-            }
-            options.push(opt("--batch-size", batch.to_string()));
-            Subject {
-                name: c.name().into(),
-                options,
-                weight_drivers,
-                activation_drivers: vec!["--batch-size", "--hidden"],
-                shape: [c.channels, c.height, c.width],
-                estimate: c.estimate(),
-            }
-        }
-        ModelConfig::Classifier(c) => {
-            if !divisible(c.height, c.width_px) || c.width < 1 || c.features < 1 {
-                return None;
-            }
-            Subject {
-                name: "classifier".into(),
-                options: vec![
-                    opt("--width", c.width.to_string()),
-                    opt("--features", c.features.to_string()),
-                    opt("--batch-size", batch.to_string()),
-                ],
-                weight_drivers: vec!["--width", "--features"],
-                activation_drivers: vec!["--batch-size", "--width"],
-                shape: [c.channels, c.height, c.width_px],
-                estimate: c.estimate(),
-            }
-        }
-        ModelConfig::Flow(c) => {
-            if c.check().is_err() {
-                return None;
-            }
-            flow_subject(c, batch, "--batch-size")
-        }
-    })
-}
-
-fn flow_subject(c: &FlowConfig, batch: i64, batch_option: &'static str) -> Subject {
-    let opt = |o: &str, v: String| (o.to_string(), v);
-    let iresnet = c.kind == FlowKind::Iresnet;
-    let hidden = if iresnet { c.residual.hidden } else { c.hidden };
-    let mut options = vec![
-        opt("--levels", c.levels.to_string()),
-        opt("--steps", c.steps.to_string()),
-        opt("--hidden", hidden.to_string()),
-    ];
-    if !c.split {
-        options.push(opt("--no-split", String::new()));
-    }
-    let mut activation_drivers = vec![batch_option, "--hidden", "--steps"];
-    if iresnet {
-        options.push(opt("--terms", c.residual.terms.to_string()));
-        options.push(opt("--probes", c.residual.probes.to_string()));
-        options.push(opt("--exact-max", c.residual.exact_max.to_string()));
-        activation_drivers.extend(["--terms", "--probes", "--exact-max"]);
-    }
-    options.push(opt(batch_option, batch.to_string()));
-    options.push(opt("--init-batch", c.init_batch.to_string()));
-    let [ch, h, w] = c.input_shape();
-    Subject {
-        name: c.name().into(),
-        options,
-        weight_drivers: vec!["--hidden", "--steps", "--levels"],
-        activation_drivers,
-        shape: [ch, h, w],
-        estimate: c.estimate(),
-    }
 }
 
 // ------------------------------------------------ the memory available
@@ -639,10 +490,16 @@ fn parse_size(s: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::family::autoencoders::Autoencoders;
+    use crate::family::classifier::Classifiers;
+    use crate::family::flows::Flows;
+    use crate::family::gans::Gans;
+    use crate::family::waes::Waes;
     use embedlab_models::classifier::ClassifierConfig;
-    use embedlab_models::gan::{GanConfig, GanKind};
-    use embedlab_models::wae::WaeConfig;
-    use embedlab_models::{AeConfig, Family, Likelihood};
+    use embedlab_models::flow::{FlowConfig, FlowKind};
+    use embedlab_models::gan::{GanArch, GanConfig, GanKind};
+    use embedlab_models::wae::{Penalty, WaeConfig};
+    use embedlab_models::{AeConfig, Arch, Family, Likelihood};
 
     fn limit(bytes: u64) -> Available {
         Available {
@@ -652,7 +509,7 @@ mod tests {
     }
 
     fn dcgan_mlp(hidden: Vec<i64>, latent: i64) -> ModelConfig {
-        ModelConfig::Gan(GanConfig {
+        ModelConfig::of::<Gans>(&GanConfig {
             kind: GanKind::Dcgan,
             arch: GanArch::Mlp,
             latent,
@@ -666,7 +523,7 @@ mod tests {
     }
 
     fn vae() -> ModelConfig {
-        ModelConfig::Autoencoder(AeConfig {
+        ModelConfig::of::<Autoencoders>(&AeConfig {
             family: Family::Vae,
             conditional: false,
             arch: Arch::Mlp,
@@ -726,7 +583,7 @@ mod tests {
             "{msg}"
         );
         // The families' own options.
-        let cl = ModelConfig::Classifier(ClassifierConfig {
+        let cl = ModelConfig::of::<Classifiers>(&ClassifierConfig {
             width: 1024,
             features: 65536,
             dropout: 0.5,
@@ -737,7 +594,7 @@ mod tests {
         });
         let msg = err(check_against(&cl, 128, None, false, &limit(20 << 30)));
         assert!(msg.contains("--width 1024, --features 65536"), "{msg}");
-        let wae = ModelConfig::Wae(WaeConfig {
+        let wae = ModelConfig::of::<Waes>(&WaeConfig {
             penalty: Penalty::Gan,
             arch: Arch::Conv,
             hidden: vec![512, 256],
@@ -756,7 +613,7 @@ mod tests {
         glow.hidden = 4096;
         glow.steps = 256;
         let msg = err(check_against(
-            &ModelConfig::Flow(glow.clone()),
+            &ModelConfig::of::<Flows>(&glow),
             64,
             None,
             false,
@@ -768,7 +625,8 @@ mod tests {
         );
         // bench flow's own options.
         let f = FlowConfig::new(FlowKind::Glow, [64, 1024, 1024], 10);
-        let msg = err(check_bench_flow_against(&f, 4096, false, &limit(20 << 30)));
+        let s = crate::bench::flow_bench_subject(&f, 4096);
+        let msg = err(check_bench_against(&s, 4096, false, &limit(20 << 30)));
         assert!(msg.contains("--size 1024, --channels 64"), "{msg}");
         assert!(msg.contains("--batch 4096"), "{msg}");
         assert!(msg.contains("make --batch, --size, --channels"), "{msg}");
@@ -780,7 +638,7 @@ mod tests {
         // A configuration the constructor refuses is left to it.
         let mut bad = glow;
         bad.levels = 8;
-        assert!(check_against(&ModelConfig::Flow(bad), 64, None, false, &limit(1)).is_ok());
+        assert!(check_against(&ModelConfig::of::<Flows>(&bad), 64, None, false, &limit(1)).is_ok());
     }
 
     #[test]
@@ -794,12 +652,12 @@ mod tests {
         for cfg in [
             vae(),
             dcgan_mlp(vec![512, 256], 64),
-            ModelConfig::Flow(glow),
-            ModelConfig::Flow(iresnet),
+            ModelConfig::of::<Flows>(&glow),
+            ModelConfig::of::<Flows>(&iresnet),
         ] {
             check_against(&cfg, 128, None, false, &avail).unwrap();
             // …and need a few GiB at most.
-            let s = subject(&cfg, 128).unwrap();
+            let s = cfg.memory(128).unwrap().unwrap();
             let plan = Plan {
                 batch: 128,
                 eval: s.estimate.eval_batch,

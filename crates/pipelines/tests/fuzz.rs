@@ -464,8 +464,8 @@ fn npy_nd(shape: &[usize]) -> Vec<u8> {
     b
 }
 
-/// The `config.json` of a run of each new family (GANs, WAEs, the
-/// classifier, flows), as `train` writes it, for 4×4 images.
+/// The `config.json` of a run of every model but the autoencoders (whose
+/// runs the corpus holds already), as `train` writes it, for 4×4 images.
 fn family_configs() -> Vec<(&'static str, Vec<u8>)> {
     use embedlab_pipelines::images::*;
     let d = tempfile::tempdir().unwrap();
@@ -483,48 +483,15 @@ fn family_configs() -> Vec<(&'static str, Vec<u8>)> {
         .unwrap();
     }
     let ds = embedlab_data::load_image_dataset(d.path()).unwrap();
-    let models: Vec<(&'static str, ModelConfig)> = vec![
-        (
-            "dcgan",
-            ModelConfig::Gan(GanArgs::default().config(GanKind::Dcgan, &ds)),
-        ),
-        (
-            "wgan-gp",
-            ModelConfig::Gan(GanArgs::default().config(GanKind::WganGp, &ds)),
-        ),
-        (
-            "sngan",
-            ModelConfig::Gan(GanArgs::default().config(GanKind::Sngan, &ds)),
-        ),
-        (
-            "cgan",
-            ModelConfig::Gan(GanArgs::default().config(GanKind::Cgan, &ds)),
-        ),
-        (
-            "wae-mmd",
-            ModelConfig::Wae(WaeArgs::default().config(Penalty::Mmd, &ds)),
-        ),
-        (
-            "wae-gan",
-            ModelConfig::Wae(WaeArgs::default().config(Penalty::Gan, &ds)),
-        ),
-        (
-            "classifier",
-            ModelConfig::Classifier(ClassifierArgs::default().config(&ds)),
-        ),
-        (
-            "glow",
-            ModelConfig::Flow(
-                embedlab_pipelines::flows::FlowArgs::default().config(FlowKind::Glow, &ds),
-            ),
-        ),
-        (
-            "iresnet",
-            ModelConfig::Flow(
-                embedlab_pipelines::flows::FlowArgs::default().config(FlowKind::Iresnet, &ds),
-            ),
-        ),
-    ];
+    // Every model of the registry (the ones the CLI trains), with its
+    // family's default options.
+    let models: Vec<(&'static str, ModelConfig)> = embedlab_pipelines::family::models()
+        .filter(|m| !matches!(m.name, "ae" | "vae" | "cae" | "cvae"))
+        .map(|m| {
+            let spec = ModelSpec::defaults(m.name).unwrap();
+            (m.name, spec.config(&ds).unwrap())
+        })
+        .collect();
     models
         .into_iter()
         .map(|(name, model)| {

@@ -1,62 +1,80 @@
 //! `embedlab train`, `eval` and `latent`: image models, parsed and printed.
 use anyhow::Result;
-use clap::{ArgMatches, Args, Subcommand};
+use clap::{ArgMatches, Args, Command, FromArgMatches, Subcommand};
 use embedlab_pipelines::analysis::{AnalysisOpts, MapMethod};
 use embedlab_pipelines::evaluate::EvalOpts;
-use embedlab_pipelines::flows::{self, FlowArgs};
+use embedlab_pipelines::family::{self, ModelSpec};
+use embedlab_pipelines::flows;
 use embedlab_pipelines::identity::{self, IdentityArgs};
-use embedlab_pipelines::images::{
-    self, load_run, AeArgs, AeKind, ClassifierArgs, DataArgs, FlowKind, GanArgs, GanKind,
-    ModelSpec, OptimArgs, OutArgs, Penalty, TrainRequest, WaeArgs,
-};
+use embedlab_pipelines::images::{self, load_run, DataArgs, OptimArgs, OutArgs, TrainRequest};
 use embedlab_pipelines::opts;
 use embedlab_train::{Metric, Report};
 use std::path::PathBuf;
 use tch::Device;
 
-#[derive(Subcommand, Debug)]
+/// `embedlab train MODEL`: one subcommand per model of the families'
+/// registry ([`family::FAMILIES`]), each with its family's options and the
+/// shared ones, and the 8-3-8 network.
+#[derive(Debug, Clone)]
 pub enum TrainCmd {
-    /// Autoencoder (deterministic code).
-    Ae(Box<TrainArgs<AeArgs>>),
-    /// Variational autoencoder.
-    Vae(Box<TrainArgs<AeArgs>>),
-    /// Conditional autoencoder (label-conditioned encoder and decoder).
-    Cae(Box<TrainArgs<AeArgs>>),
-    /// Conditional VAE.
-    Cvae(Box<TrainArgs<AeArgs>>),
-    /// Wasserstein autoencoder with the MMD penalty (IMQ kernel).
-    WaeMmd(Box<TrainArgs<WaeArgs>>),
-    /// Wasserstein autoencoder with a latent-space discriminator.
-    WaeGan(Box<TrainArgs<WaeArgs>>),
-    /// DCGAN: non-saturating loss, BatchNorm in both players.
-    Dcgan(Box<TrainArgs<GanArgs>>),
-    /// WGAN-GP: Wasserstein critic with a gradient penalty (5 critic steps a generator step).
-    WganGp(Box<TrainArgs<GanArgs>>),
-    /// SN-GAN: spectrally normalised discriminator, hinge loss.
-    Sngan(Box<TrainArgs<GanArgs>>),
-    /// Class-conditional SN-GAN (projection discriminator).
-    Cgan(Box<TrainArgs<GanArgs>>),
-    /// Glow: actnorm, LU 1×1 convolution, affine coupling; multi-scale.
-    Glow(Box<TrainArgs<FlowArgs>>),
-    /// RealNVP: checkerboard and channel couplings with fixed reversals.
-    Realnvp(Box<TrainArgs<FlowArgs>>),
-    /// Invertible residual network: contractive residual blocks, power-series log-determinant.
-    Iresnet(Box<TrainArgs<FlowArgs>>),
-    /// The in-domain conv classifier g∘h: its h(x) is a representation and
-    /// the feature space of the generative metrics (--classifier).
-    Classifier(Box<TrainArgs<ClassifierArgs>>),
-    /// The 8-3-8 identity network of the course (prints its 3-unit code).
+    /// A model of the registry: its name and its subcommand's matches.
+    Model {
+        name: String,
+        matches: ArgMatches,
+    },
     Identity(IdentityArgs),
 }
 
-/// Everything an image model's training takes: its family's options `M`
-/// and the shared ones.
+const IDENTITY: &str = "identity";
+
+impl FromArgMatches for TrainCmd {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        match m.subcommand() {
+            Some((IDENTITY, sub)) => Ok(TrainCmd::Identity(IdentityArgs::from_arg_matches(sub)?)),
+            Some((name, sub)) if family::by_model(name).is_ok() => Ok(TrainCmd::Model {
+                name: name.to_string(),
+                matches: sub.clone(),
+            }),
+            Some((name, _)) => Err(clap::Error::raw(
+                clap::error::ErrorKind::InvalidSubcommand,
+                format!("no model {name:?} to train"),
+            )),
+            None => Err(clap::Error::new(clap::error::ErrorKind::MissingSubcommand)),
+        }
+    }
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl Subcommand for TrainCmd {
+    fn augment_subcommands(mut cmd: Command) -> Command {
+        for f in family::FAMILIES {
+            for m in f.models() {
+                // `about` last: augmenting sets it from the structs' comments.
+                let sub = TrainArgs::augment_args(f.options(Command::new(m.name)));
+                cmd = cmd.subcommand(sub.about(m.about));
+            }
+        }
+        cmd.subcommand(
+            IdentityArgs::augment_args(Command::new(IDENTITY))
+                .about("The 8-3-8 identity network of the course (prints its 3-unit code)."),
+        )
+    }
+    fn augment_subcommands_for_update(cmd: Command) -> Command {
+        Self::augment_subcommands(cmd)
+    }
+    fn has_subcommand(name: &str) -> bool {
+        name == IDENTITY || family::by_model(name).is_ok()
+    }
+}
+
+/// Everything an image model's training takes beside its family's options.
 #[derive(Args, Debug)]
-pub struct TrainArgs<M: Args> {
+pub struct TrainArgs {
     #[command(flatten)]
     pub data: DataArgs,
-    #[command(flatten)]
-    pub model: M,
     #[command(flatten)]
     pub optim: OptimArgs,
     #[command(flatten)]
@@ -99,67 +117,22 @@ fn print_report(dir: &std::path::Path, r: &Report) {
 }
 
 pub fn train(t: &TrainCmd, matches: &ArgMatches, seed: i64, device: Device) -> Result<()> {
-    let ae = |k: AeKind, a: &TrainArgs<AeArgs>| ModelSpec::Autoencoder(k, a.model.clone());
-    let gan = |k: GanKind, a: &TrainArgs<GanArgs>| ModelSpec::Gan(k, a.model.clone());
-    let wae = |p: Penalty, a: &TrainArgs<WaeArgs>| ModelSpec::Wae(p, a.model.clone());
-    let flow = |k: FlowKind, a: &TrainArgs<FlowArgs>| ModelSpec::Flow(k, a.model.clone());
-    match t {
-        TrainCmd::Ae(a) => run_train("ae", ae(AeKind::Ae, a), a, matches, seed, device),
-        TrainCmd::Vae(a) => run_train("vae", ae(AeKind::Vae, a), a, matches, seed, device),
-        TrainCmd::Cae(a) => run_train("cae", ae(AeKind::Cae, a), a, matches, seed, device),
-        TrainCmd::Cvae(a) => run_train("cvae", ae(AeKind::Cvae, a), a, matches, seed, device),
-        TrainCmd::WaeMmd(a) => run_train("wae-mmd", wae(Penalty::Mmd, a), a, matches, seed, device),
-        TrainCmd::WaeGan(a) => run_train("wae-gan", wae(Penalty::Gan, a), a, matches, seed, device),
-        TrainCmd::Dcgan(a) => run_train("dcgan", gan(GanKind::Dcgan, a), a, matches, seed, device),
-        TrainCmd::WganGp(a) => {
-            run_train("wgan-gp", gan(GanKind::WganGp, a), a, matches, seed, device)
-        }
-        TrainCmd::Sngan(a) => run_train("sngan", gan(GanKind::Sngan, a), a, matches, seed, device),
-        TrainCmd::Cgan(a) => run_train("cgan", gan(GanKind::Cgan, a), a, matches, seed, device),
-        TrainCmd::Glow(a) => run_train("glow", flow(FlowKind::Glow, a), a, matches, seed, device),
-        TrainCmd::Realnvp(a) => run_train(
-            "realnvp",
-            flow(FlowKind::Realnvp, a),
-            a,
-            matches,
-            seed,
-            device,
-        ),
-        TrainCmd::Iresnet(a) => run_train(
-            "iresnet",
-            flow(FlowKind::Iresnet, a),
-            a,
-            matches,
-            seed,
-            device,
-        ),
-        TrainCmd::Classifier(a) => run_train(
-            "classifier",
-            ModelSpec::Classifier(a.model.clone()),
-            a,
-            matches,
-            seed,
-            device,
-        ),
+    let (name, sub) = match t {
         TrainCmd::Identity(a) => {
             let (dir, r) = identity::run(a, seed)?;
             println!("8-3-8 identity autoencoder, final loss {:.4}", r.final_loss);
             print!("{}", r.table());
             println!("{}/8 inputs reconstructed", r.correct);
             println!("run folder: {}", dir.display());
-            Ok(())
+            return Ok(());
         }
-    }
-}
-
-fn run_train<M: Args>(
-    name: &str,
-    model: ModelSpec,
-    a: &TrainArgs<M>,
-    matches: &ArgMatches,
-    seed: i64,
-    device: Device,
-) -> Result<()> {
+        TrainCmd::Model { name, matches } => (name.as_str(), matches),
+    };
+    let a = TrainArgs::from_arg_matches(sub)?;
+    let model = ModelSpec {
+        model: name.to_string(),
+        options: family::by_model(name)?.options_from(sub)?,
+    };
     let out = match &a.resume {
         Some(dir) => {
             let given = super::given(
@@ -177,11 +150,11 @@ fn run_train<M: Args>(
         None => images::train_new(
             &TrainRequest {
                 model,
-                data: a.data.clone(),
-                optim: a.optim.clone(),
-                eval: a.eval.clone(),
-                analysis: a.analysis.clone(),
-                out: a.out.clone(),
+                data: a.data,
+                optim: a.optim,
+                eval: a.eval,
+                analysis: a.analysis,
+                out: a.out,
                 seed,
             },
             device,
