@@ -6,7 +6,7 @@ mod cmd;
 
 use anyhow::Result;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
-use embedlab_pipelines::{bench, demo, words};
+use embedlab_pipelines::{bench, demo, represent, words};
 use tch::Device;
 
 #[derive(Parser, Debug)]
@@ -55,6 +55,10 @@ enum Cmd {
     /// Look inside a trained run's representation.
     #[command(subcommand)]
     Latent(cmd::images::LatentCmd),
+    /// The representation benchmark: pixels, PCA, a random projection and
+    /// trained runs' codes, scored side by side (probes with few labels,
+    /// k-NN, query by image, k-means, distance properties).
+    Represent(Box<represent::RepresentArgs>),
     /// One self-contained HTML report of run folders (or folders of runs).
     Report(cmd::report::ReportArgs),
     /// Map one language's embeddings onto another's.
@@ -118,6 +122,30 @@ pub fn run() -> Result<()> {
             println!("report: {}", report.display());
         }
         Cmd::Report(a) => cmd::report::report(a)?,
+        Cmd::Represent(a) => {
+            let (dir, b) = represent::run(a, cli.seed, device)?;
+            let t = represent::table(&b, &a.labels);
+            println!("{}", t.title);
+            let widths: Vec<usize> = (0..t.columns.len())
+                .map(|c| {
+                    t.rows
+                        .iter()
+                        .map(|r| r[c].chars().count())
+                        .chain([t.columns[c].chars().count()])
+                        .max()
+                        .unwrap_or(0)
+                })
+                .collect();
+            for row in std::iter::once(&t.columns).chain(&t.rows) {
+                let cells: Vec<String> = row
+                    .iter()
+                    .zip(&widths)
+                    .map(|(v, w)| format!("{v:>w$}"))
+                    .collect();
+                println!("{}", cells.join("  "));
+            }
+            println!("run folder: {}", dir.display());
+        }
         Cmd::Train(t) => cmd::images::train(t, &matches, cli.seed, device)?,
         Cmd::Eval(a) => cmd::images::eval(a, device)?,
         Cmd::Score(a) => cmd::images::score(a, device)?,

@@ -411,3 +411,114 @@ fn a_second_run_into_a_busy_folder_is_refused() {
         "{e}"
     );
 }
+
+/// DrLIM trains through the registry like every family; `represent`
+/// scores its codes beside pixels, PCA and a random projection, pools two
+/// seeds of one model into one row, and refuses a run trained on other
+/// images before writing anything.
+#[test]
+fn drlim_trains_and_represent_scores_it_beside_the_baselines() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    write_idx_dataset(&data, 200, 60, 12);
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let train = |seed: &str, out: &Path, extra: &[&str]| {
+        let mut a = vec![
+            "--seed",
+            seed,
+            "train",
+            "drlim",
+            "--data",
+            &s(&data),
+            "--hidden",
+            "32",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "32",
+            "--no-images",
+            "--out",
+            &s(out),
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+        a.extend(extra.iter().map(|x| x.to_string()));
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        ok(&embedlab(&a))
+    };
+    let (r0, r1) = (d.path().join("drlim-s0"), d.path().join("drlim-s1"));
+    let out = train("0", &r0, &["--graph", "labels", "--shifts", "-2,2"]);
+    assert!(out.contains("graph: same label, shifts −2,2"), "{out}");
+    train("1", &r1, &["--graph", "labels", "--shifts", "-2,2"]);
+    let rep = d.path().join("rep");
+    let args = |runs: &[&Path]| {
+        let mut a = vec![
+            "represent".to_string(),
+            "--data".into(),
+            s(&data),
+            "--labels".into(),
+            "2,5".into(),
+            "--draws".into(),
+            "2".into(),
+            "--out".into(),
+            s(&rep),
+        ];
+        for r in runs {
+            a.extend(["--run".to_string(), s(r)]);
+        }
+        a
+    };
+    let run = |a: Vec<String>| {
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        embedlab(&a)
+    };
+    let out = ok(&run(args(&[&r0, &r1])));
+    for want in [
+        "pixels",
+        "pca",
+        "random",
+        "drlim (2 seeds)",
+        "probe, 5/class %",
+        "within/between",
+    ] {
+        assert!(out.contains(want), "no {want:?} in:\n{out}");
+    }
+    let r = report(&rep);
+    assert_eq!(r["tables"][0]["rows"].as_array().unwrap().len(), 4);
+    let bench = json(&rep.join("represent.json"));
+    let drlim = &bench["rows"][3];
+    assert_eq!(drlim["scores"].as_array().unwrap().len(), 2);
+    assert_eq!(drlim["scores"][0]["dim"], 2);
+    // The bars are separable: pixels' k-NN gets them all right.
+    assert!(
+        bench["rows"][0]["scores"][0]["knn"].as_f64().unwrap() > 95.0,
+        "{bench}"
+    );
+    assert!(rep.join("map-drlim.png").exists());
+    // A run of other images is refused before anything is written.
+    let other = d.path().join("other");
+    write_idx_dataset(&other, 180, 60, 12);
+    let r2 = d.path().join("drlim-other");
+    let mut a = vec!["train", "drlim", "--data"];
+    let od = s(&other);
+    let o2 = s(&r2);
+    a.extend([
+        od.as_str(),
+        "--hidden",
+        "8",
+        "--epochs",
+        "1",
+        "--no-images",
+        "--out",
+        o2.as_str(),
+    ]);
+    ok(&embedlab(&a));
+    let rep2 = d.path().join("rep2");
+    let mut a = args(&[&r0, &r2]);
+    let at = a.iter().position(|x| *x == s(&rep)).unwrap();
+    a[at] = s(&rep2);
+    let e = fails(&run(a));
+    assert!(e.contains("drlim-other") && e.contains("not on"), "{e}");
+    assert!(!rep2.exists());
+}

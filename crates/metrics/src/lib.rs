@@ -7,6 +7,7 @@
 pub mod generative;
 pub mod neighbours;
 pub mod probe;
+pub mod represent;
 pub mod retrieval;
 
 pub use retrieval::{precision_at_k, Precision};

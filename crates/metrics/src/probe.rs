@@ -23,6 +23,10 @@ pub struct ProbeConfig {
     pub lr: f64,
     pub weight_decay: f64,
     pub seed: i64,
+    /// Decay the learning rate to 0 along a cosine (Adam at a constant rate
+    /// keeps jittering around the optimum; with the decay and enough steps
+    /// the probe reaches the convex problem's optimum, scikit-learn's).
+    pub cosine: bool,
 }
 
 impl Default for ProbeConfig {
@@ -32,6 +36,7 @@ impl Default for ProbeConfig {
             lr: 0.05,
             weight_decay: 1e-4,
             seed: 0,
+            cosine: false,
         }
     }
 }
@@ -59,7 +64,11 @@ pub fn linear_probe(
     let xtr = x_train.flatten(1, -1).to_kind(Kind::Float);
     let xte = x_test.flatten(1, -1).to_kind(Kind::Float);
     let mean = xtr.mean_dim(0, true, Kind::Float);
-    let std = xtr.std_dim(0, false, true) + 1e-6;
+    // A column constant in training (an MNIST border pixel) is scaled by
+    // 1, as scikit-learn's StandardScaler does: dividing by ~0 would blow
+    // up the test images' rare non-zero values there.
+    let std = xtr.std_dim(0, false, true);
+    let std = std.where_self(&std.gt(1e-6), &std.ones_like());
     let xtr = (&xtr - &mean) / &std;
     let xte = (&xte - &mean) / &std;
     let d = xtr.size()[1];
@@ -70,7 +79,11 @@ pub fn linear_probe(
     let mut params: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     params.sort_by(|a, b| a.0.cmp(&b.0));
     let mut opt = Optimizer::new("probe", params, &oc);
-    for _ in 0..cfg.steps {
+    for step in 0..cfg.steps {
+        if cfg.cosine {
+            let t = step as f64 / cfg.steps as f64;
+            opt.lr = cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * t).cos());
+        }
         let loss = lin.forward(&xtr).cross_entropy_for_logits(y_train);
         let mut g = opt
             .gradients(&loss)

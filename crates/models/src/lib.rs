@@ -8,6 +8,8 @@
 //! - [`classifier`]: the in-domain conv classifier g∘h (h(x) as a representation
 //!   and the generative metrics' feature space).
 //! - [`flow`]: normalizing flows — Glow, RealNVP, i-ResNet — from shared blocks.
+//! - [`drlim`]: DrLIM, a low-dimensional map learnt from neighbour pairs
+//!   (contrastive loss, k-NN / label / grid graphs, known shifts).
 //! - [`layers`]: layers with optional spectral normalisation.
 //! - [`identity`]: the 8-3-8 identity autoencoder.
 //! - [`capabilities`]: the traits, and pixels and PCA as representations.
@@ -16,6 +18,7 @@ pub mod autoencoder;
 pub mod batches;
 pub mod capabilities;
 pub mod classifier;
+pub mod drlim;
 pub mod error;
 pub mod flow;
 pub mod gan;

@@ -80,8 +80,19 @@ fn tcfg<M: Trainable>(m: &M, epochs: usize, gan: Option<&GanConfig>) -> TrainCon
             .groups()
             .into_iter()
             .map(|g| {
+                // The papers' settings (as the GAN family's descriptor gives
+                // them): betas (0.5, 0.9) and 5 critic steps for WGAN-GP,
+                // (0.5, 0.999) otherwise.
                 let o = match gan {
-                    Some(c) => c.default_optim(&g.name, 1e-3),
+                    Some(c) if c.kind == GanKind::WganGp => {
+                        let o = OptimConfig::adam(1e-3).with_betas(0.5, 0.9);
+                        if g.name == "disc" {
+                            o.with_steps(5)
+                        } else {
+                            o
+                        }
+                    }
+                    Some(_) => OptimConfig::adam(1e-3).with_betas(0.5, 0.999),
                     None => OptimConfig::adam(1e-3),
                 };
                 (g.name, o)

@@ -21,6 +21,7 @@ pub mod images;
 pub mod memory;
 pub mod opts;
 pub mod progress;
+pub mod represent;
 pub mod steps;
 pub mod words;
 

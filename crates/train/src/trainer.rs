@@ -148,6 +148,12 @@ pub trait Trainable {
     fn init_from_data(&mut self, _data: &Self::Data) -> std::result::Result<(), Self::Error> {
         Ok(())
     }
+    /// Called on every run, fresh or resumed, before anything else: what
+    /// the model derives from the training data and keeps outside the
+    /// checkpoint (DrLIM's neighbourhood graph, rebuilt deterministically).
+    fn attach_data(&mut self, _data: &Self::Data) -> std::result::Result<(), Self::Error> {
+        Ok(())
+    }
     /// The loss of `group` on a batch.
     fn loss(
         &mut self,
@@ -631,6 +637,7 @@ pub fn train<M: Trainable>(
     if resume {
         resume_point(&run.path)?;
     }
+    model.attach_data(data)?;
     if resume && ckpt.exists() {
         let (saved, named): (CheckpointMeta, _) = checkpoint::read(&ckpt)?;
         if saved.format != CHECKPOINT_FORMAT {

@@ -16,6 +16,7 @@
 //! become the family's typed configuration inside its descriptor.
 pub mod autoencoders;
 pub mod classifier;
+pub mod drlim;
 pub mod flows;
 pub mod gans;
 pub mod waes;
@@ -38,6 +39,7 @@ pub static FAMILIES: &[&dyn Family] = &[
     &Def::<gans::Gans>::NEW,
     &Def::<flows::Flows>::NEW,
     &Def::<classifier::Classifiers>::NEW,
+    &Def::<drlim::Drlims>::NEW,
 ];
 
 /// A model a family offers: its subcommand of `embedlab train` (also the
