@@ -32,8 +32,8 @@ use crate::retrieval::{Retrieval, Space};
 use embedlab_train::trainer::load_best;
 use embedlab_train::RunDir;
 use embedlab_train::{
-    Batch, Batches, Group, Losses, NanPolicy, OptimConfig, Progress, Round, Schedule, Selection,
-    TrainConfig, TrainError, Trainable,
+    Batch, Batches, EpochRecord, Group, Losses, NanPolicy, Observer, OptimConfig, Progress, Round,
+    Schedule, Selection, TrainConfig, TrainError, Trainable,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -745,9 +745,34 @@ pub enum Event<'a> {
     Refine(&'a RefineLog),
 }
 
+/// The trainer's progress to `progress`, its finished epochs to `on`.
+struct Forward<'a> {
+    progress: &'a mut dyn Observer,
+    on: &'a mut dyn FnMut(Event),
+}
+
+impl Observer for Forward<'_> {
+    fn epoch_started(&mut self, epoch: usize, epochs: usize, batches: usize) {
+        self.progress.epoch_started(epoch, epochs, batches)
+    }
+    fn advanced(&mut self, batches: usize, status: Option<&str>) {
+        self.progress.advanced(batches, status)
+    }
+    fn epoch_ended(&mut self) {
+        self.progress.epoch_ended()
+    }
+    fn epoch_finished(&mut self, r: &EpochRecord) {
+        (self.on)(Event::Epoch(&EpochLog::from_record(r)))
+    }
+    fn note(&mut self, msg: &str) {
+        self.progress.note(msg)
+    }
+}
+
 /// Adversarial training of the map (fresh, or from the checkpoint in `run`
 /// when `resume`), seeded by `seed`, then Procrustes refinement from the
-/// best epoch's map.
+/// best epoch's map. `progress` shows the trainer's progress (a bar).
+#[allow(clippy::too_many_arguments)]
 pub fn adversarial(
     x: &Tensor,
     z: &Tensor,
@@ -756,18 +781,19 @@ pub fn adversarial(
     run: &RunDir,
     resume: bool,
     on: &mut dyn FnMut(Event),
+    progress: &mut dyn Observer,
 ) -> Result<AdversarialResult> {
     tch::manual_seed(seed);
     let mut model = Adversarial::new(x, z, cfg)?;
     let draws = model.draws(cfg.epoch_size, cfg.dis_steps);
-    let summary = embedlab_train::train(
+    let summary = embedlab_train::train_observed(
         &mut model,
         &draws,
         &draws,
         &cfg.training(seed),
         run,
         resume,
-        &mut |r| on(Event::Epoch(&EpochLog::from_record(r))),
+        &mut Forward { progress, on },
     )?;
     load_best(&model.vs, &run.path, &model.kind(), &model.config_json())?;
     let epochs: Vec<EpochLog> = run

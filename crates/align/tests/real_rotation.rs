@@ -142,7 +142,7 @@ fn adversarial_recovers_a_rotation_of_real_vectors_with_a_shifted_vocabulary() {
             &serde_json::json!({}),
         )
         .unwrap();
-        let r = adversarial(&x, &z, &cfg, seed, &run, false, &mut |_| {}).unwrap();
+        let r = adversarial(&x, &z, &cfg, seed, &run, false, &mut |_| {}, &mut ()).unwrap();
         assert!(r.criterion > before, "seed {seed}: criterion did not rise");
         let p1 = p_at_1(&r.map.as_ref().unwrap().map_src(&x), &z);
         eprintln!("seed {seed}: criterion {:.4}, P@1 {p1:.2}", r.criterion);

@@ -14,8 +14,8 @@ use embedlab_models::ModelError;
 use embedlab_train::run::CONFIG;
 use embedlab_train::trainer::load_best;
 use embedlab_train::{
-    train, Better, EpochRecord, OptimConfig, Report, Reuse, RunDir, Schedule, TrainConfig,
-    TrainSummary, Trainable,
+    Better, EpochRecord, OptimConfig, Report, Reuse, RunDir, Schedule, TrainConfig, TrainSummary,
+    Trainable,
 };
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -71,14 +71,14 @@ where
         resume: bool,
         on_epoch: &mut dyn FnMut(&EpochRecord),
     ) -> Result<TrainSummary> {
-        Ok(train(
+        Ok(embedlab_train::trainer::train_observed(
             self,
             &splits.train,
             &splits.valid,
             cfg,
             run,
             resume,
-            on_epoch,
+            &mut crate::progress::Terminal::new(on_epoch),
         )?)
     }
     fn load_best(&self, dir: &Path) -> Result<()> {

@@ -23,6 +23,52 @@ pub fn bar(n: u64, msg: impl Into<String>) -> ProgressBar {
     pb
 }
 
+/// A training run on the terminal: a bar an epoch with the running loss,
+/// then `line` for each finished epoch; notes (resuming, rollbacks) as
+/// lines of their own.
+pub struct Terminal<'a> {
+    bar: Option<ProgressBar>,
+    line: &'a mut dyn FnMut(&embedlab_train::EpochRecord),
+}
+
+impl<'a> Terminal<'a> {
+    pub fn new(line: &'a mut dyn FnMut(&embedlab_train::EpochRecord)) -> Self {
+        Self { bar: None, line }
+    }
+}
+
+impl embedlab_train::trainer::Observer for Terminal<'_> {
+    fn epoch_started(&mut self, epoch: usize, epochs: usize, batches: usize) {
+        let bar = ProgressBar::new(batches as u64).with_style(
+            ProgressStyle::with_template(
+                "epoch {prefix} {bar:30} {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]",
+            )
+            .expect("template"),
+        );
+        bar.set_prefix(format!("{}/{}", epoch + 1, epochs));
+        self.bar = Some(bar);
+    }
+    fn advanced(&mut self, batches: usize, status: Option<&str>) {
+        if let Some(b) = &self.bar {
+            b.inc(batches as u64);
+            if let Some(s) = status {
+                b.set_message(s.to_string());
+            }
+        }
+    }
+    fn epoch_ended(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+    fn epoch_finished(&mut self, r: &embedlab_train::EpochRecord) {
+        (self.line)(r)
+    }
+    fn note(&mut self, msg: &str) {
+        eprintln!("{msg}");
+    }
+}
+
 /// Peak resident memory of this process (VmHWM), in bytes, where Linux tells.
 pub fn peak_rss_bytes() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;

@@ -18,6 +18,6 @@ pub use optim::{Algorithm, OptimConfig, Optimizer, Schedule};
 pub use report::{Better, Curve, Figure, Metric, Report, Table};
 pub use run::{Reuse, RunDir, RunInfo};
 pub use trainer::{
-    train, Batch, Batches, EpochRecord, Group, Losses, NanPolicy, Progress, Round, Selection,
-    TrainConfig, TrainState, TrainSummary, Trainable,
+    train, train_observed, Batch, Batches, EpochRecord, Group, Losses, NanPolicy, Observer,
+    OnEpoch, Progress, Round, Selection, TrainConfig, TrainState, TrainSummary, Trainable,
 };

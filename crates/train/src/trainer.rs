@@ -583,6 +583,34 @@ fn restore(vs: &nn::VarStore, opts: &mut [Optimizer], s: &Snapshot) {
     }
 }
 
+/// What a run shows as it trains. The trainer prints nothing: the
+/// pipelines draw a progress bar and a line an epoch through this, tests
+/// and library users pass a closure (or nothing).
+pub trait Observer {
+    /// An epoch of `batches` batches starts (0-based `epoch` of `epochs`).
+    fn epoch_started(&mut self, _epoch: usize, _epochs: usize, _batches: usize) {}
+    /// `batches` more batches done; the running loss of the first group.
+    fn advanced(&mut self, _batches: usize, _status: Option<&str>) {}
+    /// The epoch's steps are over (finished, or about to be rolled back).
+    fn epoch_ended(&mut self) {}
+    /// A finished epoch, after its checkpoint is written and its line logged.
+    fn epoch_finished(&mut self, _r: &EpochRecord) {}
+    /// Something the user should know (resuming, a rollback).
+    fn note(&mut self, _msg: &str) {}
+}
+
+/// Nothing shown.
+impl Observer for () {}
+
+/// A closure called with every finished epoch, as an [`Observer`].
+pub struct OnEpoch<'a>(pub &'a mut dyn FnMut(&EpochRecord));
+
+impl Observer for OnEpoch<'_> {
+    fn epoch_finished(&mut self, r: &EpochRecord) {
+        (self.0)(r)
+    }
+}
+
 /// Trains `model` on `data`, validating on `valid`, in `run` (fresh, or
 /// from its checkpoint when `resume`). Calls `on_epoch` with every
 /// finished epoch after its checkpoint is written and its line logged.
@@ -595,15 +623,18 @@ pub fn train<M: Trainable>(
     resume: bool,
     on_epoch: &mut dyn FnMut(&EpochRecord),
 ) -> std::result::Result<TrainSummary, M::Error> {
-    cfg.check()?;
-    let groups = model.groups();
-    for g in &groups {
+    train_observed(model, data, valid, cfg, run, resume, &mut OnEpoch(on_epoch))
+}
+
+/// Every optimizer group of the model has an optimizer, and every
+/// optimizer a group.
+fn check_groups(cfg: &TrainConfig, groups: &[Group]) -> Result<()> {
+    for g in groups {
         if !cfg.groups.contains_key(&g.name) {
             return Err(TrainError::Invalid(format!(
                 "the training configuration has no optimizer for group `{}`",
                 g.name
-            ))
-            .into());
+            )));
         }
     }
     for name in cfg.groups.keys() {
@@ -615,10 +646,278 @@ pub fn train<M: Trainable>(
                     .map(|g| g.name.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
-            ))
-            .into());
+            )));
         }
     }
+    Ok(())
+}
+
+/// Reads the checkpoint of a resumed run into the model and optimizers,
+/// refusing one of another model, of other options, of more epochs than
+/// the budget; returns the saved training state.
+fn restore_checkpoint(
+    ckpt: &std::path::Path,
+    vs: &nn::VarStore,
+    opts: &mut [Optimizer],
+    kind: &str,
+    model_cfg: &serde_json::Value,
+    cfg: &TrainConfig,
+) -> Result<TrainState> {
+    let (saved, named): (CheckpointMeta, _) = checkpoint::read(ckpt)?;
+    if saved.format != CHECKPOINT_FORMAT {
+        return Err(TrainError::file(
+            ckpt,
+            format!(
+                "checkpoint format {} (this embedlab reads {CHECKPOINT_FORMAT})",
+                saved.format
+            ),
+        ));
+    }
+    if saved.kind != kind || &saved.model != model_cfg {
+        return Err(TrainError::file(
+            ckpt,
+            format!(
+                "was written by another model ({} {}); resume with the run's own model options",
+                saved.kind, saved.model
+            ),
+        ));
+    }
+    if !cfg.same_run(&saved.train) {
+        let now = cfg.with_budget_of(&saved.train);
+        return Err(TrainError::file(
+            ckpt,
+            format!(
+                "was trained with other options ({}); only --epochs and --patience may change on resume",
+                json_diff(
+                    &serde_json::to_value(&saved.train).unwrap_or_default(),
+                    &serde_json::to_value(&now).unwrap_or_default(),
+                    ""
+                )
+                .join("; ")
+            ),
+        ));
+    }
+    if cfg.epochs < saved.state.epochs_done {
+        return Err(TrainError::file(
+            ckpt,
+            format!(
+                "already has {} epochs; --epochs {} cannot undo them (give at least {})",
+                saved.state.epochs_done, cfg.epochs, saved.state.epochs_done
+            ),
+        ));
+    }
+    checkpoint::copy_into(vs, &named, ckpt)?;
+    for o in opts.iter_mut() {
+        let missing = o.load_state(&named);
+        if !missing.is_empty() {
+            return Err(TrainError::file(
+                ckpt,
+                format!("optimizer state missing: {}", missing.join(", ")),
+            ));
+        }
+    }
+    Ok(saved.state)
+}
+
+/// Why training stops before the next epoch: patience ran out, or a
+/// plateau schedule's rate fell below its minimum.
+fn stop_reason(cfg: &TrainConfig, groups: &[Group], state: &TrainState) -> Option<String> {
+    if let Some(p) = cfg.patience {
+        if state.bad_epochs >= p {
+            return Some(format!("no better validation result in {p} epochs"));
+        }
+    }
+    groups
+        .iter()
+        .find_map(|g| match cfg.groups[&g.name].schedule {
+            Schedule::Plateau { min_lr, .. } if state.lr[&g.name] < min_lr => Some(format!(
+                "the learning rate of `{}` fell to {:.3e}, below its minimum",
+                g.name, state.lr[&g.name]
+            )),
+            _ => None,
+        })
+}
+
+/// Each group's learning rate for `epoch` before warm-up: its schedule's
+/// (a plateau schedule's current rate), times the rollbacks' factor.
+fn epoch_rates(
+    cfg: &TrainConfig,
+    groups: &[Group],
+    state: &TrainState,
+    epoch: usize,
+) -> BTreeMap<String, f64> {
+    groups
+        .iter()
+        .map(|g| {
+            let o = &cfg.groups[&g.name];
+            let lr = match o.schedule {
+                Schedule::Plateau { .. } => state.lr[&g.name],
+                _ => o.scheduled_lr(epoch, cfg.epochs),
+            };
+            (g.name.clone(), lr * state.lr_scale)
+        })
+        .collect()
+}
+
+/// Whether `value` beats `best` under the model's selection.
+fn better(selection: &Selection, value: f64, best: f64) -> bool {
+    match selection {
+        Selection::Min(_) => value < best,
+        Selection::Max(_) => value > best,
+        Selection::Last => true,
+    }
+}
+
+/// Records the epoch's value: a new best resets the patience count.
+/// Returns whether the epoch is the best so far.
+fn select(selection: &Selection, value: Option<f64>, epoch: usize, state: &mut TrainState) -> bool {
+    let is_best = match (value, state.best) {
+        (Some(v), Some((_, Some(b)))) => better(selection, v, b),
+        _ => true,
+    };
+    if is_best {
+        state.best = Some((epoch + 1, value));
+        state.bad_epochs = 0;
+    } else {
+        state.bad_epochs += 1;
+    }
+    is_best
+}
+
+/// A plateau schedule's rates after an epoch of `value`: decayed, and
+/// shrunk when the epoch was worse than the best (from the second time on).
+fn update_plateaus(
+    cfg: &TrainConfig,
+    groups: &[Group],
+    selection: &Selection,
+    value: Option<f64>,
+    state: &mut TrainState,
+) {
+    for g in groups {
+        if let Schedule::Plateau {
+            decay,
+            shrink,
+            min_lr,
+        } = cfg.groups[&g.name].schedule
+        {
+            let worse = match (value, state.best) {
+                (Some(v), Some((_, Some(b)))) => better(selection, b, v),
+                _ => false,
+            };
+            let lr = state.lr.get_mut(&g.name).expect("every group has a rate");
+            *lr = (*lr * decay).max(min_lr);
+            if shrink < 1.0 && worse {
+                let fell = state.fell_once.entry(g.name.clone()).or_insert(false);
+                if *fell {
+                    *lr *= shrink;
+                }
+                *fell = true;
+            }
+        }
+    }
+}
+
+/// The first variable that is not finite after an epoch's steps.
+fn non_finite_variable(vs: &nn::VarStore, rounds: usize) -> Option<NonFinite> {
+    checkpoint::variables(vs)
+        .into_iter()
+        .find(|(_, t)| {
+            t.is_floating_point() && !bool::try_from(t.isfinite().all()).unwrap_or(false)
+        })
+        .map(|(n, _)| NonFinite {
+            what: format!("variable `{n}`"),
+            step: rounds,
+            value: f64::NAN,
+        })
+}
+
+/// The epoch's mean training metrics and gradient norms, by group.
+#[allow(clippy::type_complexity)]
+fn epoch_means(
+    groups: &[Group],
+    acc: &[Acc],
+) -> (
+    BTreeMap<String, BTreeMap<String, f64>>,
+    BTreeMap<String, f64>,
+) {
+    let mut train_m = BTreeMap::new();
+    let mut norms = BTreeMap::new();
+    for (a, g) in acc.iter().zip(groups) {
+        let n = a.items.max(1) as f64;
+        let mut parts = BTreeMap::new();
+        if let Some(l) = &a.loss {
+            parts.insert("loss".to_string(), l.double_value(&[]) / n);
+        }
+        for (k, s) in &a.parts {
+            parts.insert(k.clone(), s.double_value(&[]) / n);
+        }
+        if !parts.is_empty() {
+            train_m.insert(g.name.clone(), parts);
+        }
+        if let Some(s) = &a.norm {
+            norms.insert(g.name.clone(), s.double_value(&[]) / a.steps.max(1) as f64);
+        }
+    }
+    (train_m, norms)
+}
+
+/// Writes a finished epoch: the best weights first (when it is the best),
+/// then the checkpoint that says which epoch is best — a kill between the
+/// two leaves best.safetensors one epoch ahead, and the resumed run
+/// rewrites it with identical weights.
+#[allow(clippy::too_many_arguments)]
+fn save_epoch(
+    run: &RunDir,
+    vs: &nn::VarStore,
+    opts: &[Optimizer],
+    kind: &str,
+    model_cfg: &serde_json::Value,
+    cfg: &TrainConfig,
+    state: &TrainState,
+    is_best: bool,
+) -> Result<()> {
+    if is_best {
+        checkpoint::save_weights(
+            &run.file(BEST),
+            vs,
+            &WeightsMeta {
+                format: CHECKPOINT_FORMAT,
+                kind: kind.to_string(),
+                model: model_cfg.clone(),
+                epoch: state.epochs_done,
+            },
+        )?;
+    }
+    let mut tensors = checkpoint::model_tensors(vs);
+    for o in opts {
+        tensors.extend(o.state());
+    }
+    checkpoint::write(
+        &run.file(CHECKPOINT),
+        &CheckpointMeta {
+            format: CHECKPOINT_FORMAT,
+            kind: kind.to_string(),
+            model: model_cfg.clone(),
+            train: cfg.clone(),
+            state: state.clone(),
+        },
+        &tensors,
+    )
+}
+
+/// [`train`], showing its progress through `observer`.
+pub fn train_observed<M: Trainable>(
+    model: &mut M,
+    data: &M::Data,
+    valid: &M::Data,
+    cfg: &TrainConfig,
+    run: &RunDir,
+    resume: bool,
+    observer: &mut dyn Observer,
+) -> std::result::Result<TrainSummary, M::Error> {
+    cfg.check()?;
+    let groups = model.groups();
+    check_groups(cfg, &groups)?;
     let params = group_params(model.var_store(), &groups)?;
     let parameters: i64 = params.iter().flatten().map(|(_, t)| t.numel() as i64).sum();
     let mut opts: Vec<Optimizer> = groups
@@ -639,69 +938,11 @@ pub fn train<M: Trainable>(
     }
     model.attach_data(data)?;
     if resume && ckpt.exists() {
-        let (saved, named): (CheckpointMeta, _) = checkpoint::read(&ckpt)?;
-        if saved.format != CHECKPOINT_FORMAT {
-            return Err(TrainError::file(
-                &ckpt,
-                format!(
-                    "checkpoint format {} (this embedlab reads {CHECKPOINT_FORMAT})",
-                    saved.format
-                ),
-            )
-            .into());
-        }
-        if saved.kind != kind || saved.model != model_cfg {
-            return Err(TrainError::file(
-                &ckpt,
-                format!(
-                    "was written by another model ({} {}); resume with the run's own model options",
-                    saved.kind, saved.model
-                ),
-            )
-            .into());
-        }
-        if !cfg.same_run(&saved.train) {
-            let now = cfg.with_budget_of(&saved.train);
-            return Err(TrainError::file(
-                &ckpt,
-                format!(
-                    "was trained with other options ({}); only --epochs and --patience may change on resume",
-                    json_diff(
-                        &serde_json::to_value(&saved.train).unwrap_or_default(),
-                        &serde_json::to_value(&now).unwrap_or_default(),
-                        ""
-                    )
-                    .join("; ")
-                ),
-            )
-            .into());
-        }
-        if cfg.epochs < saved.state.epochs_done {
-            return Err(TrainError::file(
-                &ckpt,
-                format!(
-                    "already has {} epochs; --epochs {} cannot undo them (give at least {})",
-                    saved.state.epochs_done, cfg.epochs, saved.state.epochs_done
-                ),
-            )
-            .into());
-        }
-        checkpoint::copy_into(model.var_store(), &named, &ckpt)?;
-        for o in &mut opts {
-            let missing = o.load_state(&named);
-            if !missing.is_empty() {
-                return Err(TrainError::file(
-                    &ckpt,
-                    format!("optimizer state missing: {}", missing.join(", ")),
-                )
-                .into());
-            }
-        }
-        state = saved.state;
-        eprintln!(
+        state = restore_checkpoint(&ckpt, model.var_store(), &mut opts, &kind, &model_cfg, cfg)?;
+        observer.note(&format!(
             "resuming after epoch {} of {}",
             state.epochs_done, cfg.epochs
-        );
+        ));
     }
     // The log agrees with the checkpoint: each finished epoch once.
     run.rewrite_metrics(&state.records)?;
@@ -714,63 +955,29 @@ pub fn train<M: Trainable>(
     let n_batches = data.items().div_ceil(cfg.batch_size as usize).max(1);
     let started = Instant::now();
     let mut items_done = 0i64;
-    let mut stop_reason: Option<String> = None;
+    let mut stop: Option<String> = None;
     let main_group = groups.first().map(|g| g.name.clone()).unwrap_or_default();
     let mut epoch = state.epochs_done;
     let mut events: Vec<String> = vec![];
     while epoch < cfg.epochs {
-        if let Some(p) = cfg.patience {
-            if state.bad_epochs >= p {
-                stop_reason = Some(format!("no better validation result in {p} epochs"));
-                break;
-            }
-        }
-        if let Some((g, lr)) = groups
-            .iter()
-            .find_map(|g| match cfg.groups[&g.name].schedule {
-                Schedule::Plateau { min_lr, .. } if state.lr[&g.name] < min_lr => {
-                    Some((g.name.clone(), state.lr[&g.name]))
-                }
-                _ => None,
-            })
-        {
-            stop_reason = Some(format!(
-                "the learning rate of `{g}` fell to {lr:.3e}, below its minimum"
-            ));
+        stop = stop_reason(cfg, &groups, &state);
+        if stop.is_some() {
             break;
         }
         let snap = matches!(cfg.on_nan, NanPolicy::Rollback { .. })
             .then(|| snapshot(model.var_store(), &opts));
         tch::manual_seed(epoch_seed(cfg.seed, epoch, state.rollbacks));
-        let base: BTreeMap<String, f64> = groups
-            .iter()
-            .map(|g| {
-                let o = &cfg.groups[&g.name];
-                let lr = match o.schedule {
-                    Schedule::Plateau { .. } => state.lr[&g.name],
-                    _ => o.scheduled_lr(epoch, cfg.epochs),
-                };
-                (g.name.clone(), lr * state.lr_scale)
-            })
-            .collect();
-        let bar = indicatif::ProgressBar::new(n_batches as u64).with_style(
-            indicatif::ProgressStyle::with_template(
-                "epoch {prefix} {bar:30} {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]",
-            )
-            .expect("template"),
-        );
-        bar.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
+        let base = epoch_rates(cfg, &groups, &state, epoch);
+        observer.epoch_started(epoch, cfg.epochs, n_batches);
         let t0 = Instant::now();
         let mut acc: Vec<Acc> = groups.iter().map(|_| Acc::default()).collect();
         let mut it = data.epoch(cfg.batch_size);
         let mut rounds = 0usize;
+        let mut taken_total = 0usize;
         let mut failure: Option<NonFinite> = None;
         let mut epoch_items = 0i64;
         loop {
-            let done = epoch as f64 + {
-                let taken = bar.position() as f64;
-                taken / n_batches as f64
-            };
+            let done = epoch as f64 + taken_total as f64 / n_batches as f64;
             for (o, g) in opts.iter_mut().zip(&groups) {
                 o.lr = base[&g.name] * cfg.groups[&g.name].warmup_factor(done);
             }
@@ -791,42 +998,35 @@ pub fn train<M: Trainable>(
             let took = model.round(&mut r)?;
             let (items, taken) = (r.items, r.batches_taken);
             epoch_items += items;
-            bar.inc(taken as u64);
+            taken_total += taken;
             if !took {
+                observer.advanced(taken, None);
                 break;
             }
             rounds += 1;
+            let mut status = None;
             if rounds.is_multiple_of(10) {
                 if let Some(nf) = first_non_finite(&groups, &acc, rounds) {
                     failure = Some(nf);
+                    observer.advanced(taken, None);
                     break;
                 }
                 if let Some(a) = acc.iter().zip(&groups).find(|(_, g)| g.name == main_group) {
                     if let (Some(l), true) = (&a.0.loss, a.0.items > 0) {
-                        bar.set_message(format!(
+                        status = Some(format!(
                             "{main_group} loss {:.4}",
                             l.double_value(&[]) / a.0.items as f64
                         ));
                     }
                 }
             }
+            observer.advanced(taken, status.as_deref());
         }
         drop(it);
-        bar.finish_and_clear();
+        observer.epoch_ended();
         if failure.is_none() {
-            failure = first_non_finite(&groups, &acc, rounds).or_else(|| {
-                checkpoint::variables(model.var_store())
-                    .into_iter()
-                    .find(|(_, t)| {
-                        t.is_floating_point()
-                            && !bool::try_from(t.isfinite().all()).unwrap_or(false)
-                    })
-                    .map(|(n, _)| NonFinite {
-                        what: format!("variable `{n}`"),
-                        step: rounds,
-                        value: f64::NAN,
-                    })
-            });
+            failure = first_non_finite(&groups, &acc, rounds)
+                .or_else(|| non_finite_variable(model.var_store(), rounds));
         }
         let secs = t0.elapsed().as_secs_f64();
         let mut valid_m = BTreeMap::new();
@@ -870,72 +1070,20 @@ pub fn train<M: Trainable>(
                         "epoch {}: {} became {} at step {}; rolled back to the epoch's start with the learning rates × {lr_factor} (rollback {} of at most {max})",
                         epoch + 1, nf.what, nf.value, nf.step, state.rollbacks
                     );
-                    eprintln!("{msg}");
+                    observer.note(&msg);
                     events.push(msg);
                     continue;
                 }
                 _ => return Err(non_finite_error(nf, epoch, &state, run).into()),
             }
         }
-        let mut train_m = BTreeMap::new();
-        let mut norms = BTreeMap::new();
-        for (a, g) in acc.iter().zip(&groups) {
-            let n = a.items.max(1) as f64;
-            let mut parts = BTreeMap::new();
-            if let Some(l) = &a.loss {
-                parts.insert("loss".to_string(), l.double_value(&[]) / n);
-            }
-            for (k, s) in &a.parts {
-                parts.insert(k.clone(), s.double_value(&[]) / n);
-            }
-            if !parts.is_empty() {
-                train_m.insert(g.name.clone(), parts);
-            }
-            if let Some(s) = &a.norm {
-                norms.insert(g.name.clone(), s.double_value(&[]) / a.steps.max(1) as f64);
-            }
-        }
+        let (train_m, norms) = epoch_means(&groups, &acc);
         let value = match &selection {
             Selection::Min(k) | Selection::Max(k) => Some(valid_m[k]),
             Selection::Last => None,
         };
-        let better = |v: f64, b: f64| match &selection {
-            Selection::Min(_) => v < b,
-            Selection::Max(_) => v > b,
-            Selection::Last => true,
-        };
-        let is_best = match (value, state.best) {
-            (Some(v), Some((_, Some(b)))) => better(v, b),
-            _ => true,
-        };
-        if is_best {
-            state.best = Some((epoch + 1, value));
-            state.bad_epochs = 0;
-        } else {
-            state.bad_epochs += 1;
-        }
-        for g in &groups {
-            if let Schedule::Plateau {
-                decay,
-                shrink,
-                min_lr,
-            } = cfg.groups[&g.name].schedule
-            {
-                let lr = state.lr.get_mut(&g.name).expect("every group has a rate");
-                *lr = (*lr * decay).max(min_lr);
-                let worse = match (value, state.best) {
-                    (Some(v), Some((_, Some(b)))) => better(b, v),
-                    _ => false,
-                };
-                if shrink < 1.0 && worse {
-                    let fell = state.fell_once.entry(g.name.clone()).or_insert(false);
-                    if *fell {
-                        *lr *= shrink;
-                    }
-                    *fell = true;
-                }
-            }
-        }
+        let is_best = select(&selection, value, epoch, &mut state);
+        update_plateaus(cfg, &groups, &selection, value, &mut state);
         state.epochs_done = epoch + 1;
         state.train_seconds += secs;
         items_done += epoch_items;
@@ -955,38 +1103,18 @@ pub fn train<M: Trainable>(
             events: std::mem::take(&mut events),
         };
         state.records.push(record.clone());
-        // Best weights first, then the checkpoint that says which epoch is
-        // best: a kill between the two leaves best.safetensors one epoch
-        // ahead, and the resumed run rewrites it with identical weights.
-        if is_best {
-            checkpoint::save_weights(
-                &run.file(BEST),
-                model.var_store(),
-                &WeightsMeta {
-                    format: CHECKPOINT_FORMAT,
-                    kind: kind.clone(),
-                    model: model_cfg.clone(),
-                    epoch: epoch + 1,
-                },
-            )?;
-        }
-        let mut tensors = checkpoint::model_tensors(model.var_store());
-        for o in &opts {
-            tensors.extend(o.state());
-        }
-        checkpoint::write(
-            &ckpt,
-            &CheckpointMeta {
-                format: CHECKPOINT_FORMAT,
-                kind: kind.clone(),
-                model: model_cfg.clone(),
-                train: cfg.clone(),
-                state: state.clone(),
-            },
-            &tensors,
+        save_epoch(
+            run,
+            model.var_store(),
+            &opts,
+            &kind,
+            &model_cfg,
+            cfg,
+            &state,
+            is_best,
         )?;
         run.log(&record)?;
-        on_epoch(&record);
+        observer.epoch_finished(&record);
         epoch += 1;
     }
     let (best_epoch, best_value) = state.best.unwrap_or((0, None));
@@ -999,8 +1127,8 @@ pub fn train<M: Trainable>(
             Selection::Last => None,
         },
         best_value,
-        stopped_early: stop_reason.is_some(),
-        stop_reason,
+        stopped_early: stop.is_some(),
+        stop_reason: stop,
         train_seconds: state.train_seconds,
         items_per_second: if items_done > 0 {
             items_done as f64 / secs.max(1e-9)
@@ -1014,32 +1142,6 @@ pub fn train<M: Trainable>(
         rollbacks: state.rollbacks,
         parameters,
     })
-}
-
-/// Where two JSON values differ: `path: was X, now Y` for each leaf.
-fn json_diff(was: &serde_json::Value, now: &serde_json::Value, at: &str) -> Vec<String> {
-    use serde_json::Value;
-    match (was, now) {
-        (Value::Object(a), Value::Object(b)) => {
-            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-            keys.into_iter()
-                .flat_map(|k| {
-                    let p = if at.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{at}.{k}")
-                    };
-                    json_diff(
-                        a.get(k).unwrap_or(&Value::Null),
-                        b.get(k).unwrap_or(&Value::Null),
-                        &p,
-                    )
-                })
-                .collect()
-        }
-        (a, b) if a == b => vec![],
-        (a, b) => vec![format!("{at}: was {a}, now {b}")],
-    }
 }
 
 /// The first group whose running loss sum is not finite.
@@ -1100,4 +1202,145 @@ pub fn load_best(
     model: &serde_json::Value,
 ) -> Result<WeightsMeta> {
     checkpoint::load_weights(vs, &run.join(BEST), kind, model)
+}
+
+/// Where two JSON values differ: `path: was X, now Y` for each leaf.
+fn json_diff(was: &serde_json::Value, now: &serde_json::Value, at: &str) -> Vec<String> {
+    use serde_json::Value;
+    match (was, now) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            keys.into_iter()
+                .flat_map(|k| {
+                    let p = if at.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{at}.{k}")
+                    };
+                    json_diff(
+                        a.get(k).unwrap_or(&Value::Null),
+                        b.get(k).unwrap_or(&Value::Null),
+                        &p,
+                    )
+                })
+                .collect()
+        }
+        (a, b) if a == b => vec![],
+        (a, b) => vec![format!("{at}: was {a}, now {b}")],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The loop's pieces, each on its own; the loop as a whole (resume bit
+    //! for bit, rollback, the observer) is tested in tests/trainer.rs.
+    use super::*;
+
+    fn group(name: &str) -> Group {
+        Group::new(name, &[name])
+    }
+
+    fn config(groups: &[(&str, OptimConfig)], patience: Option<usize>) -> TrainConfig {
+        TrainConfig {
+            epochs: 10,
+            batch_size: 4,
+            groups: groups
+                .iter()
+                .map(|(n, o)| (n.to_string(), o.clone()))
+                .collect(),
+            patience,
+            seed: 0,
+            on_nan: NanPolicy::Stop,
+        }
+    }
+
+    fn state(cfg: &TrainConfig) -> TrainState {
+        TrainState {
+            lr: cfg.groups.iter().map(|(g, o)| (g.clone(), o.lr)).collect(),
+            lr_scale: 1.0,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn groups_and_optimizers_must_match_one_to_one() {
+        let cfg = config(&[("gen", OptimConfig::adam(1e-3))], None);
+        assert!(check_groups(&cfg, &[group("gen")]).is_ok());
+        let e = check_groups(&cfg, &[group("gen"), group("disc")]).unwrap_err();
+        assert!(
+            e.to_string().contains("no optimizer for group `disc`"),
+            "{e}"
+        );
+        let e = check_groups(&cfg, &[]).unwrap_err();
+        assert!(e.to_string().contains("no optimizer group `gen`"), "{e}");
+    }
+
+    #[test]
+    fn selection_patience_and_plateaus() {
+        let plateau = OptimConfig::adam(1.0).with_schedule(Schedule::Plateau {
+            decay: 0.5,
+            shrink: 0.1,
+            min_lr: 0.01,
+        });
+        let cfg = config(&[("m", plateau)], Some(2));
+        let groups = [group("m")];
+        let mut st = state(&cfg);
+        let sel = Selection::Min("loss".into());
+        // 3.0 best; 2.0 better; 2.5 worse (first time: decay only); 2.2
+        // worse again (decay and shrink): two bad epochs stop the run.
+        let mut bests = vec![];
+        let mut lrs = vec![];
+        for (e, v) in [3.0, 2.0, 2.5, 2.2].into_iter().enumerate() {
+            assert_eq!(stop_reason(&cfg, &groups, &st), None, "epoch {e}");
+            bests.push(select(&sel, Some(v), e, &mut st));
+            update_plateaus(&cfg, &groups, &sel, Some(v), &mut st);
+            lrs.push(st.lr["m"]);
+        }
+        assert_eq!(bests, [true, true, false, false]);
+        assert_eq!(st.best, Some((2, Some(2.0))));
+        assert_eq!(st.bad_epochs, 2);
+        assert_eq!(lrs, [0.5, 0.25, 0.125, 0.0625 * 0.1]);
+        let why = stop_reason(&cfg, &groups, &st).unwrap();
+        assert!(
+            why.contains("no better validation result in 2 epochs"),
+            "{why}"
+        );
+        // Without patience, the rate below its minimum stops it.
+        let cfg = TrainConfig {
+            patience: None,
+            ..cfg
+        };
+        st.lr.insert("m".into(), 0.001);
+        let why = stop_reason(&cfg, &groups, &st).unwrap();
+        assert!(why.contains("fell to 1.000e-3, below its minimum"), "{why}");
+        // Max selects the larger; Last takes every epoch.
+        assert!(better(&Selection::Max("acc".into()), 2.0, 1.0));
+        assert!(!better(&Selection::Max("acc".into()), 1.0, 2.0));
+        assert!(better(&Selection::Last, 1.0, 2.0));
+    }
+
+    #[test]
+    fn epoch_rates_follow_each_groups_schedule_and_the_rollbacks() {
+        let cfg = config(
+            &[
+                ("a", OptimConfig::adam(1.0).with_schedule(Schedule::Cosine)),
+                (
+                    "b",
+                    OptimConfig::adam(0.1).with_schedule(Schedule::Step {
+                        every: 2,
+                        gamma: 0.5,
+                    }),
+                ),
+            ],
+            None,
+        );
+        let groups = [group("a"), group("b")];
+        let mut st = state(&cfg);
+        let r = epoch_rates(&cfg, &groups, &st, 5);
+        assert!((r["a"] - 0.5).abs() < 1e-12, "{r:?}");
+        assert!((r["b"] - 0.1 * 0.25).abs() < 1e-12, "{r:?}");
+        st.lr_scale = 0.5;
+        let r = epoch_rates(&cfg, &groups, &st, 0);
+        assert_eq!((r["a"], r["b"]), (0.5, 0.05));
+    }
 }

@@ -491,8 +491,15 @@ fn run_adversarial(
         cfg.epochs, cfg.epoch_size, cfg.dis_layers, cfg.dis_hidden, cfg.precision, cfg.refinement
     );
     let mut refine_error = None;
-    let r = adversarial(x, z, cfg, seed, run, resume, &mut |ev| {
-        match ev {
+    let r = adversarial(
+        x,
+        z,
+        cfg,
+        seed,
+        run,
+        resume,
+        &mut |ev| {
+            match ev {
             Event::Epoch(e) => eprintln!(
                 "epoch {}: dis loss {:.4}, P(src|src) {:.3}, P(src|tgt) {:.3}, criterion {:.5}{}, lr {:.4}, {:.1} s",
                 e.epoch, e.dis_loss, e.dis_src_prob, e.dis_tgt_prob, e.criterion,
@@ -511,7 +518,9 @@ fn run_adversarial(
                 }
             }
         }
-    })?;
+        },
+        &mut crate::progress::Terminal::new(&mut |_| {}),
+    )?;
     if let Some(e) = refine_error {
         return Err(e.into());
     }
