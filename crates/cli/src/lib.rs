@@ -6,7 +6,7 @@ mod cmd;
 
 use anyhow::Result;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
-use embedlab_pipelines::{bench, demo, represent, words};
+use embedlab_pipelines::{bench, demo, represent, variations, words};
 use tch::Device;
 
 #[derive(Parser, Debug)]
@@ -74,6 +74,53 @@ enum Cmd {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Make image sets of controlled variations (DrLIM's experiments).
+    #[command(subcommand)]
+    Data(DataCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum DataCmd {
+    /// Every image of a set once per horizontal shift (labels: the class;
+    /// factors.json: class and shift of each image).
+    Shifted {
+        /// The source images (an IDX folder).
+        src: std::path::PathBuf,
+        /// The new IDX folder (must not exist, or be empty).
+        out: std::path::PathBuf,
+        /// Shifts in pixels (positive: to the right).
+        #[arg(long, value_delimiter = ',', allow_hyphen_values = true, default_values_t = vec![-6i64, -3, 0, 3, 6], value_parser = embedlab_pipelines::opts::int(-1024, 1024))]
+        shifts: Vec<i64>,
+        /// Source training images used (default all).
+        #[arg(long, value_parser = embedlab_pipelines::opts::count(1, 100_000_000))]
+        train_limit: Option<usize>,
+        /// Source test images used (default all).
+        #[arg(long, value_parser = embedlab_pipelines::opts::count(1, 100_000_000))]
+        test_limit: Option<usize>,
+    },
+    /// One training image seen under two controlled factors: rotated
+    /// through --angles angles × shifted through --shifts steps (labels:
+    /// the grid cell angle·shifts + shift, for train drlim --graph grid).
+    Variations {
+        src: std::path::PathBuf,
+        out: std::path::PathBuf,
+        /// The source training image.
+        #[arg(long, default_value_t = 0, value_parser = embedlab_pipelines::opts::count(0, 100_000_000))]
+        index: usize,
+        #[arg(long, default_value_t = 18, value_parser = embedlab_pipelines::opts::count(2, 256))]
+        angles: usize,
+        #[arg(long, default_value_t = 9, value_parser = embedlab_pipelines::opts::count(2, 256))]
+        shifts: usize,
+        /// The largest shift, pixels (the steps span ± this).
+        #[arg(long, default_value_t = 4.0, value_parser = embedlab_pipelines::opts::positive)]
+        max_shift: f64,
+        /// Noisy training copies of each cell.
+        #[arg(long, default_value_t = 6, value_parser = embedlab_pipelines::opts::count(1, 10_000))]
+        copies: usize,
+        /// Pixel noise, standard deviation in grey levels.
+        #[arg(long, default_value_t = 8.0, value_parser = embedlab_pipelines::opts::non_negative)]
+        noise: f64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -161,6 +208,50 @@ pub fn run() -> Result<()> {
         Cmd::Bench(BenchCmd::Csls(a)) => println!("{}", bench::csls(a, device)?),
         Cmd::Bench(BenchCmd::Load(a)) => println!("{}", bench::load(a)?),
         Cmd::Bench(BenchCmd::Flow(a)) => println!("{}", bench::flow(a, device)?),
+        Cmd::Data(DataCmd::Shifted {
+            src,
+            out,
+            shifts,
+            train_limit,
+            test_limit,
+        }) => {
+            let s = variations::shifted(src, out, shifts, *train_limit, *test_limit)?;
+            println!(
+                "{}: {} training, {} test images",
+                s.path.display(),
+                s.train,
+                s.test
+            );
+        }
+        Cmd::Data(DataCmd::Variations {
+            src,
+            out,
+            index,
+            angles,
+            shifts,
+            max_shift,
+            copies,
+            noise,
+        }) => {
+            let s = variations::variations(
+                src,
+                out,
+                *index,
+                *angles,
+                *shifts,
+                *max_shift,
+                *copies,
+                *noise,
+                cli.seed as u64,
+            )?;
+            println!(
+                "{}: {} training, {} test images, {} cells",
+                s.path.display(),
+                s.train,
+                s.test,
+                s.classes
+            );
+        }
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! ([`probe`]) and exact nearest neighbours ([`neighbours`]). Word translation: precision@k of a mapped
 //! space against a test dictionary, as MUSE computes it (a source word counts
 //! as correct at k when any of its gold translations is among its top k).
+pub mod factors;
 pub mod generative;
 pub mod neighbours;
 pub mod probe;

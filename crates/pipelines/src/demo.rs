@@ -296,12 +296,56 @@ fn images_part(a: &DemoArgs, root: &Path, seed: i64, device: Device, steps: &mut
         r.analysis.tsne = true;
         r
     });
+    add("fashion-mnist-drlim", &|o| {
+        // DrLIM's unsupervised 2-D map: neighbours are the 5 nearest
+        // images in pixels (the graph is n² distances: 6,000 images).
+        let mut r = request(
+            ModelSpec::new("drlim", &crate::family::drlim::DrlimArgs::default()),
+            &fashion,
+            10,
+            o,
+        );
+        r.data.train_limit = Some(6000);
+        r.eval.classifier = None;
+        r
+    });
     for (name, req) in plans {
         let out = req.out.out.clone();
         steps.run(&format!("{name}: train, evaluate, draw"), out, || {
             images::train_new(&req, device).map(|_| ())
         });
     }
+    // The representation benchmark, reduced: pixels, PCA, the AE's code,
+    // the classifier's h(x) and DrLIM's map side by side.
+    let out = root.join("fashion-mnist-represent");
+    let rep = crate::represent::RepresentArgs {
+        data: fashion.clone(),
+        runs: [
+            "fashion-mnist-ae",
+            "fashion-mnist-classifier",
+            "fashion-mnist-drlim",
+        ]
+        .iter()
+        .map(|r| root.join(r))
+        .filter(|r| r.join(embedlab_train::checkpoint::BEST).exists())
+        .collect(),
+        baselines: vec![
+            crate::represent::Baseline::Pixels,
+            crate::represent::Baseline::Pca,
+        ],
+        train_limit: 5000,
+        test_limit: 2000,
+        labels: vec![10, 100],
+        draws: 2,
+        out: OutArgs {
+            out: Some(out.clone()),
+            overwrite: false,
+        },
+        ..crate::represent::RepresentArgs::default()
+    };
+    steps.run("representation benchmark (reduced)", Some(out), || {
+        crate::represent::run(&rep, seed, device).map(|_| ())
+    });
     let out = root.join("identity-8-3-8");
     let args = IdentityArgs {
         out: OutArgs {

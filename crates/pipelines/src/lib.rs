@@ -23,6 +23,7 @@ pub mod opts;
 pub mod progress;
 pub mod represent;
 pub mod steps;
+pub mod variations;
 pub mod words;
 
 use std::fmt::Display;

@@ -10,9 +10,11 @@
 //! pooled into mean ± sd.
 use crate::images::{load_data, load_run, OutArgs};
 use crate::progress::spinner;
+use crate::variations::{read_factors, Factors};
 use crate::{PipelineError, Result};
 use clap::{Args, ValueEnum};
 use embedlab_data::ImageDataset;
+use embedlab_metrics::factors::{linear_readout_r2, nn_same_factor};
 use embedlab_metrics::probe::{linear_probe, ProbeConfig};
 use embedlab_metrics::represent::{
     ari, distance_properties, few_label_probe, kmeans, knn_accuracy, nmi, retrieval,
@@ -76,6 +78,10 @@ pub struct RepresentArgs {
     /// spread of the baselines.
     #[arg(long, default_value_t = 3, value_parser = crate::opts::count(1, 100))]
     pub draws: usize,
+    /// Score runs trained on other images of the same size (e.g. a model
+    /// of MNIST on the shifted copies of MNIST's images).
+    #[arg(long)]
+    pub other_data: bool,
     /// Also write each baseline's features (and embedlab's probe and k-NN
     /// accuracy) as .npy files here, for bench/represent_sklearn.py.
     #[arg(long)]
@@ -96,6 +102,7 @@ impl Default for RepresentArgs {
             train_limit: 10_000,
             test_limit: 10_000,
             draws: 3,
+            other_data: false,
             export: None,
             out: OutArgs::default(),
         }
@@ -124,6 +131,19 @@ pub struct Scores {
     pub encode_seconds: f64,
     /// The model's training time, when it has one.
     pub train_seconds: Option<f64>,
+    /// With the data's factors.json: each factor's name, the share (%) of
+    /// test images whose nearest neighbour has the same value, and the
+    /// share of its variance a linear read-out of the features explains.
+    #[serde(default)]
+    pub factors: Vec<FactorScore>,
+}
+
+/// How a representation follows one known factor of variation.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct FactorScore {
+    pub name: String,
+    pub nn_same: f64,
+    pub r2: f64,
 }
 
 /// A representation: what it is and its scores, one per run or draw.
@@ -210,7 +230,28 @@ fn score(
         nn_other_class: 100.0 * d.nn_other_class,
         encode_seconds,
         train_seconds: None,
+        factors: vec![],
     }
+}
+
+/// The factor scores of test features (factors.json's test rows, in the
+/// order the benchmark's test images were taken).
+fn factor_scores(fte: &Tensor, factors: &Factors, picked: &[i64]) -> Vec<FactorScore> {
+    let f = fte.to_kind(Kind::Float).flatten(1, -1);
+    (0..factors.names.len())
+        .map(|j| {
+            let values: Vec<f64> = picked
+                .iter()
+                .map(|&i| factors.test[i as usize][j])
+                .collect();
+            let period = factors.circular[j].then_some(factors.periods[j]);
+            FactorScore {
+                name: factors.names[j].clone(),
+                nn_same: 100.0 * nn_same_factor(&f, &values),
+                r2: linear_readout_r2(&f, &values, period),
+            }
+        })
+        .collect()
 }
 
 /// The benchmark's probe: the analysis' L2-regularised softmax regression
@@ -240,6 +281,15 @@ impl Encode for RandomProjection {
     }
     fn encode(&self, x: &Tensor, _y: Option<&Tensor>) -> embedlab_models::Result<Tensor> {
         Ok(x.flatten(1, -1).to_kind(Kind::Float).matmul(&self.w))
+    }
+}
+
+/// The indices [`Split::spread`] takes of `len` images for `n`.
+fn spread_indices(len: i64, n: i64) -> Vec<i64> {
+    if n >= len {
+        (0..len).collect()
+    } else {
+        (0..n).map(|i| i * len / n).collect()
     }
 }
 
@@ -289,11 +339,11 @@ pub fn run(a: &RepresentArgs, seed: i64, device: Device) -> Result<(PathBuf, Ben
                 ),
             ));
         }
-        if r.cfg.data.fingerprint.as_ref().map(|f| &f.blake3) != Some(&fp.blake3) {
+        if !a.other_data && r.cfg.data.fingerprint.as_ref().map(|f| &f.blake3) != Some(&fp.blake3) {
             return Err(PipelineError::file(
                 dir,
                 format!(
-                    "was trained on {} ({}), not on {}: score each data set's runs on their own images",
+                    "was trained on {} ({}), not on {}: score each data set's runs on their own images (or give --other-data)",
                     r.cfg.data.name,
                     r.cfg.data.path.display(),
                     a.data.display()
@@ -305,6 +355,14 @@ pub fn run(a: &RepresentArgs, seed: i64, device: Device) -> Result<(PathBuf, Ben
     let ds = load_data(&a.data)?;
     let classes = ds.classes.len() as i64;
     let (train, test) = images(&ds, a, device);
+    let factors = read_factors(&a.data)?;
+    let picked = spread_indices(ds.test.n as i64, a.test_limit as i64);
+    let with_factors = |mut s: Scores, fte: &Tensor| {
+        if let Some(f) = &factors {
+            s.factors = factor_scores(fte, f, &picked);
+        }
+        s
+    };
     let run = RunDir::create_with_inputs(KIND, a.out.out.as_deref(), reuse, a, &inputs)?;
     let mut rows: Vec<Row> = vec![];
     let mut maps: Vec<(String, Tensor)> = vec![];
@@ -341,15 +399,18 @@ pub fn run(a: &RepresentArgs, seed: i64, device: Device) -> Result<(PathBuf, Ben
             };
             what = enc.what();
             let (ftr, fte, secs) = encode_both(enc.as_ref(), &train, &test)?;
-            scores.push(score(
-                &ftr,
-                &train.y,
+            scores.push(with_factors(
+                score(
+                    &ftr,
+                    &train.y,
+                    &fte,
+                    &test.y,
+                    classes,
+                    a,
+                    draw_seed(i),
+                    secs,
+                ),
                 &fte,
-                &test.y,
-                classes,
-                a,
-                draw_seed(i),
-                secs,
             ));
             if i == 0 {
                 if let Some(dir) = &a.export {
@@ -408,6 +469,7 @@ pub fn run(a: &RepresentArgs, seed: i64, device: Device) -> Result<(PathBuf, Ben
                 secs,
             );
             sp.finish_and_clear();
+            s = with_factors(s, &fte);
             s.train_seconds = std::fs::read_to_string(dir.join(embedlab_train::report::REPORT))
                 .ok()
                 .and_then(|t| serde_json::from_str::<Report>(&t).ok())
@@ -500,6 +562,16 @@ pub fn table(b: &Benchmark, labels: &[usize]) -> Table {
         ]
         .map(String::from),
     );
+    let factor_names: Vec<String> = b
+        .rows
+        .first()
+        .and_then(|r| r.scores.first())
+        .map(|s| s.factors.iter().map(|f| f.name.clone()).collect())
+        .unwrap_or_default();
+    for n in &factor_names {
+        columns.push(format!("NN same {n} %"));
+        columns.push(format!("R² {n}"));
+    }
     let rows = b
         .rows
         .iter()
@@ -527,6 +599,12 @@ pub fn table(b: &Benchmark, labels: &[usize]) -> Table {
             row.push(cell(&col(&|s| s.nn_other_class), 1));
             row.push(cell(&col(&|s| s.encode_seconds), 1));
             row.push(r.scores.len().to_string());
+            for (j, _) in factor_names.iter().enumerate() {
+                let nn = col(&|s| s.factors.get(j).map(|f| f.nn_same).unwrap_or(f64::NAN));
+                let r2 = col(&|s| s.factors.get(j).map(|f| f.r2).unwrap_or(f64::NAN));
+                row.push(cell(&nn, 1));
+                row.push(cell(&r2, 3));
+            }
             row
         })
         .collect();
