@@ -36,6 +36,18 @@ pub fn int(
     move |s: &str| whole(s, lo as i128, hi as i128).map(|v| v as i64)
 }
 
+/// A whole number in [-`max`, `max`] other than 0 (a shift that moves).
+pub fn nonzero_int(
+    max: i64,
+) -> impl Fn(&str) -> Result<i64, String> + Clone + Send + Sync + 'static {
+    move |s: &str| {
+        match whole(s, -(max as i128), max as i128)? {
+        0 => Err("0 is not a shift (the unshifted image is always used); give whole numbers other than 0".into()),
+        v => Ok(v as i64),
+    }
+    }
+}
+
 fn number(s: &str) -> Result<f64, String> {
     let v: f64 = s
         .trim()

@@ -499,7 +499,8 @@ pub fn run(a: &RepresentArgs, seed: i64, device: Device) -> Result<(PathBuf, Ben
         test_images: test.len(),
         rows,
     };
-    let report = to_report(&bench, a, &run, &maps, &test, &ds.classes)?;
+    let known = factors.as_ref().map(|f| (f, picked.as_slice()));
+    let report = to_report(&bench, a, &run, &maps, &test, &ds.classes, known)?;
     run.write_json("represent.json", &bench)?;
     run.write_json(embedlab_train::report::REPORT, &report)?;
     Ok((run.out_dir().to_path_buf(), bench))
@@ -627,6 +628,7 @@ fn to_report(
     maps: &[(String, Tensor)],
     test: &Split,
     classes: &[String],
+    factors: Option<(&Factors, &[i64])>,
 ) -> Result<Report> {
     let mut report = Report::new(
         KIND,
@@ -693,6 +695,40 @@ fn to_report(
             &format!("{name} — {axes}, {n} test images"),
         )?;
         report.figure(file, format!("{name}: {n} test images, {axes}"));
+        // The same map coloured by each known factor of few values.
+        if let Some((fs, picked)) = factors {
+            let shown: Vec<i64> = Vec::<i64>::try_from(&idx.to_device(Device::Cpu))?;
+            for (j, fname) in fs.names.iter().enumerate() {
+                let values: Vec<f64> = shown
+                    .iter()
+                    .map(|&i| fs.test[picked[i as usize] as usize][j])
+                    .collect();
+                let mut distinct = values.clone();
+                distinct.sort_by(f64::total_cmp);
+                distinct.dedup();
+                if distinct.len() > 24 || distinct.len() < 2 {
+                    continue;
+                }
+                let by: Vec<u8> = values
+                    .iter()
+                    .map(|v| distinct.iter().position(|d| d == v).unwrap_or(0) as u8)
+                    .collect();
+                let names: Vec<String> = distinct.iter().map(|d| format!("{fname} {d}")).collect();
+                let file = format!(
+                    "map-{}-by-{}.png",
+                    name.replace(|c: char| !c.is_alphanumeric(), "-"),
+                    fname.replace(|c: char| !c.is_alphanumeric(), "-")
+                );
+                save_scatter(
+                    &run.out_file(&file),
+                    &pts,
+                    &by,
+                    &names,
+                    &format!("{name} — {axes}, coloured by {fname}"),
+                )?;
+                report.figure(file, format!("{name}: the same map coloured by {fname}"));
+            }
+        }
     }
     report.details = serde_json::to_value(b)?;
     Ok(report)

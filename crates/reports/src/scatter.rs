@@ -49,6 +49,29 @@ pub(crate) const PALETTE: [(u8, u8, u8); 10] = [
     (23, 190, 207),
 ];
 
+/// Class `c` of `n`: the ten Tableau colours up to ten classes; beyond,
+/// a hue wheel in class order (so an ordered factor — an angle, a shift —
+/// reads as a gradient, and a circular one closes on itself; ten cycled
+/// colours would give an angle and its opposite the same colour).
+fn colour_of(c: usize, n: usize) -> (u8, u8, u8) {
+    if n <= PALETTE.len() {
+        return PALETTE[c];
+    }
+    let h = 6.0 * c as f64 / n as f64;
+    let x = 1.0 - ((h % 2.0) - 1.0).abs();
+    let (r, g, b) = match h as usize {
+        0 => (1.0, x, 0.0),
+        1 => (x, 1.0, 0.0),
+        2 => (0.0, 1.0, x),
+        3 => (0.0, x, 1.0),
+        4 => (x, 0.0, 1.0),
+        _ => (1.0, 0.0, x),
+    };
+    // 85% value: bright but legible on white.
+    let v = |t: f64| (t * 0.85 * 255.0).round() as u8;
+    (v(r), v(g), v(b))
+}
+
 /// Draws `points` coloured by `labels` (indices into `class_names`).
 pub fn save_scatter(
     path: &Path,
@@ -97,7 +120,7 @@ pub fn save_scatter(
             .len()
             .max(1 + *labels.iter().max().unwrap_or(&0) as usize);
         for c in 0..n_classes {
-            let (r, g, b) = PALETTE[c % PALETTE.len()];
+            let (r, g, b) = colour_of(c, n_classes);
             let colour = RGBColor(r, g, b);
             let pts: Vec<(f32, f32)> = points
                 .iter()

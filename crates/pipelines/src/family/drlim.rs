@@ -59,7 +59,7 @@ pub struct DrlimArgs {
     /// Known transformations: horizontal shifts in pixels (e.g. -6,-3,3,6);
     /// each side of a pair is seen shifted by one of them or not at all,
     /// and an image's shifted copies are its neighbours.
-    #[arg(long, value_delimiter = ',', allow_hyphen_values = true, value_parser = crate::opts::int(-1024, 1024))]
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true, value_parser = crate::opts::nonzero_int(1024))]
     pub shifts: Vec<i64>,
 }
 
