@@ -347,8 +347,11 @@ fn a_second_run_into_a_busy_folder_is_refused() {
         "vae",
         "--data",
         d.path().to_str().unwrap(),
+        // Killed below: as many epochs as it takes for the other commands
+        // to run while it holds the folder (50 finished first on a loaded
+        // machine).
         "--epochs",
-        "50",
+        "100000",
         "--hidden",
         "256",
         "--no-images",

@@ -122,7 +122,7 @@ fn demo_with_a_broken_pipeline_still_reports_and_the_report_renders_in_chromium(
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "a failed step must fail the demo");
     assert!(
-        err.contains("1 of 12 steps failed") && err.contains("mnist-conv-vae"),
+        err.contains("1 of 14 steps failed") && err.contains("mnist-conv-vae"),
         "{err}"
     );
     let steps: serde_json::Value =
