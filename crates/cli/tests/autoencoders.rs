@@ -464,6 +464,9 @@ fn drlim_trains_and_represent_scores_it_beside_the_baselines() {
             "2,5".into(),
             "--draws".into(),
             "2".into(),
+            // Quick probes: the bars are separable long before 2,000 steps.
+            "--probe-steps".into(),
+            "200".into(),
             "--out".into(),
             s(&rep),
         ];

@@ -645,7 +645,6 @@ pub fn knn_accuracy(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
 
     const CPU: (Kind, Device) = (Kind::Float, Device::Cpu);
 
@@ -997,77 +996,5 @@ mod tests {
                 "k {k}: {acc}"
             );
         }
-    }
-
-    /// Timings on 10,000 × 128 (run with `--ignored --nocapture`).
-    #[test]
-    #[ignore]
-    fn timing_10000_by_128() {
-        let (x, y) = random_set(10_000, 128, 10, 7);
-        let t = Instant::now();
-        let r = retrieval(&x, &y, 10);
-        println!("retrieval: {:.2} s {r:?}", t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        let d = distance_properties(&x, &y);
-        println!(
-            "distance_properties: {:.2} s {d:?}",
-            t.elapsed().as_secs_f64()
-        );
-        let t = Instant::now();
-        let l = kmeans_fit(&x, 10, 0, 3);
-        println!(
-            "kmeans k=10, 3 restarts: {:.2} s, {} iterations, NMI {:.4}, ARI {:.4}",
-            t.elapsed().as_secs_f64(),
-            l.iterations,
-            nmi(&l.labels, &y),
-            ari(&l.labels, &y)
-        );
-        let t = Instant::now();
-        let a = knn_accuracy(&x, &y, &x.narrow(0, 0, 2000), &y.narrow(0, 0, 2000), 5);
-        println!(
-            "knn 2000 × 10000: {:.2} s acc {a}",
-            t.elapsed().as_secs_f64()
-        );
-    }
-
-    /// Writes embedlab.json for `bench/represent_sklearn.py` from the
-    /// `.npy` files in `$REPRESENT_DIR` (run with `--ignored`): the linear
-    /// probe (default settings, or `$PROBE_STEPS`) on the full training set
-    /// and k-NN with k = 5.
-    #[test]
-    #[ignore]
-    fn export_for_sklearn_check() {
-        let Ok(dir) = std::env::var("REPRESENT_DIR") else {
-            eprintln!("REPRESENT_DIR not set: nothing to do");
-            return;
-        };
-        let dir = std::path::Path::new(&dir);
-        let load = |f: &str| Tensor::read_npy(dir.join(f)).expect("readable .npy");
-        let (xtr, ytr, xte, yte) = (
-            load("train_x.npy"),
-            load("train_y.npy"),
-            load("test_x.npy"),
-            load("test_y.npy"),
-        );
-        let mut cfg = ProbeConfig::default();
-        if let Ok(s) = std::env::var("PROBE_STEPS") {
-            cfg.steps = s.parse().expect("PROBE_STEPS is a number");
-        }
-        let classes = 1 + ytr.max().int64_value(&[]).max(yte.max().int64_value(&[]));
-        let t = Instant::now();
-        let probe = linear_probe(&xtr, &ytr, &xte, &yte, classes, &cfg);
-        let tp = t.elapsed().as_secs_f64();
-        let k = 5;
-        let t = Instant::now();
-        let acc = knn_accuracy(&xtr, &ytr, &xte, &yte, k);
-        let tk = t.elapsed().as_secs_f64();
-        let json = format!(
-            "{{\"probe_accuracy\": {}, \"probe_train_accuracy\": {}, \"knn_accuracy\": {acc}, \
-             \"k\": {k}, \"weight_decay\": {}, \"steps\": {}, \"lr\": {}, \
-             \"probe_seconds\": {tp:.3}, \"knn_seconds\": {tk:.3}}}\n",
-            probe.test_accuracy, probe.train_accuracy, cfg.weight_decay, cfg.steps, cfg.lr
-        );
-        std::fs::write(dir.join("embedlab.json"), &json).expect("writable folder");
-        print!("{json}");
     }
 }

@@ -78,6 +78,11 @@ pub struct RepresentArgs {
     /// spread of the baselines.
     #[arg(long, default_value_t = 3, value_parser = crate::opts::count(1, 100))]
     pub draws: usize,
+    /// Full-batch steps of each linear probe (its rate decays to 0 along a
+    /// cosine over them). At 2,000 the probe meets scikit-learn's optimum
+    /// (bench/represent_sklearn.py); fewer are quicker and a little low.
+    #[arg(long, default_value_t = 2000, value_parser = crate::opts::count(10, 1_000_000))]
+    pub probe_steps: usize,
     /// Score runs trained on other images of the same size (e.g. a model
     /// of MNIST on the shifted copies of MNIST's images).
     #[arg(long)]
@@ -102,6 +107,7 @@ impl Default for RepresentArgs {
             train_limit: 10_000,
             test_limit: 10_000,
             draws: 3,
+            probe_steps: 2000,
             other_data: false,
             export: None,
             out: OutArgs::default(),
@@ -182,7 +188,10 @@ fn score(
 ) -> Scores {
     let ftr = ftr.to_kind(Kind::Float).flatten(1, -1);
     let fte = fte.to_kind(Kind::Float).flatten(1, -1);
-    let cfg = probe_config(seed);
+    let cfg = ProbeConfig {
+        steps: a.probe_steps,
+        ..probe_config(seed)
+    };
     let t = Instant::now();
     let probe = 100.0 * linear_probe(&ftr, ytr, &fte, yte, classes, &cfg).test_accuracy;
     let t_probe = seconds_since(t);
@@ -422,7 +431,7 @@ pub fn run(a: &RepresentArgs, seed: i64, device: Device) -> Result<(PathBuf, Ben
                         &fte,
                         &test.y,
                         &scores[0],
-                        a.k,
+                        (a.k, a.probe_steps),
                     )?;
                 }
                 first = Some(fte);
@@ -745,7 +754,7 @@ fn export(
     fte: &Tensor,
     yte: &Tensor,
     s: &Scores,
-    k: i64,
+    (k, steps): (i64, usize),
 ) -> Result<()> {
     let d = dir.join(name);
     std::fs::create_dir_all(&d)?;
@@ -773,7 +782,7 @@ fn export(
             "knn_accuracy": s.knn,
             "k": k,
             "probe": {
-                "steps": probe_config(0).steps,
+                "steps": steps,
                 "lr": probe_config(0).lr,
                 "weight_decay": probe_config(0).weight_decay,
                 "cosine": true,
