@@ -397,6 +397,38 @@ fn count(n: u64) -> String {
     }
 }
 
+impl Subject {
+    /// A model whose weights grow with `--hidden` and `--latent` and whose
+    /// activations with `--batch-size` and `--hidden` (the autoencoders,
+    /// the WAEs, the GANs); None for sizes its constructor refuses anyway
+    /// (no hidden layer, no latent, a conv model of a size not divisible by 4).
+    pub fn widths_and_latent(
+        name: &str,
+        hidden: &[i64],
+        latent: i64,
+        conv: bool,
+        batch: i64,
+        shape: [i64; 3],
+        estimate: Estimate,
+    ) -> Option<Self> {
+        if hidden.is_empty() || latent < 1 || (conv && (shape[1] % 4 != 0 || shape[2] % 4 != 0)) {
+            return None;
+        }
+        Some(Subject {
+            name: name.into(),
+            options: vec![
+                ("--hidden".into(), widths(hidden)),
+                ("--latent".into(), latent.to_string()),
+                ("--batch-size".into(), batch.to_string()),
+            ],
+            weight_drivers: vec!["--hidden", "--latent"],
+            activation_drivers: vec!["--batch-size", "--hidden"],
+            shape,
+            estimate,
+        })
+    }
+}
+
 /// Widths as the command line spells them (`512,256`).
 pub fn widths(v: &[i64]) -> String {
     v.iter()

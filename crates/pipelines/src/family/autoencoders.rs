@@ -1,7 +1,7 @@
 //! The autoencoders: AE, VAE, and their label-conditioned versions.
 use super::{FamilyDef, Model};
 use crate::images::ImageFamily;
-use crate::memory::{widths, Subject};
+use crate::memory::Subject;
 use crate::Result;
 use clap::{ArgAction, Args, ValueEnum};
 use embedlab_data::ImageDataset;
@@ -136,23 +136,14 @@ impl FamilyDef for Autoencoders {
         vec![("model".into(), OptimConfig::adam(lr.unwrap_or(1e-3)))]
     }
     fn memory(c: &AeConfig, batch: i64) -> Option<Subject> {
-        if c.hidden.is_empty()
-            || c.latent < 1
-            || (c.arch == Arch::Conv && (c.height % 4 != 0 || c.width % 4 != 0))
-        {
-            return None;
-        }
-        Some(Subject {
-            name: c.name().into(),
-            options: vec![
-                ("--hidden".into(), widths(&c.hidden)),
-                ("--latent".into(), c.latent.to_string()),
-                ("--batch-size".into(), batch.to_string()),
-            ],
-            weight_drivers: vec!["--hidden", "--latent"],
-            activation_drivers: vec!["--batch-size", "--hidden"],
-            shape: [c.channels, c.height, c.width],
-            estimate: c.estimate(),
-        })
+        Subject::widths_and_latent(
+            c.name(),
+            &c.hidden,
+            c.latent,
+            c.arch == Arch::Conv,
+            batch,
+            [c.channels, c.height, c.width],
+            c.estimate(),
+        )
     }
 }

@@ -1,7 +1,7 @@
 //! The GANs: DCGAN, WGAN-GP, SN-GAN, the class-conditional SN-GAN.
 use super::{FamilyDef, Model};
 use crate::images::ImageFamily;
-use crate::memory::{widths, Subject};
+use crate::memory::Subject;
 use crate::Result;
 use clap::{Args, ValueEnum};
 use embedlab_data::ImageDataset;
@@ -135,23 +135,14 @@ impl FamilyDef for Gans {
         ]
     }
     fn memory(c: &GanConfig, batch: i64) -> Option<Subject> {
-        if c.hidden.is_empty()
-            || c.latent < 1
-            || (c.arch == GanArch::Conv && (c.height % 4 != 0 || c.width % 4 != 0))
-        {
-            return None;
-        }
-        Some(Subject {
-            name: c.name().into(),
-            options: vec![
-                ("--hidden".into(), widths(&c.hidden)),
-                ("--latent".into(), c.latent.to_string()),
-                ("--batch-size".into(), batch.to_string()),
-            ],
-            weight_drivers: vec!["--hidden", "--latent"],
-            activation_drivers: vec!["--batch-size", "--hidden"],
-            shape: [c.channels, c.height, c.width],
-            estimate: c.estimate(),
-        })
+        Subject::widths_and_latent(
+            c.name(),
+            &c.hidden,
+            c.latent,
+            c.arch == GanArch::Conv,
+            batch,
+            [c.channels, c.height, c.width],
+            c.estimate(),
+        )
     }
 }

@@ -102,29 +102,21 @@ impl FamilyDef for Waes {
         g
     }
     fn memory(c: &WaeConfig, batch: i64) -> Option<Subject> {
-        if c.hidden.is_empty()
-            || c.latent < 1
-            || (c.arch == Arch::Conv && (c.height % 4 != 0 || c.width % 4 != 0))
-        {
-            return None;
-        }
-        let mut options = vec![
-            ("--hidden".to_string(), widths(&c.hidden)),
-            ("--latent".into(), c.latent.to_string()),
-        ];
-        let mut weight_drivers = vec!["--hidden", "--latent"];
+        let mut s = Subject::widths_and_latent(
+            c.name(),
+            &c.hidden,
+            c.latent,
+            c.arch == Arch::Conv,
+            batch,
+            [c.channels, c.height, c.width],
+            c.estimate(),
+        )?;
         if c.penalty == Penalty::Gan {
-            options.push(("--zdisc-hidden".into(), widths(&c.zdisc_hidden)));
-            weight_drivers.push("--zdisc-hidden");
+            // The latent discriminator's widths, before the batch size.
+            s.options
+                .insert(2, ("--zdisc-hidden".into(), widths(&c.zdisc_hidden)));
+            s.weight_drivers.push("--zdisc-hidden");
         }
-        options.push(("--batch-size".into(), batch.to_string()));
-        Some(Subject {
-            name: c.name().into(),
-            options,
-            weight_drivers,
-            activation_drivers: vec!["--batch-size", "--hidden"],
-            shape: [c.channels, c.height, c.width],
-            estimate: c.estimate(),
-        })
+        Some(s)
     }
 }
