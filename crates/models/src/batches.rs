@@ -12,6 +12,16 @@ pub struct Split {
     pub y: Tensor,
 }
 
+/// The indices [`Split::spread`] takes of `len` items for `n`: evenly
+/// spaced, all of them when `n` ≥ `len`.
+pub fn spread_indices(len: i64, n: i64) -> Vec<i64> {
+    if n >= len {
+        (0..len).collect()
+    } else {
+        (0..n).map(|i| i * len / n).collect()
+    }
+}
+
 impl Split {
     pub fn from_images(set: &ImageSet, device: Device) -> Self {
         let x = Tensor::from_slice(&set.pixels)
@@ -50,8 +60,7 @@ impl Split {
         if n >= len {
             return self.head(len);
         }
-        let idx: Vec<i64> = (0..n).map(|i| i * len / n).collect();
-        let idx = Tensor::from_slice(&idx).to_device(self.x.device());
+        let idx = Tensor::from_slice(&spread_indices(len, n)).to_device(self.x.device());
         Split {
             x: self.x.index_select(0, &idx),
             y: self.y.index_select(0, &idx),

@@ -19,7 +19,7 @@ use embedlab_metrics::probe::{linear_probe, ProbeConfig};
 use embedlab_metrics::represent::{
     ari, distance_properties, few_label_probe, kmeans, knn_accuracy, nmi, retrieval,
 };
-use embedlab_models::batches::Split;
+use embedlab_models::batches::{spread_indices, Split};
 use embedlab_models::capabilities::{encode_all, Encode, Pca, Pixels};
 use embedlab_reports::projection::pca_2d;
 use embedlab_reports::scatter::save_scatter;
@@ -290,15 +290,6 @@ impl Encode for RandomProjection {
     }
     fn encode(&self, x: &Tensor, _y: Option<&Tensor>) -> embedlab_models::Result<Tensor> {
         Ok(x.flatten(1, -1).to_kind(Kind::Float).matmul(&self.w))
-    }
-}
-
-/// The indices [`Split::spread`] takes of `len` images for `n`.
-fn spread_indices(len: i64, n: i64) -> Vec<i64> {
-    if n >= len {
-        (0..len).collect()
-    } else {
-        (0..n).map(|i| i * len / n).collect()
     }
 }
 
