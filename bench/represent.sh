@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# The reduced representation benchmark of docs/representations.md.
+# The representation benchmark of docs/representations.md: every
+# representation on one data set (D=data/mnist or data/fashion-mnist), three
+# seeds of each learned one, then the scikit-learn self-check.
+# A run folder that already holds a finished run (report.json) is kept, so
+# an interrupted script continues where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=./target/release/embedlab
@@ -8,16 +12,34 @@ N=$(basename $D)
 R=${OUT:-runs/represent}/$N
 mkdir -p $R
 common="--data $D --train-limit 10000 --valid 1000 --no-images --iwae-k 0"
+# train NAME SEED MODEL OPTIONS...: one run, unless it finished before.
+train() {
+  local name=$1 s=$2; shift 2
+  local dir=$R/$name-s$s
+  [ -f $dir/report.json ] && return 0
+  echo "$(date +%T) $name seed $s"
+  $B --seed $s train "$@" $common --out $dir --overwrite >$R/$name-s$s.log 2>&1
+}
 for s in 0 1 2; do
-  $B --seed $s train ae $common --epochs 5 --out $R/ae-s$s --overwrite >/dev/null 2>&1
-  $B --seed $s train vae $common --epochs 5 --out $R/vae-s$s --overwrite >/dev/null 2>&1
-  $B --seed $s train classifier $common --epochs 2 --out $R/classifier-s$s --overwrite >/dev/null 2>&1
-  $B --seed $s train drlim $common --epochs 20 --graph knn --out $R/drlim-knn-s$s --overwrite >/dev/null 2>&1
-  $B --seed $s train drlim $common --epochs 20 --graph labels --out $R/drlim-labels-s$s --overwrite >/dev/null 2>&1
+  train ae $s ae --epochs 5
+  train linear-ae $s ae --linear --epochs 5
+  train vae $s vae --epochs 5
+  train beta-vae $s vae --beta 4 --epochs 5
+  train cvae $s cvae --epochs 5
+  train wae-mmd $s wae-mmd --epochs 5
+  train wae-gan $s wae-gan --epochs 5
+  train classifier $s classifier --epochs 2
+  train drlim-knn $s drlim --epochs 20 --graph knn
+  train drlim-labels $s drlim --epochs 20 --graph labels
+  train glow $s glow --epochs 3
+  train dcgan $s dcgan --epochs 5
 done
 runs=""
 for d in $R/*-s?; do runs="$runs --run $d"; done
-$B represent --data $D $runs --out $R/represent --overwrite --export $R/export
+echo "$(date +%T) scoring"
+# SCORE: scoring options (docs' Fashion-MNIST table: "--train-limit 5000
+# --test-limit 5000 --labels 10,100 --draws 2", for time).
+$B represent --data $D $runs ${SCORE:-} --out $R/represent --overwrite --export $R/export
 # The self-check: scikit-learn's LogisticRegression and KNeighborsClassifier
 # on the exported pixel and PCA features (a venv of its own, nothing system-wide).
 V=${SKVENV:-/tmp/skvenv}

@@ -416,9 +416,10 @@ fn a_second_run_into_a_busy_folder_is_refused() {
 }
 
 /// DrLIM trains through the registry like every family; `represent`
-/// scores its codes beside pixels, PCA and a random projection, pools two
-/// seeds of one model into one row, and refuses a run trained on other
-/// images before writing anything.
+/// scores its codes beside pixels, PCA and a random projection (and a
+/// linear AE's code and a GAN discriminator's features), pools two seeds of
+/// one model into one row, and refuses a run trained on other images before
+/// writing anything.
 #[test]
 fn drlim_trains_and_represent_scores_it_beside_the_baselines() {
     let d = tempfile::tempdir().unwrap();
@@ -454,6 +455,28 @@ fn drlim_trains_and_represent_scores_it_beside_the_baselines() {
     let out = train("0", &r0, &["--graph", "labels", "--shifts", "-2,2"]);
     assert!(out.contains("graph: same label, shifts −2,2"), "{out}");
     train("1", &r1, &["--graph", "labels", "--shifts", "-2,2"]);
+    let (lin, gan) = (d.path().join("linear-ae"), d.path().join("dcgan"));
+    let data_s = s(&data);
+    for (out, model) in [
+        (&lin, &["ae", "--linear", "--latent", "4"][..]),
+        (&gan, &["dcgan", "--arch", "mlp", "--hidden", "16"][..]),
+    ] {
+        let o = s(out);
+        let mut a = vec!["train"];
+        a.extend_from_slice(model);
+        a.extend([
+            "--data",
+            &data_s,
+            "--epochs",
+            "1",
+            "--iwae-k",
+            "0",
+            "--no-images",
+            "--out",
+            &o,
+        ]);
+        ok(&embedlab(&a));
+    }
     let rep = d.path().join("rep");
     let args = |runs: &[&Path]| {
         let mut a = vec![
@@ -479,23 +502,44 @@ fn drlim_trains_and_represent_scores_it_beside_the_baselines() {
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
         embedlab(&a)
     };
-    let out = ok(&run(args(&[&r0, &r1])));
+    let out = ok(&run(args(&[&r0, &r1, &lin, &gan])));
     for want in [
         "pixels",
         "pca",
         "random",
         "drlim (2 seeds)",
+        "linear-ae",
+        "dcgan",
         "probe, 5/class %",
         "within/between",
     ] {
         assert!(out.contains(want), "no {want:?} in:\n{out}");
     }
     let r = report(&rep);
-    assert_eq!(r["tables"][0]["rows"].as_array().unwrap().len(), 4);
+    assert_eq!(r["tables"][0]["rows"].as_array().unwrap().len(), 6);
     let bench = json(&rep.join("represent.json"));
-    let drlim = &bench["rows"][3];
+    let row = |name: &str| {
+        bench["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"].as_str().unwrap().starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} row in {bench}"))
+            .clone()
+    };
+    let drlim = row("drlim");
     assert_eq!(drlim["scores"].as_array().unwrap().len(), 2);
     assert_eq!(drlim["scores"][0]["dim"], 2);
+    assert_eq!(row("linear-ae")["scores"][0]["dim"], 4);
+    let dcgan = row("dcgan");
+    assert_eq!(dcgan["scores"][0]["dim"], 16);
+    assert!(
+        dcgan["what"]
+            .as_str()
+            .unwrap()
+            .contains("discriminator's features"),
+        "{dcgan}"
+    );
     // The bars are separable: pixels' k-NN gets them all right.
     assert!(
         bench["rows"][0]["scores"][0]["knn"].as_f64().unwrap() > 95.0,

@@ -87,7 +87,12 @@ impl AeConfig {
         if self.latent < 1 {
             return bad(format!("latent size {} must be at least 1", self.latent));
         }
-        if self.hidden.is_empty() || self.hidden.iter().any(|&h| h < 1) {
+        // No hidden layer is an MLP's linear autoencoder; the conv models
+        // need their fully connected width.
+        if self.hidden.is_empty() && self.arch == Arch::Conv {
+            return bad("the conv models need a hidden width (their fully connected layer's): a linear autoencoder is an MLP".into());
+        }
+        if self.hidden.iter().any(|&h| h < 1) {
             return bad(format!("hidden widths {:?} must be positive", self.hidden));
         }
         if self.arch == Arch::Conv && (self.height % 4 != 0 || self.width % 4 != 0) {
@@ -473,6 +478,7 @@ impl AutoEncoder {
     /// "MLP 512-256" or "conv, fc 512".
     pub fn arch_label(&self) -> String {
         match self.cfg.arch {
+            Arch::Mlp if self.cfg.hidden.is_empty() => "linear".to_string(),
             Arch::Mlp => format!("MLP {}", crate::layers::widths(&self.cfg.hidden)),
             Arch::Conv => format!("conv, fc {}", self.cfg.hidden[0]),
         }
@@ -682,6 +688,43 @@ mod tests {
             width: 8,
             classes: 4,
         }
+    }
+
+    #[test]
+    fn with_no_hidden_layer_the_code_is_an_affine_map_of_the_pixels() {
+        // libtorch's generator is global: one seeded test at a time.
+        let _l = embedlab_testkit::seeded();
+        tch::manual_seed(1);
+        let mut cfg = tiny(Family::Ae, Arch::Mlp, false, Likelihood::Bernoulli);
+        cfg.hidden = vec![];
+        let m = AutoEncoder::new(cfg.clone(), Device::Cpu).unwrap();
+        // encoder 64·3 + 3, decoder 3·64 + 64
+        let params: i64 =
+            m.vs.trainable_variables()
+                .iter()
+                .map(|t| t.numel() as i64)
+                .sum();
+        assert_eq!(params, 64 * 3 + 3 + 3 * 64 + 64);
+        assert!(
+            m.describe().starts_with("AE (linear, latent 3"),
+            "{}",
+            m.describe()
+        );
+        let o = (Kind::Float, Device::Cpu);
+        let (a, b) = (Tensor::rand([4, 1, 8, 8], o), Tensor::rand([4, 1, 8, 8], o));
+        let mix = &a * 0.3 + &b * 0.7;
+        let e = |x: &Tensor| m.embed(x, None).unwrap();
+        let gap = (e(&mix) - e(&a) * 0.3 - e(&b) * 0.7)
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(gap < 1e-5, "{gap}");
+        cfg.arch = Arch::Conv;
+        let err = AutoEncoder::new(cfg, Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("linear autoencoder is an MLP"), "{err}");
     }
 
     #[test]

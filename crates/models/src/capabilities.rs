@@ -92,8 +92,15 @@ pub trait ImageModel {
     fn describe(&self) -> String;
     /// The number of classes it was built for.
     fn classes(&self) -> i64;
+    /// The encoder whose codes the decoder (if any) takes back to images.
     fn encoder(&self) -> Option<&dyn Encode> {
         None
+    }
+    /// A representation of images for the representation benchmark: the
+    /// encoder's code, or features that are no decoder's input (a GAN's
+    /// discriminator).
+    fn representation(&self) -> Option<&dyn Encode> {
+        self.encoder()
     }
     fn decoder(&self) -> Option<&dyn Decode> {
         None

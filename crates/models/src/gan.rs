@@ -11,7 +11,7 @@
 //! round configurable) then `gen` (the generator, which reuses the round's
 //! last batch for its size and labels).
 use crate::batches::Split;
-use crate::capabilities::{Decode, ImageModel, Prior, Sample};
+use crate::capabilities::{Decode, Encode, ImageModel, Prior, Sample};
 use crate::error::{ModelError, Result};
 use crate::layers::{lrelu, Layer};
 use embedlab_train::{Batch, Group, Losses, Progress, Selection, Trainable};
@@ -275,8 +275,19 @@ impl Gan {
 
     /// The discriminator's (critic's) score per image.
     pub fn discriminate(&self, x: &Tensor, y: Option<&Tensor>, train: bool) -> Result<Tensor> {
+        let f = self.disc_features(x, train)?;
+        let mut s = self.head.forward(&f).squeeze_dim(1);
+        if let (Some(e), Some(y)) = (&self.embed, self.labels(y)?) {
+            s += (e.index_select(0, y) * &f).sum_dim_intlist(1, false, Kind::Float);
+        }
+        Ok(s)
+    }
+
+    /// The discriminator's penultimate features (what its last layer, and
+    /// the conditional model's class projection, score), n × features.
+    pub fn disc_features(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let n = x.size()[0];
-        let f = match &self.disc {
+        Ok(match &self.disc {
             Disc::Mlp(layers) => {
                 let mut h = x.reshape([n, -1]);
                 for l in layers {
@@ -294,12 +305,12 @@ impl Gan {
                 };
                 lrelu(&h)?.flatten(1, -1)
             }
-        };
-        let mut s = self.head.forward(&f).squeeze_dim(1);
-        if let (Some(e), Some(y)) = (&self.embed, self.labels(y)?) {
-            s += (e.index_select(0, y) * &f).sum_dim_intlist(1, false, Kind::Float);
-        }
-        Ok(s)
+        })
+    }
+
+    /// The width of [`Gan::disc_features`].
+    fn feature_dim(&self) -> i64 {
+        self.head.w.size()[1]
     }
 
     fn disc_layers(&self) -> Vec<&Layer> {
@@ -504,6 +515,29 @@ impl Sample for Gan {
     }
 }
 
+/// The discriminator's penultimate features as a representation (Radford
+/// et al. 2016 probe a DCGAN's discriminator features the same way). They
+/// need no label, the conditional model's included: its class projection
+/// comes after them.
+impl Encode for Gan {
+    fn code_dim(&self) -> i64 {
+        self.feature_dim()
+    }
+    fn what(&self) -> String {
+        format!(
+            "{} features before its last layer",
+            match self.cfg.kind {
+                GanKind::WganGp => "the critic's",
+                _ => "the discriminator's",
+            }
+        )
+    }
+    fn encode(&self, x: &Tensor, _y: Option<&Tensor>) -> Result<Tensor> {
+        let _g = tch::no_grad_guard();
+        self.disc_features(&x.to_kind(self.head.w.kind()), false)
+    }
+}
+
 impl ImageModel for Gan {
     fn name(&self) -> String {
         self.cfg.name().into()
@@ -523,6 +557,12 @@ impl ImageModel for Gan {
     }
     fn classes(&self) -> i64 {
         self.cfg.classes
+    }
+    /// Not `encoder`: the features are no input of the generator, so the
+    /// encoder–decoder tools (reconstructions, encoded interpolations) do
+    /// not apply.
+    fn representation(&self) -> Option<&dyn Encode> {
+        Some(self)
     }
     fn decoder(&self) -> Option<&dyn Decode> {
         Some(self)
@@ -583,6 +623,36 @@ mod tests {
                 if g.cfg.conditional() {
                     assert!(g.sample(5, None, 1.0).is_err());
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn the_encoder_gives_the_features_the_last_layer_scores() {
+        // libtorch's generator is global: one seeded test at a time.
+        let _l = embedlab_testkit::seeded();
+        tch::manual_seed(4);
+        let x = Tensor::rand([5, 1, 8, 8], (Kind::Float, Device::Cpu));
+        let y = Tensor::from_slice(&[0i64, 1, 2, 1, 0]);
+        for kind in [GanKind::Dcgan, GanKind::Cgan] {
+            for (arch, dim) in [(GanArch::Mlp, 6), (GanArch::Conv, 2 * 8 * 2 * 2)] {
+                let g = Gan::new(tiny(kind, arch), Device::Cpu).unwrap();
+                assert!(g.encoder().is_none(), "its features are no latent code");
+                let enc = g.representation().expect("a GAN has a representation");
+                assert!(!enc.needs_labels());
+                let f = enc.encode(&x, None).unwrap();
+                assert_eq!(f.size(), [5, dim], "{kind:?} {arch:?}");
+                // The score is the head's affine map of these features (plus,
+                // conditionally, the class embedding's inner product with them).
+                let _g = tch::no_grad_guard();
+                let yy = g.cfg.conditional().then_some(&y);
+                let mut s = f.matmul(&g.head.weight().tr()).squeeze_dim(1) + &g.head.b;
+                if let Some(e) = &g.embed {
+                    s += (e.index_select(0, &y) * &f).sum_dim_intlist(1, false, Kind::Float);
+                }
+                let d = g.discriminate(&x, yy, false).unwrap();
+                let gap = (s - d).abs().max().double_value(&[]);
+                assert!(gap < 1e-5, "{kind:?} {arch:?}: {gap}");
             }
         }
     }

@@ -1,8 +1,9 @@
 //! `embedlab represent`: the representation benchmark. Every
 //! representation it is given — raw pixels, PCA, a random projection, and
 //! the code of any trained run whose model encodes (autoencoders, VAEs,
-//! WAEs, the classifier's h(x), DrLIM, a flow's latents) — is scored on the
-//! same test images with the same tools: linear probes with every label
+//! WAEs, the classifier's h(x), DrLIM, a flow's latents) or has features (a
+//! GAN's discriminator) — is scored on the same test images with the same
+//! tools: linear probes with every label
 //! and with a few labels a class, k-NN, query by image (precision@10,
 //! mAP), k-means (NMI, ARI), and the course's two distance properties
 //! (within- over between-class distance, the share of images whose nearest
@@ -14,7 +15,7 @@ use crate::variations::{read_factors, Factors};
 use crate::{PipelineError, Result};
 use clap::{Args, ValueEnum};
 use embedlab_data::ImageDataset;
-use embedlab_metrics::factors::{linear_readout_r2, nn_same_factor};
+use embedlab_metrics::factors::{best_circular_coordinate, linear_readout_r2, nn_same_factor};
 use embedlab_metrics::probe::{linear_probe, ProbeConfig};
 use embedlab_metrics::represent::{
     ari, distance_properties, few_label_probe, kmeans, knn_accuracy, nmi, retrieval,
@@ -150,6 +151,11 @@ pub struct FactorScore {
     pub name: String,
     pub nn_same: f64,
     pub r2: f64,
+    /// A circular factor (an angle): the circular-linear correlation of the
+    /// angle with the coordinate that follows it best (1 for a map whose
+    /// coordinate is a cosine wave of the angle, as on a ring).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circular_r: Option<f64>,
 }
 
 /// A representation: what it is and its scores, one per run or draw.
@@ -258,6 +264,13 @@ fn factor_scores(fte: &Tensor, factors: &Factors, picked: &[i64]) -> Vec<FactorS
                 name: factors.names[j].clone(),
                 nn_same: 100.0 * nn_same_factor(&f, &values),
                 r2: linear_readout_r2(&f, &values, period),
+                circular_r: period.map(|p| {
+                    let rad: Vec<f64> = values
+                        .iter()
+                        .map(|v| v / p * std::f64::consts::TAU)
+                        .collect();
+                    best_circular_coordinate(&f, &rad).1
+                }),
             }
         })
         .collect()
@@ -330,11 +343,11 @@ pub fn run(a: &RepresentArgs, seed: i64, device: Device) -> Result<(PathBuf, Ben
     let mut loaded = vec![];
     for dir in &a.runs {
         let r = load_run(dir, device)?;
-        if r.model.encoder().is_none() {
+        if r.model.representation().is_none() {
             return Err(PipelineError::file(
                 dir,
                 format!(
-                    "holds a {} run, whose model has no encoder: it gives no representation",
+                    "holds a {} run, whose model has no encoder or features: it gives no representation",
                     r.cfg.model_name()
                 ),
             ));
@@ -364,6 +377,7 @@ pub fn run(a: &RepresentArgs, seed: i64, device: Device) -> Result<(PathBuf, Ben
         s
     };
     let run = RunDir::create_with_inputs(KIND, a.out.out.as_deref(), reuse, a, &inputs)?;
+    crate::progress::show_notes(&run);
     let mut rows: Vec<Row> = vec![];
     let mut maps: Vec<(String, Tensor)> = vec![];
     let draw_seed = |i: usize| {
@@ -455,7 +469,7 @@ pub fn run(a: &RepresentArgs, seed: i64, device: Device) -> Result<(PathBuf, Ben
         let mut name = String::new();
         for (j, &i) in members.iter().enumerate() {
             let (dir, r) = &loaded[i];
-            let enc = r.model.encoder().expect("checked above");
+            let enc = r.model.representation().expect("checked above");
             let sp = spinner(format!("scoring {}", dir.display()));
             let (ftr, fte, secs) = encode_both(enc, &train, &test)?;
             let mut s = score(
@@ -569,9 +583,18 @@ pub fn table(b: &Benchmark, labels: &[usize]) -> Table {
         .and_then(|r| r.scores.first())
         .map(|s| s.factors.iter().map(|f| f.name.clone()).collect())
         .unwrap_or_default();
-    for n in &factor_names {
+    let circular: Vec<bool> = b
+        .rows
+        .first()
+        .and_then(|r| r.scores.first())
+        .map(|s| s.factors.iter().map(|f| f.circular_r.is_some()).collect())
+        .unwrap_or_default();
+    for (n, &c) in factor_names.iter().zip(&circular) {
         columns.push(format!("NN same {n} %"));
         columns.push(format!("R² {n}"));
+        if c {
+            columns.push(format!("circular-linear r {n}"));
+        }
     }
     let rows = b
         .rows
@@ -605,6 +628,15 @@ pub fn table(b: &Benchmark, labels: &[usize]) -> Table {
                 let r2 = col(&|s| s.factors.get(j).map(|f| f.r2).unwrap_or(f64::NAN));
                 row.push(cell(&nn, 1));
                 row.push(cell(&r2, 3));
+                if circular[j] {
+                    let r = col(&|s| {
+                        s.factors
+                            .get(j)
+                            .and_then(|f| f.circular_r)
+                            .unwrap_or(f64::NAN)
+                    });
+                    row.push(cell(&r, 3));
+                }
             }
             row
         })
@@ -781,4 +813,44 @@ fn export(
         }),
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 18 angles × 3 shifts, mapped to a ring (the angle) on an axis (the
+    /// shift): every factor score at its best; a map that drops the angle
+    /// loses its two angle scores and keeps the shift's.
+    #[test]
+    fn factor_scores_of_a_cylinder_and_of_a_map_without_the_angle() {
+        let mut test = vec![];
+        let mut rows = vec![];
+        for a in 0..18 {
+            for s in 0..3 {
+                let deg = 20.0 * a as f64;
+                let t = deg.to_radians();
+                test.push(vec![deg, s as f64]);
+                rows.push([(t + 0.7).cos() as f32, (t + 0.7).sin() as f32, s as f32]);
+            }
+        }
+        let factors = Factors {
+            names: vec!["angle".into(), "shift".into()],
+            circular: vec![true, false],
+            periods: vec![360.0, 0.0],
+            train: test.clone(),
+            test,
+        };
+        let n = rows.len() as i64;
+        let picked: Vec<i64> = (0..n).collect();
+        let cylinder = Tensor::from_slice(&rows.concat()).view([n, 3]);
+        let s = factor_scores(&cylinder, &factors, &picked);
+        assert_eq!(s.len(), 2);
+        assert!(s[0].r2 > 0.999 && s[0].circular_r.unwrap() > 0.999, "{s:?}");
+        assert!(s[1].r2 > 0.999 && s[1].circular_r.is_none(), "{s:?}");
+        let no_angle = cylinder.narrow(1, 2, 1);
+        let s = factor_scores(&no_angle, &factors, &picked);
+        assert!(s[0].r2 < 0.01 && s[0].circular_r.unwrap() < 0.01, "{s:?}");
+        assert!(s[1].r2 > 0.999, "{s:?}");
+    }
 }

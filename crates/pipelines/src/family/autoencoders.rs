@@ -47,6 +47,12 @@ pub struct AeArgs {
     /// fully connected layer).
     #[arg(long, value_delimiter = ',', default_values_t = Self::default().hidden, value_parser = crate::opts::int(1, 65_536))]
     pub hidden: Vec<i64>,
+    /// No hidden layers (MLP only; --hidden is then unused): the code is a
+    /// linear map of the pixels and the output's logits a linear map of the
+    /// code — the 8-3-8 network's idea at image scale.
+    #[arg(long, conflicts_with = "hidden")]
+    #[serde(default)]
+    pub linear: bool,
     #[arg(long, value_enum, default_value_t = Self::default().likelihood)]
     pub likelihood: LikelihoodArg,
     /// Dynamic binarisation for the Bernoulli likelihood.
@@ -66,6 +72,7 @@ impl Default for AeArgs {
             arch: ArchArg::Mlp,
             latent: 20,
             hidden: vec![512, 256],
+            linear: false,
             likelihood: LikelihoodArg::Bernoulli,
             binarize: true,
             beta: 1.0,
@@ -111,7 +118,7 @@ impl FamilyDef for Autoencoders {
             family,
             conditional: model.starts_with('c'),
             arch: o.arch.arch(),
-            hidden: o.hidden.clone(),
+            hidden: if o.linear { vec![] } else { o.hidden.clone() },
             latent: o.latent,
             likelihood,
             binarize: o.binarize && likelihood == Likelihood::Bernoulli,
