@@ -56,6 +56,7 @@ pub fn run(a: &IdentityArgs, seed: i64) -> Result<(PathBuf, IdentityResult)> {
         reuse,
         &serde_json::json!({"identity": a, "train": cfg}),
     )?;
+    crate::progress::show_notes(&run);
     tch::manual_seed(seed);
     let mut net = IdentityNet::new(IdentityConfig::default(), Device::Cpu)?;
     let data = net.data(STEPS_PER_EPOCH);

@@ -424,6 +424,7 @@ pub fn train_new(req: &TrainRequest, device: Device) -> Result<TrainOutcome> {
     // leaves nothing behind.
     let splits = cfg.splits(&ds, device)?;
     let run = RunDir::create_with_inputs(KIND, req.out.out.as_deref(), reuse, &cfg, &inputs)?;
+    crate::progress::show_notes(&run);
     run_training(run, cfg, ds, splits, false, device)
 }
 
@@ -952,6 +953,7 @@ impl LoadedRun {
 /// configuration, checking that its images are still those it was made from.
 pub fn open_run(dir: &Path) -> Result<(RunDir, RunConfig)> {
     let run = RunDir::open(dir)?;
+    crate::progress::show_notes(&run);
     if run.info.kind != KIND {
         return Err(PipelineError::file(
             dir,

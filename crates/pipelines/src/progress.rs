@@ -95,3 +95,12 @@ pub fn parse_range(s: &str) -> Result<(usize, usize), String> {
     }
     Ok((a, b))
 }
+
+/// Shows what opening a run folder did that the user must know (what an
+/// `--overwrite` removed, outputs sent elsewhere for a read-only run): the
+/// train crate records these, the pipelines print them.
+pub fn show_notes(run: &embedlab_train::RunDir) {
+    for n in run.notes() {
+        eprintln!("{n}");
+    }
+}

@@ -54,6 +54,9 @@ pub struct RunDir {
     /// Holds the folder's lock while this value lives (None: opened read
     /// only, nothing written into it).
     _lock: Option<File>,
+    /// What opening the folder did that the user must be told (files an
+    /// --overwrite removed, outputs sent elsewhere); the caller shows them.
+    notes: Vec<String>,
 }
 
 /// What a run was run on, saved beside its config at every start.
@@ -327,12 +330,13 @@ impl RunDir {
         let lock = lock(&path)?;
         // Checked again under the lock: what is there now is what goes.
         let remove = Self::target_entries(&path, kind, reuse, inputs)?;
+        let mut notes = vec![];
         if !remove.is_empty() {
-            eprintln!(
+            notes.push(format!(
                 "--overwrite: removing the {kind} run in {}: {}",
                 path.display(),
                 names(&remove)
-            );
+            ));
             for p in remove {
                 let ft = std::fs::symlink_metadata(&p).map_err(|e| TrainError::io(&p, e))?;
                 let r = if ft.is_dir() {
@@ -354,6 +358,7 @@ impl RunDir {
             path,
             info,
             _lock: Some(lock),
+            notes,
         };
         run.write_json(CONFIG, config)?;
         run.write_json("env.json", &Env::current())?;
@@ -458,6 +463,7 @@ impl RunDir {
             Err(e) => return Err(e),
         };
         let info = read_info(path)?;
+        let mut notes = vec![];
         let out = match lock {
             Some(_) => {
                 remove_temporaries(path);
@@ -477,11 +483,11 @@ impl RunDir {
                     std::fs::create_dir_all(&t).map_err(|e| TrainError::io(&t, e))?;
                     t
                 };
-                eprintln!(
+                notes.push(format!(
                     "{} is read-only for this user: opened without writing into it; this command's outputs go to {}",
                     path.display(),
                     out.display()
-                );
+                ));
                 out
             }
         };
@@ -490,7 +496,14 @@ impl RunDir {
             info,
             out,
             _lock: lock,
+            notes,
         })
+    }
+
+    /// What opening the folder did that the user must be told: files an
+    /// `--overwrite` removed, outputs sent elsewhere for a read-only run.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
     }
 
     /// Whether this process writes into the run folder itself.

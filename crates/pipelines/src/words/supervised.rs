@@ -487,6 +487,7 @@ pub fn run_supervised(
         args,
         &inputs,
     )?;
+    crate::progress::show_notes(&run);
     let (train, test, (dstats, tstats, ranks)) = pairs(args, src, tgt)?;
     let word_pairs = |p: &[(usize, usize)]| Dictionary {
         pairs: p

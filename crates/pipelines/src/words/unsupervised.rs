@@ -335,6 +335,7 @@ pub fn run_unsupervised(
             )?
         }
     };
+    crate::progress::show_notes(&run);
     let (ps, pt) = args.prep.sides("renorm,center,renorm")?;
     RunPrep::write(&run, &args.emb, &ps, &pt)?;
     let (x, _) = ps.apply(&src, device)?;
