@@ -11,7 +11,7 @@ demo: setup data build
 
 test: setup data
 	./scripts/setup-chromium.sh
-	cargo test --workspace -- --include-ignored
+	./scripts/test.sh
 	cargo clippy --workspace --all-targets -- -D warnings
 
 setup:
