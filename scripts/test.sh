@@ -9,10 +9,13 @@
 # failing fails the command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Build every test binary first (the same build the suite's run reuses).
-built=$(cargo test --workspace --no-run 2>&1) || { echo "$built"; exit 1; }
-bin=$(grep -o 'target/debug/deps/real_rotation-[0-9a-f]*' <<<"$built" | head -1)
-[ -x "$bin" ] || { echo "test.sh: no real_rotation test binary in cargo's output:"; echo "$built"; exit 1; }
+# Build every test binary first (the same build the suite's run reuses),
+# its output shown as it comes.
+built=$(mktemp)
+cargo test --workspace --no-run 2>&1 | tee "$built"
+bin=$(grep -o 'target/debug/deps/real_rotation-[0-9a-f]*' "$built" | head -1)
+rm -f "$built"
+[ -x "$bin" ] || { echo "test.sh: no real_rotation test binary in cargo's output above"; exit 1; }
 log=$(mktemp)
 ( cd crates/align && OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 exec "../../$bin" --include-ignored ) >"$log" 2>&1 &
 pid=$!

@@ -577,22 +577,22 @@ pub fn table(b: &Benchmark, labels: &[usize]) -> Table {
         ]
         .map(String::from),
     );
-    let factor_names: Vec<String> = b
+    // Each known factor's name, and whether it is circular (has an r).
+    let factors: Vec<(String, bool)> = b
         .rows
         .first()
         .and_then(|r| r.scores.first())
-        .map(|s| s.factors.iter().map(|f| f.name.clone()).collect())
+        .map(|s| {
+            s.factors
+                .iter()
+                .map(|f| (f.name.clone(), f.circular_r.is_some()))
+                .collect()
+        })
         .unwrap_or_default();
-    let circular: Vec<bool> = b
-        .rows
-        .first()
-        .and_then(|r| r.scores.first())
-        .map(|s| s.factors.iter().map(|f| f.circular_r.is_some()).collect())
-        .unwrap_or_default();
-    for (n, &c) in factor_names.iter().zip(&circular) {
+    for (n, c) in &factors {
         columns.push(format!("NN same {n} %"));
         columns.push(format!("R² {n}"));
-        if c {
+        if *c {
             columns.push(format!("circular-linear r {n}"));
         }
     }
@@ -623,12 +623,12 @@ pub fn table(b: &Benchmark, labels: &[usize]) -> Table {
             row.push(cell(&col(&|s| s.nn_other_class), 1));
             row.push(cell(&col(&|s| s.encode_seconds), 1));
             row.push(r.scores.len().to_string());
-            for (j, _) in factor_names.iter().enumerate() {
+            for (j, (_, circular)) in factors.iter().enumerate() {
                 let nn = col(&|s| s.factors.get(j).map(|f| f.nn_same).unwrap_or(f64::NAN));
                 let r2 = col(&|s| s.factors.get(j).map(|f| f.r2).unwrap_or(f64::NAN));
                 row.push(cell(&nn, 1));
                 row.push(cell(&r2, 3));
-                if circular[j] {
+                if *circular {
                     let r = col(&|s| {
                         s.factors
                             .get(j)
