@@ -879,6 +879,7 @@ mod tests {
 
     #[test]
     fn hand_written_backward_matches_autograd() {
+        let _one = embedlab_testkit::seeded();
         let vs = nn::VarStore::new(Device::Cpu);
         let mut d0 = Discriminator::new(&vs, 6, 16, 2, 0.0);
         {
@@ -934,6 +935,7 @@ mod tests {
 
     #[test]
     fn input_dropout_scales_kept_inputs() {
+        let _one = embedlab_testkit::seeded();
         tch::manual_seed(42);
         let vs = nn::VarStore::new(Device::Cpu);
         let d = Discriminator::new(&vs, 1000, 4, 1, 0.5);

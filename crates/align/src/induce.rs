@@ -146,6 +146,7 @@ mod tests {
 
     #[test]
     fn mutual_pairs_of_a_permuted_copy_are_the_permutation() {
+        let _one = embedlab_testkit::seeded();
         tch::manual_seed(5);
         let n = 400;
         let x = Tensor::randn([n, 16], (Kind::Float, Device::Cpu));

@@ -215,6 +215,7 @@ mod tests {
 
     #[test]
     fn procrustes_recovers_a_known_rotation_exactly() {
+        let _one = embedlab_testkit::seeded();
         tch::manual_seed(7);
         let d = 40;
         let x = Tensor::randn([300, d], (Kind::Float, Device::Cpu));
@@ -230,6 +231,7 @@ mod tests {
 
     #[test]
     fn semi_orthogonal_when_dimensions_differ() {
+        let _one = embedlab_testkit::seeded();
         tch::manual_seed(8);
         let x = Tensor::randn([200, 20], (Kind::Float, Device::Cpu));
         let y = Tensor::randn([200, 30], (Kind::Float, Device::Cpu));
@@ -241,6 +243,7 @@ mod tests {
 
     #[test]
     fn least_squares_refuses_fewer_pairs_than_dimensions() {
+        let _one = embedlab_testkit::seeded();
         let x = Tensor::randn([5, 10], (Kind::Float, Device::Cpu));
         let e = least_squares(&x, &x, 0.0).unwrap_err().to_string();
         assert!(e.contains("5 pairs in 10 dimensions"), "{e}");
@@ -248,6 +251,7 @@ mod tests {
 
     #[test]
     fn least_squares_recovers_a_known_linear_map() {
+        let _one = embedlab_testkit::seeded();
         tch::manual_seed(9);
         let x = Tensor::randn([500, 10], (Kind::Float, Device::Cpu));
         let a = Tensor::randn([10, 25], (Kind::Float, Device::Cpu));
@@ -258,6 +262,7 @@ mod tests {
 
     #[test]
     fn orthogonalize_step_pulls_towards_orthogonal() {
+        let _one = embedlab_testkit::seeded();
         tch::manual_seed(10);
         let r = random_rotation(16);
         let w = &r + Tensor::randn([16, 16], (Kind::Float, Device::Cpu)) * 0.01;
@@ -276,6 +281,7 @@ mod tests {
 
     #[test]
     fn multistep_without_reweighting_is_procrustes_between_whitened_spaces() {
+        let _one = embedlab_testkit::seeded();
         // With an exact rotation, whitening both sides and mapping recovers
         // pairs exactly; with reweight 0 and de-whitening the composite maps
         // send paired rows onto each other.

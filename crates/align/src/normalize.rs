@@ -88,6 +88,7 @@ mod tests {
 
     #[test]
     fn chain_parses_and_applies() {
+        let _one = embedlab_testkit::seeded();
         let n: Normalization = "renorm,center,renorm".parse().unwrap();
         assert_eq!(n.0, vec![NormStep::Unit, NormStep::Center, NormStep::Unit]);
         assert_eq!(n.to_string(), "renorm,center,renorm");

@@ -57,6 +57,7 @@ mod tests {
 
     #[test]
     fn recovers_a_low_rank_subspace() {
+        let _one = embedlab_testkit::seeded();
         tch::manual_seed(1);
         let opts = (Kind::Float, tch::Device::Cpu);
         // 3-D data embedded in 10-D plus tiny noise: 3 components explain ~everything.

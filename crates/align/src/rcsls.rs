@@ -128,6 +128,7 @@ mod tests {
 
     #[test]
     fn gradient_matches_finite_differences() {
+        let _one = embedlab_testkit::seeded();
         tch::manual_seed(21);
         let opts = (Kind::Double, Device::Cpu);
         let xs = unit_rows(&Tensor::randn([20, 5], opts));
@@ -160,6 +161,7 @@ mod tests {
 
     #[test]
     fn lowers_the_loss_and_keeps_singular_values_at_most_one() {
+        let _one = embedlab_testkit::seeded();
         tch::manual_seed(22);
         let opts = (Kind::Float, Device::Cpu);
         let x = unit_rows(&Tensor::randn([300, 8], opts));

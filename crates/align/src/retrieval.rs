@@ -246,6 +246,7 @@ mod tests {
 
     #[test]
     fn csls_equals_brute_force() {
+        let _one = embedlab_testkit::seeded();
         tch::manual_seed(3);
         let (ns, nt, d, k) = (37, 29, 6, 5);
         let src = Tensor::randn([ns, d], (Kind::Float, Device::Cpu));
@@ -277,6 +278,7 @@ mod tests {
 
     #[test]
     fn nn_finds_identical_vectors_and_blocks_agree() {
+        let _one = embedlab_testkit::seeded();
         tch::manual_seed(4);
         let x = Tensor::randn([3000, 8], (Kind::Float, Device::Cpu));
         let perm = Tensor::randperm(3000, (Kind::Int64, Device::Cpu));

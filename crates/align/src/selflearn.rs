@@ -234,6 +234,7 @@ mod tests {
 
     #[test]
     fn recovers_a_permuted_rotated_copy_without_any_seed() {
+        let _one = embedlab_testkit::seeded();
         tch::manual_seed(31);
         let (n, d) = (400, 12);
         let norm: Normalization = "renorm,center,renorm".parse().unwrap();

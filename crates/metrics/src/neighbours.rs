@@ -34,6 +34,7 @@ mod tests {
 
     #[test]
     fn matches_brute_force() {
+        let _one = embedlab_testkit::seeded();
         tch::manual_seed(0);
         let base = Tensor::randn([300, 7], (Kind::Float, Device::Cpu));
         let q = Tensor::randn([20, 7], (Kind::Float, Device::Cpu));

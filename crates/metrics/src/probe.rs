@@ -107,6 +107,7 @@ mod tests {
 
     #[test]
     fn separable_classes_are_found_and_xor_is_not() {
+        let _one = embedlab_testkit::seeded();
         tch::manual_seed(0);
         let n = 400;
         // Three Gaussian blobs in 5-d: linearly separable.

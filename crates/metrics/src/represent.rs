@@ -739,6 +739,7 @@ mod tests {
 
     #[test]
     fn retrieval_matches_brute_force() {
+        let _one = embedlab_testkit::seeded();
         let (x, y) = random_set(300, 6, 4, 1);
         for k in [1usize, 5, 40] {
             let r = retrieval(&x, &y, k as i64);
@@ -760,6 +761,7 @@ mod tests {
 
     #[test]
     fn distance_properties_match_brute_force() {
+        let _one = embedlab_testkit::seeded();
         let (x, y) = random_set(250, 5, 3, 2);
         let r = distance_properties(&x, &y);
         let blocked = distance_properties_blocked(&x, &y, 13 * 250);
@@ -858,6 +860,7 @@ mod tests {
 
     #[test]
     fn kmeans_recovers_blobs_deterministically() {
+        let _one = embedlab_testkit::seeded();
         tch::manual_seed(3);
         let n = 600;
         let y = Tensor::arange(n, (Kind::Int64, Device::Cpu)).remainder(4);
@@ -896,6 +899,7 @@ mod tests {
 
     #[test]
     fn kmeans_survives_duplicates_and_empty_clusters() {
+        let _one = embedlab_testkit::seeded();
         // Three distinct points, k = 5: clusters must run empty; the run
         // ends and every label is valid. k = n works too.
         let x = Tensor::from_slice(&[0f32, 0., 0., 1., 1., 1., 5., 5., 5., 5.]).view([10, 1]);
@@ -929,6 +933,7 @@ mod tests {
 
     #[test]
     fn few_label_probe_learns_from_few_labels() {
+        let _one = embedlab_testkit::seeded();
         tch::manual_seed(4);
         let gen = |n: i64| {
             let y = Tensor::arange(n, (Kind::Int64, Device::Cpu)).remainder(3);
@@ -971,6 +976,7 @@ mod tests {
 
     #[test]
     fn knn_accuracy_matches_brute_force() {
+        let _one = embedlab_testkit::seeded();
         let (xtr, ytr) = random_set(400, 5, 4, 5);
         let (xte, yte) = random_set(150, 5, 4, 6);
         let tr = matrix(&xtr);

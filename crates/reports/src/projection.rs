@@ -86,6 +86,7 @@ mod tests {
 
     #[test]
     fn pca_finds_the_plane_of_the_data() {
+        let _one = embedlab_testkit::seeded();
         tch::manual_seed(0);
         // Points on a plane in 6-d: the 2-D map keeps all distances.
         let basis = Tensor::linalg_qr(
@@ -111,6 +112,7 @@ mod tests {
 
     #[test]
     fn tsne_keeps_clusters_apart() {
+        let _one = embedlab_testkit::seeded();
         tch::manual_seed(1);
         // Three tight clusters in 10-d.
         let centres = Tensor::randn([3, 10], (Kind::Float, Device::Cpu)) * 10.0;

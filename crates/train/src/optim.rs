@@ -696,6 +696,7 @@ mod tests {
     /// parameter (float32, several steps), with and without weight decay.
     #[test]
     fn fused_kernel_matches_the_op_by_op_update() {
+        let _one = embedlab_testkit::seeded();
         for (wd, decoupled) in [(0.0, false), (0.01, false), (0.01, true)] {
             tch::manual_seed(0);
             let p1 = Tensor::randn([300_000], (Kind::Float, Device::Cpu)).set_requires_grad(true);
