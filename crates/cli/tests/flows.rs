@@ -4,7 +4,7 @@
 //! `flow-check` (round trip and log-determinants against the brute-force
 //! Jacobian; the residual blocks' Lipschitz constants), `eval --on` another
 //! image set, and bad input.
-use embedlab_testkit::{fails, json, metric, ok, report, write_idx_dataset};
+use embedlab_testkit::{fails, json, metric, ok, report, run_in, write_idx_dataset};
 use std::path::Path;
 use std::process::Output;
 
@@ -199,15 +199,29 @@ fn bad_flow_options_are_refused_naming_them() {
     let data = d.path().join("data");
     write_idx_dataset(&data, 60, 20, 8);
     let s = data.to_str().unwrap();
-    let e = fails(&embedlab(&["train", "glow", "--data", s, "--levels", "4"]));
+    // Refused when the model is built, before the run's folder (none given:
+    // runs/train-<time> in the working directory) exists.
+    let cwd = d.path().join("cwd");
+    std::fs::create_dir(&cwd).unwrap();
+    let bin = env!("CARGO_BIN_EXE_embedlab");
+    let e = fails(&run_in(
+        bin,
+        &cwd,
+        &["train", "glow", "--data", s, "--levels", "4"],
+    ));
     assert!(e.contains("divisible by 16"), "{e}");
     // Out-of-range values are refused by the parser (usage errors, exit 2).
     for (kind, opt, v) in [("iresnet", "--coeff", "1"), ("realnvp", "--alpha", "0.5")] {
-        let o = embedlab(&["train", kind, "--data", s, opt, v]);
+        let o = run_in(bin, &cwd, &["train", kind, "--data", s, opt, v]);
         let e = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{e}");
         assert!(e.contains(opt) && !e.contains("panicked"), "{e}");
     }
+    assert_eq!(
+        std::fs::read_dir(&cwd).unwrap().count(),
+        0,
+        "a refused run left a folder"
+    );
     let e = fails(&embedlab(&["flow-check", d.path().to_str().unwrap()]));
     assert!(!e.is_empty());
 }

@@ -423,9 +423,18 @@ pub fn train_new(req: &TrainRequest, device: Device) -> Result<TrainOutcome> {
     // The split is made before the folder, so that a size it refuses
     // leaves nothing behind.
     let splits = cfg.splits(&ds, device)?;
+    // So is the model: what building it refuses (a size its layers cannot
+    // take) leaves no folder either.
+    let model = build_model(&cfg, device)?;
     let run = RunDir::create_with_inputs(KIND, req.out.out.as_deref(), reuse, &cfg, &inputs)?;
     crate::progress::show_notes(&run);
-    run_training(run, cfg, ds, splits, false, device)
+    run_training(run, cfg, model, ds, splits, false, device)
+}
+
+/// The run's model, its weights drawn from the run's seed.
+fn build_model(cfg: &RunConfig, device: Device) -> Result<Box<dyn ImageFamily>> {
+    tch::manual_seed(cfg.train.seed);
+    crate::memory::guard(|| cfg.model.build(device))
 }
 
 /// The classifier that will score a run's samples, checked before the
@@ -506,13 +515,15 @@ pub fn resume(
     cfg.check_data()?;
     let ds = load_data(&cfg.data.path)?;
     let splits = cfg.splits(&ds, device)?;
+    let model = build_model(&cfg, device)?;
     run.record_env()?;
-    run_training(run, cfg, ds, splits, true, device)
+    run_training(run, cfg, model, ds, splits, true, device)
 }
 
 fn run_training(
     run: RunDir,
     mut cfg: RunConfig,
+    mut model: Box<dyn ImageFamily>,
     ds: ImageDataset,
     splits: Splits,
     resume: bool,
@@ -522,8 +533,6 @@ fn run_training(
     cfg.data.valid_images = splits.valid.len();
     cfg.data.test_images = splits.test.len();
     run.write_json(CONFIG, &cfg)?;
-    tch::manual_seed(cfg.train.seed);
-    let mut model = crate::memory::guard(|| cfg.model.build(device))?;
     eprintln!(
         "{} ({} parameters) on {:?}; run folder {}",
         model.describe(),

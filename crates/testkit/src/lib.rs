@@ -1,4 +1,4 @@
-//! embedlab's shared test kit (a dev-dependency of the other crates'
+//! embedlab's shared test kit (a dev-dependency of the other crates' unit and
 //! integration tests): tiny generated datasets in every image format, word
 //! vectors with a known map between them, a runner for the `embedlab`
 //! binary, and readers of run folders.
@@ -183,6 +183,17 @@ pub fn rotated_pair(dir: &Path, n: i64, d: i64, noise: f64) -> (PathBuf, PathBuf
 /// with one libtorch thread.
 pub fn run(bin: &str, args: &[&str]) -> Output {
     Command::new(bin)
+        .args(["--threads", "1"])
+        .args(args)
+        .output()
+        .expect("run embedlab")
+}
+
+/// [`run`] with `dir` as the working directory (where a command without
+/// `--out` puts its run folder).
+pub fn run_in(bin: &str, dir: &Path, args: &[&str]) -> Output {
+    Command::new(bin)
+        .current_dir(dir)
         .args(["--threads", "1"])
         .args(args)
         .output()
