@@ -51,6 +51,26 @@ fn supervised_procrustes_recovers_a_rotation_then_translates_and_exports() {
         .as_str()
         .unwrap()
         .contains("translation examples"));
+    // Hubness of both methods over the first 600 source words (all of
+    // them) and their top 10 of 600 targets. The map is a near-exact
+    // rotation, so nearly every target is in its own source word's top 10.
+    let hub = &r["tables"][1];
+    assert!(hub["title"].as_str().unwrap().starts_with("Hubness"), "{hub}");
+    assert_eq!(hub["rows"].as_array().unwrap().len(), 2, "{hub}");
+    for m in ["NN", "CSLS"] {
+        assert!(metric(&r, &format!("{m} hubness (N_10 skewness)")).is_finite());
+        let never = metric(&r, &format!("{m}: targets in no top 10"));
+        assert!((0.0..2.0).contains(&never), "{m}: {never}");
+    }
+    let logged = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let hub_events: Vec<serde_json::Value> = logged
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "hubness")
+        .collect();
+    assert_eq!(hub_events.len(), 2);
+    assert_eq!(hub_events[0]["hubness"]["queries"], 600);
+    assert_eq!(hub_events[0]["hubness"]["k"], 10);
     for f in [
         "run.json",
         "config.json",

@@ -3,12 +3,15 @@
 //! Representations: a linear probe
 //! ([`probe`]) and exact nearest neighbours ([`neighbours`]). Word translation: precision@k of a mapped
 //! space against a test dictionary, as MUSE computes it (a source word counts
-//! as correct at k when any of its gold translations is among its top k).
+//! as correct at k when any of its gold translations is among its top k),
+//! and the hubness of a retrieval ([`hubness`]).
 pub mod factors;
 pub mod generative;
+pub mod hubness;
 pub mod neighbours;
 pub mod probe;
 pub mod represent;
 pub mod retrieval;
 
+pub use hubness::{hubness, Hubness};
 pub use retrieval::{precision_at_k, Precision};

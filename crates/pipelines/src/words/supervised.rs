@@ -11,7 +11,7 @@ use embedlab_align::supervised::{fit_supervised, FitConfig, Iteration, Prep, Sel
 use embedlab_align::{MapMethod, Normalization, Retrieval, Space};
 use embedlab_data::fingerprint::{fingerprint, Fingerprint};
 use embedlab_data::{DictFormat, Dictionary, EmbeddingFormat, Embeddings, LoadOptions};
-use embedlab_metrics::{precision_at_k, Precision};
+use embedlab_metrics::{hubness, precision_at_k, Hubness, Precision};
 use embedlab_train::{Better, Report, Table};
 use embedlab_train::{Reuse, RunDir};
 use serde::{Deserialize, Serialize};
@@ -467,6 +467,33 @@ fn hold_out(train: &[(usize, usize)], fraction: f64) -> Result<(Pairs, Pairs)> {
 /// The methods every evaluation reports.
 pub const EVAL_RETRIEVALS: [Retrieval; 2] = [Retrieval::Nn, Retrieval::Csls { k: 10 }];
 pub const EVAL_KS: [usize; 3] = [1, 5, 10];
+/// Hubness is measured on the top 10 targets of the most frequent 10,000
+/// source words (rows are in frequency order), with every method above.
+pub const HUB_K: usize = 10;
+pub const HUB_QUERIES: usize = 10_000;
+const HUB_SHOWN: usize = 10;
+
+/// The hubness of each evaluation method in `space`, with the words of the
+/// most retrieved targets; logged to the run's metrics.
+pub fn hubness_rows(
+    run: &RunDir,
+    space: &mut Space,
+    tgt: &Embeddings,
+) -> Result<Vec<(Hubness, Vec<(String, usize)>)>> {
+    let queries: Vec<usize> = (0..(space.src.size()[0] as usize).min(HUB_QUERIES)).collect();
+    let mut out = vec![];
+    for r in EVAL_RETRIEVALS {
+        let h = hubness(space, &queries, r, HUB_K, HUB_SHOWN)?;
+        run.log(&serde_json::json!({"event": "hubness", "hubness": h}))?;
+        let words = h
+            .hubs
+            .iter()
+            .map(|&(t, c)| (tgt.word(t).to_string(), c))
+            .collect();
+        out.push((h, words));
+    }
+    Ok(out)
+}
 
 /// Runs the whole supervised pipeline on loaded embeddings and writes the run folder.
 pub fn run_supervised(
@@ -629,6 +656,7 @@ pub fn run_supervised(
         precision.push(p);
     }
     let examples = write_examples(&run, &mut space, &test, src, tgt, 20, 5)?;
+    let hubs = hubness_rows(&run, &mut space, tgt)?;
     pb.finish_and_clear();
     let evaluate = t.elapsed().as_secs_f64();
 
@@ -678,6 +706,7 @@ pub fn run_supervised(
         .to_lowercase(),
         &report.precision,
         &examples,
+        &hubs,
         serde_json::to_value(&report)?,
     );
     r.metric(
@@ -708,22 +737,28 @@ pub fn file_name(p: &Path) -> String {
         .unwrap_or_else(|| p.display().to_string())
 }
 
+/// The metrics' name of a retrieval method.
+fn method_name(retrieval: &str) -> &'static str {
+    if retrieval.starts_with("csls") {
+        "CSLS"
+    } else {
+        "NN"
+    }
+}
+
 /// The report every word-translation run writes: precision@k with NN and
-/// CSLS, and the translation examples as a table.
+/// CSLS, the translation examples as a table, and each method's hubness.
 pub fn word_report(
     kind: &str,
     title: String,
     precision: &[Precision],
     examples: &[Example],
+    hubs: &[(Hubness, Vec<(String, usize)>)],
     details: serde_json::Value,
 ) -> Report {
     let mut r = Report::new(kind, super::SECTION, title);
     for p in precision {
-        let name = if p.retrieval.starts_with("csls") {
-            "CSLS"
-        } else {
-            "NN"
-        };
+        let name = method_name(&p.retrieval);
         for k in EVAL_KS {
             if let Some(v) = p.at.get(&k) {
                 r.metric(&format!("{name} P@{k}"), *v, "%", Better::Higher)
@@ -765,6 +800,59 @@ pub fn word_report(
             columns,
             rows,
             highlight,
+            open: false,
+        });
+    }
+    if let Some((h0, _)) = hubs.first() {
+        let mut rows = vec![];
+        for (h, words) in hubs {
+            let name = method_name(&h.retrieval);
+            let note = format!(
+                "k-occurrence of {} targets in the top {} of the first {} source words",
+                h.targets, h.k, h.queries
+            );
+            r.metric(
+                &format!("{name} hubness (N_{} skewness)", h.k),
+                h.skewness,
+                "",
+                Better::Lower,
+            )
+            .with_note(note);
+            r.metric(
+                &format!("{name}: targets in no top {}", h.k),
+                h.never_retrieved,
+                "%",
+                Better::Neither,
+            );
+            let hubs = words
+                .iter()
+                .map(|(w, c)| format!("{w} ({c})"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            rows.push(vec![
+                name.to_string(),
+                format!("{:.2}", h.skewness),
+                format!("{:.1}", h.never_retrieved),
+                format!("{:.1}", h.top_share),
+                hubs,
+            ]);
+        }
+        r.tables.push(Table {
+            title: format!(
+                "Hubness: how often each of the {} targets is among the top {} of the first {} source words (N_{}); a right-skewed N_{} means hubs",
+                h0.targets, h0.k, h0.queries, h0.k, h0.k
+            ),
+            columns: [
+                "retrieval",
+                "skewness of N_k",
+                "targets in no top k %",
+                "top-k slots taken by the top 1% of targets %",
+                "most retrieved targets (N_k)",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rows,
+            highlight: vec![],
             open: false,
         });
     }

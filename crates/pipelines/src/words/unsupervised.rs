@@ -358,6 +358,11 @@ pub fn run_unsupervised(
         }
     };
     save_map(&run.file("map.safetensors"), &map)?;
+    let hubs = super::supervised::hubness_rows(
+        &run,
+        &mut Space::new(&map.map_src(&x), &map.map_tgt(&z))?,
+        &tgt,
+    )?;
     let (precision, test, examples) = match &args.dict_test {
         None => (vec![], None, vec![]),
         Some(p) => evaluate(
@@ -392,6 +397,7 @@ pub fn run_unsupervised(
         ),
         &report.precision,
         &examples,
+        &hubs,
         serde_json::to_value(&report)?,
     );
     if let Some(a) = &report.adversarial {
