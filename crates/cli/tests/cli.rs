@@ -55,7 +55,10 @@ fn supervised_procrustes_recovers_a_rotation_then_translates_and_exports() {
     // them) and their top 10 of 600 targets. The map is a near-exact
     // rotation, so nearly every target is in its own source word's top 10.
     let hub = &r["tables"][1];
-    assert!(hub["title"].as_str().unwrap().starts_with("Hubness"), "{hub}");
+    assert!(
+        hub["title"].as_str().unwrap().starts_with("Hubness"),
+        "{hub}"
+    );
     assert_eq!(hub["rows"].as_array().unwrap().len(), 2, "{hub}");
     for m in ["NN", "CSLS"] {
         assert!(metric(&r, &format!("{m} hubness (N_10 skewness)")).is_finite());

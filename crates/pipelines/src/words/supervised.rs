@@ -473,13 +473,12 @@ pub const HUB_K: usize = 10;
 pub const HUB_QUERIES: usize = 10_000;
 const HUB_SHOWN: usize = 10;
 
+/// One retrieval method's hubness, with the words of its worst hubs.
+pub type HubRow = (Hubness, Vec<(String, usize)>);
+
 /// The hubness of each evaluation method in `space`, with the words of the
 /// most retrieved targets; logged to the run's metrics.
-pub fn hubness_rows(
-    run: &RunDir,
-    space: &mut Space,
-    tgt: &Embeddings,
-) -> Result<Vec<(Hubness, Vec<(String, usize)>)>> {
+pub fn hubness_rows(run: &RunDir, space: &mut Space, tgt: &Embeddings) -> Result<Vec<HubRow>> {
     let queries: Vec<usize> = (0..(space.src.size()[0] as usize).min(HUB_QUERIES)).collect();
     let mut out = vec![];
     for r in EVAL_RETRIEVALS {
@@ -753,7 +752,7 @@ pub fn word_report(
     title: String,
     precision: &[Precision],
     examples: &[Example],
-    hubs: &[(Hubness, Vec<(String, usize)>)],
+    hubs: &[HubRow],
     details: serde_json::Value,
 ) -> Report {
     let mut r = Report::new(kind, super::SECTION, title);
