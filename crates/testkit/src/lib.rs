@@ -182,11 +182,7 @@ pub fn rotated_pair(dir: &Path, n: i64, d: i64, noise: f64) -> (PathBuf, PathBuf
 /// Runs the `embedlab` binary `bin` (a test's `env!("CARGO_BIN_EXE_embedlab")`)
 /// with one libtorch thread.
 pub fn run(bin: &str, args: &[&str]) -> Output {
-    Command::new(bin)
-        .args(["--threads", "1"])
-        .args(args)
-        .output()
-        .expect("run embedlab")
+    run_in(bin, Path::new("."), args)
 }
 
 /// [`run`] with `dir` as the working directory (where a command without

@@ -823,7 +823,7 @@ pub fn word_report(
                 "%",
                 Better::Neither,
             );
-            let hubs = words
+            let worst = words
                 .iter()
                 .map(|(w, c)| format!("{w} ({c})"))
                 .collect::<Vec<_>>()
@@ -833,7 +833,7 @@ pub fn word_report(
                 format!("{:.2}", h.skewness),
                 format!("{:.1}", h.never_retrieved),
                 format!("{:.1}", h.top_share),
-                hubs,
+                worst,
             ]);
         }
         r.tables.push(Table {

@@ -358,23 +358,14 @@ pub fn run_unsupervised(
         }
     };
     save_map(&run.file("map.safetensors"), &map)?;
-    let hubs = super::supervised::hubness_rows(
-        &run,
-        &mut Space::new(&map.map_src(&x), &map.map_tgt(&z))?,
-        &tgt,
-    )?;
+    // One mapped space for the evaluation and the hubness (which share its
+    // CSLS terms).
+    let mut space = Space::new(&map.map_src(&x), &map.map_tgt(&z))?;
     let (precision, test, examples) = match &args.dict_test {
         None => (vec![], None, vec![]),
-        Some(p) => evaluate(
-            args,
-            p,
-            &src,
-            &tgt,
-            &map.map_src(&x),
-            &map.map_tgt(&z),
-            &run,
-        )?,
+        Some(p) => evaluate(args, p, &src, &tgt, &mut space, &run)?,
     };
+    let hubs = super::supervised::hubness_rows(&run, &mut space, &tgt)?;
     let report = UnsupervisedReport {
         method: args.method,
         self_learning,
@@ -542,8 +533,7 @@ fn evaluate(
     path: &Path,
     src: &Embeddings,
     tgt: &Embeddings,
-    xs: &Tensor,
-    zs: &Tensor,
+    space: &mut Space,
     run: &RunDir,
 ) -> Result<(
     Vec<PrecisionAtK>,
@@ -562,13 +552,12 @@ fn evaluate(
             path.display()
         );
     }
-    let mut space = Space::new(xs, zs)?;
     let mut out = vec![];
     for m in EVAL_RETRIEVALS {
-        let p = precision_at_k(&mut space, &pairs, m, &EVAL_KS)?;
+        let p = precision_at_k(space, &pairs, m, &EVAL_KS)?;
         run.log(&serde_json::json!({"event": "precision", "retrieval": p.retrieval, "at": p.at, "queries": p.queries}))?;
         out.push(p);
     }
-    let examples = write_examples(run, &mut space, &pairs, src, tgt, 20, 5)?;
+    let examples = write_examples(run, space, &pairs, src, tgt, 20, 5)?;
     Ok((out, Some(r.stats), examples))
 }
