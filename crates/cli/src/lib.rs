@@ -131,6 +131,10 @@ enum AlignCmd {
     /// similarity structure alone or from identical strings, or MUSE's
     /// adversarial mapping.
     Unsupervised(Box<words::unsupervised::UnsupervisedArgs>),
+    /// How far two spaces are from isomorphic (what the unsupervised
+    /// methods assume): eigenvector similarity, a Gromov–Hausdorff
+    /// estimate, relational similarity.
+    Isomorphism(Box<words::isomorphism::IsomorphismArgs>),
 }
 
 #[derive(Subcommand, Debug)]
@@ -202,6 +206,7 @@ pub fn run() -> Result<()> {
         Cmd::Align(AlignCmd::Unsupervised(a)) => {
             cmd::words::unsupervised(a, &matches, cli.seed, device)?
         }
+        Cmd::Align(AlignCmd::Isomorphism(a)) => cmd::words::isomorphism(a)?,
         Cmd::Translate(a) => cmd::words::translate(a, device)?,
         Cmd::Export(a) => words::translate::export(a, device)?,
         Cmd::Convert(c) => words::convert::convert(c, device)?,

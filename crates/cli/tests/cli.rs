@@ -569,3 +569,114 @@ fn runs_remember_their_inputs_by_absolute_path_and_fingerprint() {
         "{err}"
     );
 }
+
+/// `align isomorphism`: a rotated noisy copy scores as nearly isomorphic, an
+/// unrelated space of the same words does not; the JSON holds what was
+/// printed; bad input is named and writes nothing.
+#[test]
+fn isomorphism_tells_a_rotated_copy_from_an_unrelated_space() {
+    let d = tempfile::tempdir().unwrap();
+    let (src, tgt, dict) = rotated_pair(d.path(), 400, 16, 0.01);
+    let other = d.path().join("other.vec");
+    tch::manual_seed(7);
+    let words: Vec<String> = (0..400).map(|i| format!("t{i}")).collect();
+    let z = Tensor::randn([400, 16], (Kind::Float, Device::Cpu));
+    write_vec(&other, &words, &(&z * &z * &z));
+    let measure = |tgt: &std::path::Path, json: &std::path::Path| {
+        let o = embedlab(&[
+            "--threads",
+            "1",
+            "align",
+            "isomorphism",
+            "--src",
+            src.to_str().unwrap(),
+            "--tgt",
+            tgt.to_str().unwrap(),
+            "--dict",
+            dict.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+        ]);
+        let t = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(o.status.success(), "{t}");
+        assert!(
+            t.contains("eigenvector similarity") && t.contains("400 translation pairs"),
+            "{t}"
+        );
+        embedlab_testkit::json(json)["measures"].clone()
+    };
+    let near = measure(&tgt, &d.path().join("near.json"));
+    let far = measure(&other, &d.path().join("far.json"));
+    let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap();
+    assert!(f(&near, "relational_similarity") > 0.99, "{near}");
+    assert!(f(&far, "relational_similarity").abs() < 0.1, "{far}");
+    assert!(
+        f(&near, "gromov_hausdorff") < 0.05 * f(&far, "gromov_hausdorff"),
+        "{near} {far}"
+    );
+    assert!(
+        near["evs"]["value"].as_f64().unwrap() < far["evs"]["value"].as_f64().unwrap(),
+        "{near} {far}"
+    );
+    // Without a dictionary the relational similarity is left out, as null.
+    let o = embedlab(&[
+        "--threads",
+        "1",
+        "align",
+        "isomorphism",
+        "--src",
+        src.to_str().unwrap(),
+        "--tgt",
+        tgt.to_str().unwrap(),
+        "--json",
+        d.path().join("nodict.json").to_str().unwrap(),
+    ]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("needs --dict"));
+    assert!(
+        embedlab_testkit::json(&d.path().join("nodict.json"))["measures"]["relational_similarity"]
+            .is_null()
+    );
+    // A dictionary none of whose words are in the vocabularies, and an
+    // impossible size: named, and no JSON written.
+    let bad = d.path().join("bad.txt");
+    std::fs::write(&bad, "zz yy\n").unwrap();
+    let j = d.path().join("refused.json");
+    let e = fails(&embedlab(&[
+        "align",
+        "isomorphism",
+        "--src",
+        src.to_str().unwrap(),
+        "--tgt",
+        tgt.to_str().unwrap(),
+        "--dict",
+        bad.to_str().unwrap(),
+        "--json",
+        j.to_str().unwrap(),
+    ]));
+    assert!(
+        e.contains("bad.txt") && e.contains("translation pairs"),
+        "{e}"
+    );
+    let o = embedlab(&[
+        "align",
+        "isomorphism",
+        "--src",
+        src.to_str().unwrap(),
+        "--tgt",
+        tgt.to_str().unwrap(),
+        "--evs-words",
+        "2",
+        "--json",
+        j.to_str().unwrap(),
+    ]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.code() == Some(2) && e.contains("--evs-words"),
+        "{e}"
+    );
+    assert!(!j.exists());
+}

@@ -4,10 +4,12 @@
 //! ([`probe`]) and exact nearest neighbours ([`neighbours`]). Word translation: precision@k of a mapped
 //! space against a test dictionary, as MUSE computes it (a source word counts
 //! as correct at k when any of its gold translations is among its top k),
-//! and the hubness of a retrieval ([`hubness`]).
+//! the hubness of a retrieval ([`hubness`]), and how far two spaces are from
+//! isomorphic ([`isomorphism`]).
 pub mod factors;
 pub mod generative;
 pub mod hubness;
+pub mod isomorphism;
 pub mod neighbours;
 pub mod probe;
 pub mod represent;

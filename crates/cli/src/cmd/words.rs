@@ -1,12 +1,22 @@
 //! `embedlab align`, `translate`: word translation, printed.
 use anyhow::Result;
 use clap::ArgMatches;
+use embedlab_pipelines::words::isomorphism::{
+    isomorphism as measure_isomorphism, table as isomorphism_table, IsomorphismArgs,
+};
 use embedlab_pipelines::words::supervised::{precision_table, run_supervised, SupervisedArgs};
 use embedlab_pipelines::words::translate::{translate as run_translate, TranslateArgs};
 use embedlab_pipelines::words::unsupervised::{
     run_unsupervised, UnsupervisedArgs, UnsupervisedMethod,
 };
 use tch::Device;
+
+pub fn isomorphism(a: &IsomorphismArgs) -> Result<()> {
+    let (src, tgt) = a.emb.load()?;
+    let r = measure_isomorphism(a, &src, &tgt)?;
+    print!("{}", isomorphism_table(&r));
+    Ok(())
+}
 
 pub fn supervised(a: &SupervisedArgs, device: Device) -> Result<()> {
     let (src, tgt) = a.emb.load()?;

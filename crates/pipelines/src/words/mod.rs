@@ -1,5 +1,6 @@
 //! Word translation with word embeddings.
 pub mod convert;
+pub mod isomorphism;
 pub mod supervised;
 pub mod translate;
 pub mod unsupervised;
