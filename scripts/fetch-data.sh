@@ -19,7 +19,9 @@
 #   scripts/fetch-data.sh ja            data/ja/vocab/...     PyPI ja-ginza==5.3.0 (chiVe 300d, 20k;
 #                                       59 MB) and data/dict/freedict-{eng-jpn,jpn-eng}.*
 #                                       (Debian dict-freedict-eng-jpn, dict-freedict-jpn-eng; 13 MB)
-#   scripts/fetch-data.sh pairs         both of these; `default` names the default set, which is
+#   scripts/fetch-data.sh wordnet       data/wordnet/{index,data}.{noun,verb,adj,adv}: Debian
+#                                       wordnet-base (English parts of speech and semantic classes; 6 MB)
+#   scripts/fetch-data.sh pairs         all three; `default` names the default set, which is
 #                                       always fetched
 #
 # Nothing is installed on the system. A Debian file is copied from the
@@ -43,14 +45,15 @@ CACHE=${EMBEDLAB_CACHE:-$DATA/.cache}
 SYSROOT=${EMBEDLAB_SYSROOT:-/}
 INDEX=${PIP_INDEX_URL:-https://pypi.org/simple}
 # The optional sets named on the command line, checked before anything is fetched.
-WANT_EN300=0 WANT_JA=0
+WANT_EN300=0 WANT_JA=0 WANT_WN=0
 for set in "$@"; do
   case $set in
     default) ;;
     en300) WANT_EN300=1 ;;
     ja) WANT_JA=1 ;;
-    pairs) WANT_EN300=1 WANT_JA=1 ;;
-    *) echo "fetch-data: unknown data set '$set' (default, en300, ja, pairs)" >&2; exit 2 ;;
+    wordnet) WANT_WN=1 ;;
+    pairs) WANT_EN300=1 WANT_JA=1 WANT_WN=1 ;;
+    *) echo "fetch-data: unknown data set '$set' (default, en300, ja, wordnet, pairs)" >&2; exit 2 ;;
   esac
 done
 mkdir -p "$CACHE"
@@ -240,6 +243,17 @@ if [ "$WANT_JA" = 1 ]; then
   deb_files dict-freedict-jpn-eng usr/share/dictd "$DATA/dict" \
     3d7a26d9a92e3841be4592b6efdad2a20c3cf100481b2e245a5dd89f2b8275b7:freedict-jpn-eng.index \
     488f53324a00c605da1b983e56675487a2416334e2245e343ec3c08a60d2fb25:freedict-jpn-eng.dict.dz
+fi
+if [ "$WANT_WN" = 1 ]; then
+  deb_files wordnet-base usr/share/wordnet "$DATA/wordnet" \
+    a490d99d93d017bf4822fe2f0ffa51fd73911ce271dc7535fade21f8814b5a04:index.noun \
+    e2ac24816c3a8289dcb72aaa9cf8db81fdf25ec34d792bfc96ac5b7a20c8b4ae:index.verb \
+    c9865d7b4d1f805bdef82ccdcea5282436e23083e6f6f1b33e716327c4eda810:index.adj \
+    6f5465ed5758fe9c8a2f7ec17b1300f3aa875756c70ff7cba162f7e71bcf88ea:index.adv \
+    fea17d2f9656611334eac790e5d69e47645fa180c4aa481fb4cd9b3520754ca2:data.noun \
+    adcf43e35b581e8036d8b5a52d63d9cd3d3b4870b2720d3c03c799df44777bc2:data.verb \
+    c89120dfc1f046ddff4a631bf9b7e9fa1a36b5e86565a23bf82dbe14f30b88a7:data.adj \
+    444a63bf3955080ab7524f5079cfc07ff9bc682cb98bdb1db73b0fb9829f1139:data.adv
 fi
 
 echo "fetch-data: all files present and verified in $DATA/"

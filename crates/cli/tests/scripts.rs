@@ -370,10 +370,14 @@ fn fetch_data_takes_the_named_sets_and_refuses_unknown_ones() {
         "a refused fetch made folders"
     );
     pypi_only_cache(&cache);
-    let o = run(&["ja", "en300"]);
+    let o = run(&["ja", "en300", "wordnet"]);
     let t = text(&o);
     assert!(o.status.success(), "{t}");
-    for pkg in ["dict-freedict-eng-jpn", "dict-freedict-jpn-eng"] {
+    for pkg in [
+        "dict-freedict-eng-jpn",
+        "dict-freedict-jpn-eng",
+        "wordnet-base",
+    ] {
         assert!(
             t.contains(&format!("downloading Debian package {pkg}")),
             "{t}"
@@ -386,6 +390,8 @@ fn fetch_data_takes_the_named_sets_and_refuses_unknown_ones() {
         "ja/vocab/vectors",
         "dict/freedict-eng-jpn.index",
         "dict/freedict-jpn-eng.dict.dz",
+        "wordnet/data.noun",
+        "wordnet/index.adv",
         "fashion-mnist/t10k-labels-idx1-ubyte.gz",
     ] {
         assert!(data.join(f).is_file(), "{f} missing: {t}");

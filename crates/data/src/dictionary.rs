@@ -122,63 +122,12 @@ impl Dictionary {
     /// FreeDict dictd: `path` may name the `.index`, the `.dict.dz`/`.dict`, or share their stem.
     /// Keeps single-word headwords and single-word translations.
     pub fn read_dictd(path: &Path) -> Result<Self> {
-        let stem = dictd_stem(path);
-        let index = PathBuf::from(format!("{stem}.index"));
-        let dz = PathBuf::from(format!("{stem}.dict.dz"));
-        let plain = PathBuf::from(format!("{stem}.dict"));
-        let body = if dz.exists() {
-            let f = std::fs::File::open(&dz).map_err(|e| DataError::io(&dz, e))?;
-            let mut out = Vec::new();
-            flate2::read::MultiGzDecoder::new(f)
-                .read_to_end(&mut out)
-                .map_err(|e| DataError::format(&dz, format!("corrupt dictzip data: {e}")))?;
-            out
-        } else {
-            std::fs::read(&plain).map_err(|e| DataError::io(&plain, e))?
-        };
-        let idx = std::fs::read_to_string(&index).map_err(|e| DataError::io(&index, e))?;
         let mut pairs = Vec::new();
-        for (i, line) in idx.lines().enumerate() {
-            let f: Vec<&str> = line.split('\t').collect();
-            if f.len() < 3 {
-                return Err(DataError::parse(
-                    &index,
-                    i + 1,
-                    "expected 'headword<TAB>offset<TAB>length'",
-                ));
-            }
-            let head = f[0].trim();
-            if head.starts_with("00database") || head.starts_with("00-database") {
-                continue;
-            }
-            let (off, len) = match (b64(f[1]), b64(f[2])) {
-                (Some(o), Some(l)) => (o, l),
-                _ => {
-                    return Err(DataError::parse(
-                        &index,
-                        i + 1,
-                        "offset/length are not dictd base64",
-                    ))
-                }
-            };
-            if off.checked_add(len).is_none_or(|end| end > body.len()) {
-                return Err(DataError::parse(
-                    &index,
-                    i + 1,
-                    format!(
-                        "entry '{head}' points past the end of the dictionary data ({} bytes)",
-                        body.len()
-                    ),
-                ));
-            }
-            if head.contains(' ') || head.is_empty() {
-                continue;
-            }
-            let entry = String::from_utf8_lossy(&body[off..off + len]);
-            for t in dictd_translations(&entry) {
+        let index = for_each_dictd_entry(path, |head, entry| {
+            for t in dictd_translations(entry) {
                 pairs.push((head.to_string(), t));
             }
-        }
+        })?;
         if pairs.is_empty() {
             return Err(DataError::Empty {
                 path: index,
@@ -271,6 +220,146 @@ impl Dictionary {
             pairs,
         }
     }
+}
+
+/// Calls `f(headword, entry text)` for each single-word entry of a dictd
+/// dictionary; returns the index file's path.
+fn for_each_dictd_entry(path: &Path, mut f: impl FnMut(&str, &str)) -> Result<PathBuf> {
+    let stem = dictd_stem(path);
+    let index = PathBuf::from(format!("{stem}.index"));
+    let dz = PathBuf::from(format!("{stem}.dict.dz"));
+    let plain = PathBuf::from(format!("{stem}.dict"));
+    let body = if dz.exists() {
+        let file = std::fs::File::open(&dz).map_err(|e| DataError::io(&dz, e))?;
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(file)
+            .read_to_end(&mut out)
+            .map_err(|e| DataError::format(&dz, format!("corrupt dictzip data: {e}")))?;
+        out
+    } else {
+        std::fs::read(&plain).map_err(|e| DataError::io(&plain, e))?
+    };
+    let idx = std::fs::read_to_string(&index).map_err(|e| DataError::io(&index, e))?;
+    for (i, line) in idx.lines().enumerate() {
+        let cols: Vec<&str> = line.split('\t').collect();
+        if cols.len() < 3 {
+            return Err(DataError::parse(
+                &index,
+                i + 1,
+                "expected 'headword<TAB>offset<TAB>length'",
+            ));
+        }
+        let head = cols[0].trim();
+        if head.starts_with("00database") || head.starts_with("00-database") {
+            continue;
+        }
+        let (off, len) = match (b64(cols[1]), b64(cols[2])) {
+            (Some(o), Some(l)) => (o, l),
+            _ => {
+                return Err(DataError::parse(
+                    &index,
+                    i + 1,
+                    "offset/length are not dictd base64",
+                ))
+            }
+        };
+        if off.checked_add(len).is_none_or(|end| end > body.len()) {
+            return Err(DataError::parse(
+                &index,
+                i + 1,
+                format!(
+                    "entry '{head}' points past the end of the dictionary data ({} bytes)",
+                    body.len()
+                ),
+            ));
+        }
+        if head.contains(' ') || head.is_empty() {
+            continue;
+        }
+        f(head, &String::from_utf8_lossy(&body[off..off + len]));
+    }
+    Ok(index)
+}
+
+/// What a dictionary says of a headword besides its translations.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Headword {
+    /// The part of speech of its first tagged entry: noun, verb, adjective,
+    /// adverb, proper noun or other.
+    pub pos: Option<&'static str>,
+    /// Every entry of the word is a proper noun: tagged `<pn>`, or (in a
+    /// script with case) written with a capital first letter.
+    pub proper: bool,
+}
+
+/// The part of speech a FreeDict tag (`n`, `vt`, `adj`, `pn`, …) or a
+/// JMdict description (`noun (common) (futsuumeishi)`, `Ichidan verb`, …) names.
+pub fn pos_of_tag(tag: &str) -> Option<&'static str> {
+    let t = tag.trim().to_lowercase();
+    Some(match t.as_str() {
+        "" => return None,
+        "n" | "noun" => "noun",
+        "pn" | "proper noun" => "proper noun",
+        "v" | "vt" | "vi" | "verb" => "verb",
+        "adj" | "adjective" => "adjective",
+        "adv" | "adverb" => "adverb",
+        _ if t.contains("proper") => "proper noun",
+        _ if t.starts_with("pronoun") => "other",
+        _ if t.contains("adjectiv") || t.starts_with("adjective") => "adjective",
+        _ if t.contains("adverb") => "adverb",
+        _ if t.contains("verb") => "verb",
+        _ if t.contains("noun") => "noun",
+        _ => "other",
+    })
+}
+
+/// The tags of an entry: `<…>` on its first line (FreeDict), else the first
+/// parenthesised description opening one of the next lines (JMdict).
+fn entry_tags(entry: &str) -> Vec<String> {
+    let mut lines = entry.lines();
+    let first = lines.next().unwrap_or("");
+    let mut tags = vec![];
+    let mut rest = first;
+    while let Some(a) = rest.find('<') {
+        let Some(b) = rest[a..].find('>') else { break };
+        tags.push(rest[a + 1..a + b].to_string());
+        rest = &rest[a + b + 1..];
+    }
+    if tags.is_empty() {
+        for l in lines.take(3) {
+            let mut l = l.trim();
+            if let Some((num, r)) = l.split_once(". ") {
+                if !num.is_empty() && num.bytes().all(|c| c.is_ascii_digit()) {
+                    l = r.trim();
+                }
+            }
+            if let Some(inner) = l.strip_prefix('(') {
+                tags.push(inner.split(['(', ')']).next().unwrap_or("").to_string());
+                break;
+            }
+        }
+    }
+    tags
+}
+
+/// Each headword's part of speech and proper-noun status, keyed by the
+/// headword lowercased.
+pub fn read_dictd_headwords(path: &Path) -> Result<BTreeMap<String, Headword>> {
+    let mut out: BTreeMap<String, Headword> = BTreeMap::new();
+    for_each_dictd_entry(path, |head, entry| {
+        let tags = entry_tags(entry);
+        let pos = tags.iter().find_map(|t| pos_of_tag(t));
+        let capital = head.chars().next().is_some_and(char::is_uppercase);
+        let proper = pos == Some("proper noun") || (capital && pos.is_none_or(|p| p == "noun"));
+        let h = out
+            .entry(head.to_lowercase())
+            .or_insert(Headword { pos, proper });
+        h.proper &= proper;
+        if h.pos.is_none() {
+            h.pos = pos;
+        }
+    })?;
+    Ok(out)
 }
 
 /// Decodes dictd's base64 numbers (alphabet A–Z a–z 0–9 + /, most significant first).
@@ -442,6 +531,76 @@ pub fn group_by_source(pairs: &[(usize, usize)]) -> BTreeMap<usize, Vec<usize>> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headwords_carry_their_part_of_speech_and_proper_noun_status() {
+        let entries = [
+            ("abaisser", "abaisser /abɛse/ <v>\n1. abase\n"),
+            ("Adam", "Adam /ædəm/\nAdam\n"),
+            ("adam", "adam\n1. (noun) a drug\n"),
+            ("Paris", "Paris <pn>\nパリ\n"),
+            ("Lent", "Lent <n>\ncarême\n"),
+            (
+                "あどけない",
+                "あどけない /x/\n(adjective (keiyoushi))\ninnocent\n",
+            ),
+            ("あの人", "あの人 /x/\n1. (pronoun)\nhe, she\n"),
+            (
+                "たべる",
+                "たべる\n1. (Ichidan verb)\n (transitive verb)\nto eat\n",
+            ),
+            ("two words", "two words <n>\nx\n"),
+        ];
+        let d = tempfile::tempdir().unwrap();
+        let (mut body, mut index) = (String::new(), String::new());
+        for (h, e) in entries {
+            let off = body.len();
+            body += e;
+            index += &format!(
+                "{h}\t{}\t{}\n",
+                embedlab_testkit::dictd_b64(off),
+                embedlab_testkit::dictd_b64(e.len())
+            );
+        }
+        std::fs::write(d.path().join("t.dict"), body).unwrap();
+        std::fs::write(d.path().join("t.index"), index).unwrap();
+        let h = read_dictd_headwords(&d.path().join("t.index")).unwrap();
+        let get = |w: &str| h[w];
+        assert_eq!(
+            get("abaisser"),
+            Headword {
+                pos: Some("verb"),
+                proper: false
+            }
+        );
+        // Adam the name and adam the drug share a key: not only a proper noun.
+        assert_eq!(
+            get("adam"),
+            Headword {
+                pos: Some("noun"),
+                proper: false
+            }
+        );
+        assert_eq!(
+            get("paris"),
+            Headword {
+                pos: Some("proper noun"),
+                proper: true
+            }
+        );
+        assert_eq!(
+            get("lent"),
+            Headword {
+                pos: Some("noun"),
+                proper: true
+            }
+        );
+        assert_eq!(get("あどけない").pos, Some("adjective"));
+        assert_eq!(get("あの人").pos, Some("other"));
+        assert_eq!(get("たべる").pos, Some("verb"));
+        assert!(!get("たべる").proper);
+        assert!(!h.contains_key("two words"));
+    }
 
     #[test]
     fn dictd_base64_and_entries() {

@@ -8,6 +8,7 @@ pub mod fingerprint;
 pub mod images;
 pub mod murmur;
 pub mod npy;
+pub mod wordnet;
 
 pub use dictionary::{DictFormat, Dictionary, Resolved, Split};
 pub use embeddings::{EmbeddingFormat, Embeddings, LoadOptions};
