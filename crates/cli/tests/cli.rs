@@ -74,6 +74,30 @@ fn supervised_procrustes_recovers_a_rotation_then_translates_and_exports() {
     assert_eq!(hub_events.len(), 2);
     assert_eq!(hub_events[0]["hubness"]["queries"], 600);
     assert_eq!(hub_events[0]["hubness"]["k"], 10);
+    // Which words translate: the 200 test words (ranks 400–599, "s400"…)
+    // fall in one frequency band and one length band, whose P@1 is then the
+    // run's; a MUSE text dictionary tags no part of speech.
+    let which = r["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| {
+            t["title"]
+                .as_str()
+                .unwrap()
+                .starts_with("Which words translate")
+        })
+        .expect("a which-words table");
+    let rows = which["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{which}");
+    assert_eq!(rows[0][1], "rank 0–1k");
+    assert_eq!(rows[1][1], "1–4 letters");
+    assert_eq!(rows[0][2], "200");
+    let csls = rows[0][4].as_str().unwrap();
+    let p1 = metric(&r, "CSLS P@1");
+    assert!(csls.starts_with(&format!("{p1:.1} [")), "{csls} vs {p1}");
+    assert!(!logged.contains("proper noun"));
+    assert_eq!(logged.matches("\"event\":\"which_words\"").count(), 2);
     for f in [
         "run.json",
         "config.json",

@@ -349,7 +349,13 @@ pub fn read_dictd_headwords(path: &Path) -> Result<BTreeMap<String, Headword>> {
     for_each_dictd_entry(path, |head, entry| {
         let tags = entry_tags(entry);
         let pos = tags.iter().find_map(|t| pos_of_tag(t));
-        let capital = head.chars().next().is_some_and(char::is_uppercase);
+        // dictd indexes are lowercased: the entry's first line keeps the case.
+        let written = entry
+            .split_whitespace()
+            .next()
+            .filter(|w| w.to_lowercase() == head.to_lowercase())
+            .unwrap_or(head);
+        let capital = written.chars().next().is_some_and(char::is_uppercase);
         let proper = pos == Some("proper noun") || (capital && pos.is_none_or(|p| p == "noun"));
         let h = out
             .entry(head.to_lowercase())
@@ -540,6 +546,7 @@ mod tests {
             ("adam", "adam\n1. (noun) a drug\n"),
             ("Paris", "Paris <pn>\nパリ\n"),
             ("Lent", "Lent <n>\ncarême\n"),
+            ("lebanon", "Lebanon /lebənən/\nLiban\n"),
             (
                 "あどけない",
                 "あどけない /x/\n(adjective (keiyoushi))\ninnocent\n",

@@ -16,4 +16,4 @@ pub mod represent;
 pub mod retrieval;
 
 pub use hubness::{hubness, Hubness};
-pub use retrieval::{precision_at_k, Precision};
+pub use retrieval::{first_gold_ranks, precision_at_k, rates_by_group, GroupRate, Precision};

@@ -97,6 +97,7 @@ pub fn en_fr_args(data: &Path, reverse: bool, out: PathBuf) -> SupervisedArgs {
         induce_full_vocabulary: false,
         validation: 0.1,
         keep_seed: false,
+        classes: Default::default(),
         out: Some(out),
         overwrite: false,
     }

@@ -260,6 +260,9 @@ pub struct SupervisedArgs {
     /// Keep the seed pairs in each refined dictionary.
     #[arg(long)]
     pub keep_seed: bool,
+    #[command(flatten)]
+    #[serde(default)]
+    pub classes: super::which::WordClassArgs,
     /// Run folder (default runs/align-supervised-<time>).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -656,6 +659,10 @@ pub fn run_supervised(
     }
     let examples = write_examples(&run, &mut space, &test, src, tgt, 20, 5)?;
     let hubs = hubness_rows(&run, &mut space, tgt)?;
+    let test_dict = args.dict_test.as_deref().unwrap_or(&args.dict);
+    let tags = super::which::tag_source(&args.classes, Some(test_dict), args.invert_dict);
+    let which =
+        super::which::which_words(&run, &args.classes, tags.as_deref(), &mut space, &test, src)?;
     pb.finish_and_clear();
     let evaluate = t.elapsed().as_secs_f64();
 
@@ -708,6 +715,7 @@ pub fn run_supervised(
         &hubs,
         serde_json::to_value(&report)?,
     );
+    super::which::add_to_report(&mut r, &which);
     r.metric(
         "train pairs",
         report.train_pairs as f64,

@@ -217,6 +217,9 @@ pub struct UnsupervisedArgs {
     pub max_iterations: usize,
     #[command(flatten)]
     pub adv: AdversarialArgs,
+    #[command(flatten)]
+    #[serde(default)]
+    pub classes: super::which::WordClassArgs,
     /// Continue the adversarial run in this folder from its last checkpoint
     /// (same options; --epochs may be raised).
     #[arg(long)]
@@ -256,6 +259,7 @@ impl UnsupervisedArgs {
             patience: 50,
             max_iterations: 2000,
             adv: AdversarialArgs::default(),
+            classes: Default::default(),
             resume: None,
             out: None,
             overwrite: false,
@@ -361,8 +365,8 @@ pub fn run_unsupervised(
     // One mapped space for the evaluation and the hubness (which share its
     // CSLS terms).
     let mut space = Space::new(&map.map_src(&x), &map.map_tgt(&z))?;
-    let (precision, test, examples) = match &args.dict_test {
-        None => (vec![], None, vec![]),
+    let (precision, test, examples, which) = match &args.dict_test {
+        None => (vec![], None, vec![], vec![]),
         Some(p) => evaluate(args, p, &src, &tgt, &mut space, &run)?,
     };
     let hubs = super::supervised::hubness_rows(&run, &mut space, &tgt)?;
@@ -391,6 +395,7 @@ pub fn run_unsupervised(
         &hubs,
         serde_json::to_value(&report)?,
     );
+    super::which::add_to_report(&mut r, &which);
     if let Some(a) = &report.adversarial {
         r.metric("criterion", a.criterion, "", Better::Higher)
             .with_note("MUSE's mean cosine of CSLS translations of the top source words");
@@ -539,6 +544,7 @@ fn evaluate(
     Vec<PrecisionAtK>,
     Option<embedlab_data::dictionary::ResolveStats>,
     Vec<super::supervised::Example>,
+    Vec<super::which::WhichWords>,
 )> {
     let r = read_dictionary(path, args.dict_format, args.invert_dict, args.emb.lowercase)?
         .resolve(src, tgt);
@@ -559,5 +565,7 @@ fn evaluate(
         out.push(p);
     }
     let examples = write_examples(run, space, &pairs, src, tgt, 20, 5)?;
-    Ok((out, Some(r.stats), examples))
+    let tags = super::which::tag_source(&args.classes, Some(path), args.invert_dict);
+    let which = super::which::which_words(run, &args.classes, tags.as_deref(), space, &pairs, src)?;
+    Ok((out, Some(r.stats), examples, which))
 }
