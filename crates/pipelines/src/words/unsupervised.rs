@@ -533,6 +533,15 @@ fn run_adversarial(
     Ok(r)
 }
 
+/// Precision, the test dictionary's coverage, examples and the which-words
+/// breakdowns of one evaluation.
+type Evaluation = (
+    Vec<PrecisionAtK>,
+    Option<embedlab_data::dictionary::ResolveStats>,
+    Vec<super::supervised::Example>,
+    Vec<super::which::WhichWords>,
+);
+
 fn evaluate(
     args: &UnsupervisedArgs,
     path: &Path,
@@ -540,12 +549,7 @@ fn evaluate(
     tgt: &Embeddings,
     space: &mut Space,
     run: &RunDir,
-) -> Result<(
-    Vec<PrecisionAtK>,
-    Option<embedlab_data::dictionary::ResolveStats>,
-    Vec<super::supervised::Example>,
-    Vec<super::which::WhichWords>,
-)> {
+) -> Result<Evaluation> {
     let r = read_dictionary(path, args.dict_format, args.invert_dict, args.emb.lowercase)?
         .resolve(src, tgt);
     let pairs = match args.test_ranks {

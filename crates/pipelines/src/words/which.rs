@@ -225,43 +225,6 @@ pub fn which_words(
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bands_have_exclusive_upper_bounds() {
-        assert_eq!(band(0, &FREQ), "rank 0–1k");
-        assert_eq!(band(999, &FREQ), "rank 0–1k");
-        assert_eq!(band(1000, &FREQ), "rank 1k–5k");
-        assert_eq!(band(10_000_000, &FREQ), "rank 50k+");
-        assert_eq!(band(4, &LENGTHS), "1–4 letters");
-        assert_eq!(band(5, &LENGTHS), "5–7 letters");
-        assert_eq!(band(10, &LENGTHS), "8–10 letters");
-        assert_eq!(band(11, &LENGTHS), "11+ letters");
-    }
-
-    #[test]
-    fn tags_come_from_a_dictd_test_dictionary_read_as_it_is() {
-        let none = WordClassArgs::default();
-        let d = Path::new("x/freedict-eng-fra.index");
-        assert_eq!(tag_source(&none, Some(d), false).as_deref(), Some(d));
-        assert_eq!(tag_source(&none, Some(d), true), None);
-        assert_eq!(
-            tag_source(&none, Some(Path::new("x/test.txt")), false),
-            None
-        );
-        let given = WordClassArgs {
-            word_tags: Some("t.index".into()),
-            wordnet: None,
-        };
-        assert_eq!(
-            tag_source(&given, None, true),
-            Some(PathBuf::from("t.index"))
-        );
-    }
-}
-
 fn cell(g: &GroupRate) -> String {
     format!("{:.1} [{:.1}, {:.1}]", g.rate, g.low, g.high)
 }
@@ -310,4 +273,41 @@ pub fn add_to_report(r: &mut Report, which: &[WhichWords]) {
         highlight: vec![],
         open: false,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bands_have_exclusive_upper_bounds() {
+        assert_eq!(band(0, &FREQ), "rank 0–1k");
+        assert_eq!(band(999, &FREQ), "rank 0–1k");
+        assert_eq!(band(1000, &FREQ), "rank 1k–5k");
+        assert_eq!(band(10_000_000, &FREQ), "rank 50k+");
+        assert_eq!(band(4, &LENGTHS), "1–4 letters");
+        assert_eq!(band(5, &LENGTHS), "5–7 letters");
+        assert_eq!(band(10, &LENGTHS), "8–10 letters");
+        assert_eq!(band(11, &LENGTHS), "11+ letters");
+    }
+
+    #[test]
+    fn tags_come_from_a_dictd_test_dictionary_read_as_it_is() {
+        let none = WordClassArgs::default();
+        let d = Path::new("x/freedict-eng-fra.index");
+        assert_eq!(tag_source(&none, Some(d), false).as_deref(), Some(d));
+        assert_eq!(tag_source(&none, Some(d), true), None);
+        assert_eq!(
+            tag_source(&none, Some(Path::new("x/test.txt")), false),
+            None
+        );
+        let given = WordClassArgs {
+            word_tags: Some("t.index".into()),
+            wordnet: None,
+        };
+        assert_eq!(
+            tag_source(&given, None, true),
+            Some(PathBuf::from("t.index"))
+        );
+    }
 }
