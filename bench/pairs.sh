@@ -110,32 +110,38 @@ for pair in pairs:
         secs = d.get("seconds")
         secs = secs.get("total_after_load") if isinstance(secs, dict) else secs
         which = {}
-        for t in json.load(open(rep))["tables"]:
+        full = json.load(open(rep))
+        hub = {m["name"]: m["value"] for m in full["metrics"] if "hubness" in m["name"]}
+        for t in full["tables"]:
             if t["title"].startswith("Which words translate"):
                 csls = t["columns"].index("CSLS10 P@1 % [95% interval]")
                 for row in t["rows"]:
                     which.setdefault(row[0], {})[row[1]] = dict(words=int(row[2]), csls1=row[csls])
         entry["methods"].setdefault(method, []).append(dict(
             run=name, nn1=p(rep, "nn", 1), csls1=p(rep, "csls10", 1), csls5=p(rep, "csls10", 5),
-            csls10=p(rep, "csls10", 10), queries=d["precision"][0]["queries"], seconds=secs, which=which))
+            csls10=p(rep, "csls10", 10), queries=d["precision"][0]["queries"], seconds=secs, which=which,
+            nn_skew=hub.get("NN hubness (N_10 skewness)"), csls_skew=hub.get("CSLS hubness (N_10 skewness)")))
     summary.append(entry)
 json.dump(summary, open(f"{out}/summary.json", "w"), indent=1)
-lines = ["| pair | method | runs | P@1 NN | P@1 CSLS (mean, min–max) | P@5 CSLS | P@10 CSLS | test words | seconds |",
-         "|---|---|---|---|---|---|---|---|---|"]
+lines = ["| pair | method | runs | P@1 NN | P@1 CSLS (mean, min–max) | P@5 CSLS | P@10 CSLS | N₁₀ skewness NN / CSLS | test words | seconds |",
+         "|---|---|---|---|---|---|---|---|---|---|"]
+def skew(v):
+    x = v[0]
+    return "-" if x.get("nn_skew") is None else f"{x['nn_skew']:.1f} / {x['csls_skew']:.1f}"
 for e in summary:
     for m, v in e["methods"].items():
         c1 = [x["csls1"] for x in v]
         rng = f" ({min(c1):.2f}–{max(c1):.2f})" if len(v) > 1 else ""
         mean = lambda k: st.mean(x[k] for x in v)
-        lines.append(f"| {e['pair']} | {m} | {len(v)} | {mean('nn1'):.2f} | {st.mean(c1):.2f}{rng} | {mean('csls5'):.2f} | {mean('csls10'):.2f} | {v[0]['queries']} | {mean('seconds'):.0f} |")
-lines += ["", "| pair | eigenvector similarity (↓) | Gromov–Hausdorff (↓) | relational similarity (↑) | best unsupervised P@1 CSLS | supervised Procrustes P@1 CSLS |", "|---|---|---|---|---|---|"]
+        lines.append(f"| {e['pair']} | {m} | {len(v)} | {mean('nn1'):.2f} | {st.mean(c1):.2f}{rng} | {mean('csls5'):.2f} | {mean('csls10'):.2f} | {skew(v)} | {v[0]['queries']} | {mean('seconds'):.0f} |")
+lines += ["", "| pair | eigenvector similarity, k largest (↓) | the same, ascending (↓) | Gromov–Hausdorff (↓) | relational similarity (↑) | best unsupervised P@1 CSLS | supervised Procrustes P@1 CSLS |", "|---|---|---|---|---|---|---|"]
 for e in summary:
     i = e["isomorphism"]
     if not i:
         continue
     uns = [x["csls1"] for m in ("self-learning", "adversarial") for x in e["methods"].get(m, [])]
     sup = e["methods"].get("procrustes", [{}])[0].get("csls1")
-    lines.append(f"| {e['pair']} | {i['evs']['value']:.1f} | {i['gromov_hausdorff']:.4f} | {i['relational_similarity']:.4f} | "
+    lines.append(f"| {e['pair']} | {i['evs']['value']:.1f} | {i['evs'].get('ascending', float('nan')):.1f} | {i['gromov_hausdorff']:.4f} | {i['relational_similarity']:.4f} | "
                  f"{max(uns) if uns else float('nan'):.2f} | {sup if sup is not None else float('nan'):.2f} |")
 lines += ["", "Proper nouns (FreeDict tags or capitals), supervised Procrustes, CSLS P@1 [95% interval]:", "",
           "| pair | common words | proper nouns |", "|---|---|---|"]
@@ -155,10 +161,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 out = sys.argv[1]
 s = [e for e in json.load(open(f"{out}/summary.json")) if e["isomorphism"]]
-measures = [("eigenvector similarity (lower: more alike)", lambda i: i["evs"]["value"]),
+measures = [("eigenvector similarity, k largest (lower: more alike)", lambda i: i["evs"]["value"]),
+            ("eigenvector similarity, ascending (lower: more alike)", lambda i: i["evs"]["ascending"]),
             ("Gromov–Hausdorff estimate (lower: more alike)", lambda i: i["gromov_hausdorff"]),
             ("relational similarity (higher: more alike)", lambda i: i["relational_similarity"])]
-fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
+fig, axes = plt.subplots(1, 4, figsize=(17, 4.2))
 for ax, (title, f) in zip(axes, measures):
     for e in s:
         for m, mk in (("self-learning", "o"), ("adversarial", "s"), ("procrustes", "x")):
@@ -177,8 +184,8 @@ fig.savefig(f"{out}/isomorphism.png", dpi=110)
 print(f"{out}/isomorphism.png")
 
 # Which words translate (supervised Procrustes, CSLS): one panel per attribute.
-attrs = ["source frequency", "word length", "proper nouns (dictionary)", "part of speech (WordNet)"]
-fig, axes = plt.subplots(1, len(attrs), figsize=(17, 4.4))
+attrs = ["source frequency", "word length", "proper nouns (dictionary)", "part of speech (dictionary)", "part of speech (WordNet)"]
+fig, axes = plt.subplots(1, len(attrs), figsize=(20, 4.6))
 pairs = [e for e in json.load(open(f"{out}/summary.json")) if e["methods"].get("procrustes", [{}])[0].get("which")]
 for ax, attr in zip(axes, attrs):
     groups = []

@@ -91,7 +91,7 @@ fn supervised_procrustes_recovers_a_rotation_then_translates_and_exports() {
     let rows = which["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 2, "{which}");
     assert_eq!(rows[0][1], "rank 0–1k");
-    assert_eq!(rows[1][1], "1–4 letters");
+    assert_eq!(rows[1][1], "1–4 characters");
     assert_eq!(rows[0][2], "200");
     let csls = rows[0][4].as_str().unwrap();
     let p1 = metric(&r, "CSLS P@1");

@@ -48,10 +48,10 @@ const FREQ: [(usize, &str); 6] = [
 ];
 /// Upper bounds are exclusive, as for the ranks.
 const LENGTHS: [(usize, &str); 4] = [
-    (5, "1–4 letters"),
-    (8, "5–7 letters"),
-    (11, "8–10 letters"),
-    (usize::MAX, "11+ letters"),
+    (5, "1–4 characters"),
+    (8, "5–7 characters"),
+    (11, "8–10 characters"),
+    (usize::MAX, "11+ characters"),
 ];
 const POS_ORDER: [&str; 7] = [
     "noun",
@@ -285,10 +285,10 @@ mod tests {
         assert_eq!(band(999, &FREQ), "rank 0–1k");
         assert_eq!(band(1000, &FREQ), "rank 1k–5k");
         assert_eq!(band(10_000_000, &FREQ), "rank 50k+");
-        assert_eq!(band(4, &LENGTHS), "1–4 letters");
-        assert_eq!(band(5, &LENGTHS), "5–7 letters");
-        assert_eq!(band(10, &LENGTHS), "8–10 letters");
-        assert_eq!(band(11, &LENGTHS), "11+ letters");
+        assert_eq!(band(4, &LENGTHS), "1–4 characters");
+        assert_eq!(band(5, &LENGTHS), "5–7 characters");
+        assert_eq!(band(10, &LENGTHS), "8–10 characters");
+        assert_eq!(band(11, &LENGTHS), "11+ characters");
     }
 
     #[test]
