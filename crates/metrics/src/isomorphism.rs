@@ -171,24 +171,15 @@ pub struct Evs {
 pub fn eigenvector_similarity(x: &Tensor, y: &Tensor) -> Result<Evs> {
     let (sx, cx) = nn_graph_spectrum(x)?;
     let (sy, cy) = nn_graph_spectrum(y)?;
-    let k = select_k(&sx, 0.9).min(select_k(&sy, 0.9));
-    let value = sx
-        .iter()
-        .zip(&sy)
-        .take(k)
-        .map(|(a, b)| (a - b).powi(2))
-        .sum();
-    let (ax, ay): (Vec<f64>, Vec<f64>) = (
-        sx.iter().rev().copied().collect(),
-        sy.iter().rev().copied().collect(),
-    );
-    let k_ascending = select_k(&ax, 0.9).min(select_k(&ay, 0.9));
-    let ascending = ax
-        .iter()
-        .zip(&ay)
-        .take(k_ascending)
-        .map(|(a, b)| (a - b).powi(2))
-        .sum();
+    // Σ (λᵢ − μᵢ)² over the first k of two spectra in the given order.
+    let compare = |a: &[f64], b: &[f64]| {
+        let k = select_k(a, 0.9).min(select_k(b, 0.9));
+        let v: f64 = a.iter().zip(b).take(k).map(|(a, b)| (a - b).powi(2)).sum();
+        (v, k)
+    };
+    let (value, k) = compare(&sx, &sy);
+    let rev = |s: &[f64]| s.iter().rev().copied().collect::<Vec<f64>>();
+    let (ascending, k_ascending) = compare(&rev(&sx), &rev(&sy));
     Ok(Evs {
         ascending,
         k_ascending,

@@ -104,12 +104,6 @@ pub fn isomorphism(
         )?),
         None => None,
     };
-    let evs = eigenvector_similarity(
-        &head(src, a.evs_words, &norm),
-        &head(tgt, a.evs_words, &norm),
-    )?;
-    let gh =
-        gromov_hausdorff_estimate(&head(src, a.gh_words, &norm), &head(tgt, a.gh_words, &norm))?;
     let (rsim, rsim_pairs) = match &dict {
         Some(d) => {
             let r = d.resolve(src, tgt);
@@ -131,6 +125,12 @@ pub fn isomorphism(
         }
         None => (f64::NAN, 0),
     };
+    let evs = eigenvector_similarity(
+        &head(src, a.evs_words, &norm),
+        &head(tgt, a.evs_words, &norm),
+    )?;
+    let gh =
+        gromov_hausdorff_estimate(&head(src, a.gh_words, &norm), &head(tgt, a.gh_words, &norm))?;
     let report = IsomorphismReport {
         src: a.emb.src.display().to_string(),
         tgt: a.emb.tgt.display().to_string(),
