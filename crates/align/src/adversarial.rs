@@ -28,6 +28,7 @@
 use crate::error::{AlignError, Result};
 use crate::induce::{induce, mean_cosine, Build, InduceConfig};
 use crate::maps::{orthogonalize_step, paired_rows, procrustes, Mapping};
+pub use crate::precision::Precision;
 use crate::retrieval::{Retrieval, Space};
 use embedlab_train::trainer::load_best;
 use embedlab_train::RunDir;
@@ -39,49 +40,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Instant;
 use tch::{nn, Device, Kind, Tensor};
-
-/// Number format of the discriminator's matrix products.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Precision {
-    F32,
-    /// bfloat16 products in the discriminator's own steps, float32 weights
-    /// and updates; the map's gradient is always computed in float32.
-    Bf16,
-}
-
-impl Precision {
-    fn kind(self) -> Kind {
-        match self {
-            Precision::F32 => Kind::Float,
-            Precision::Bf16 => Kind::BFloat16,
-        }
-    }
-
-    /// bfloat16 where the hardware has fast bfloat16 products (a CUDA
-    /// device, or an x86 CPU with AVX512-BF16 or AMX), float32 elsewhere.
-    pub fn fastest(device: Device) -> Self {
-        if device.is_cuda() || cpu_has_bf16() {
-            Precision::Bf16
-        } else {
-            Precision::F32
-        }
-    }
-}
-
-fn cpu_has_bf16() -> bool {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .map(|s| {
-            s.lines()
-                .filter(|l| l.starts_with("flags"))
-                .take(1)
-                .any(|l| {
-                    l.split_whitespace()
-                        .any(|f| f == "avx512_bf16" || f == "amx_bf16")
-                })
-        })
-        .unwrap_or(false)
-}
 
 /// Settings; the defaults are MUSE's (`unsupervised.py`).
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -8,8 +8,10 @@ pub mod induce;
 pub mod maps;
 pub mod normalize;
 pub mod pca;
+pub mod precision;
 pub mod rcsls;
 pub mod retrieval;
+pub mod rowtop;
 pub mod selflearn;
 pub mod supervised;
 
