@@ -33,9 +33,24 @@ fn chunk_max(c: &[f32; CHUNK], s: Option<&[f32; CHUNK]>) -> f32 {
         .fold(f32::NEG_INFINITY, |a, b| if b > a { b } else { a })
 }
 
+/// Inserts `x` (from position `j`) into the decreasing top `vals`/`idx`,
+/// dropping the last; returns the new k-th best. `x` must beat the last.
+#[inline]
+fn insert_sorted(vals: &mut [f32], idx: &mut [i64], x: f32, j: i64) -> f32 {
+    let k = vals.len();
+    let mut p = k - 1;
+    while p > 0 && vals[p - 1] < x {
+        vals[p] = vals[p - 1];
+        idx[p] = idx[p - 1];
+        p -= 1;
+    }
+    vals[p] = x;
+    idx[p] = j;
+    vals[k - 1]
+}
+
 /// The `k` best of one row (values decreasing) into `vals`/`idx`.
 fn row_top(row: &[f32], shift: Option<&[f32]>, vals: &mut [f32], idx: &mut [i64]) {
-    let k = vals.len();
     vals.fill(f32::NEG_INFINITY);
     idx.fill(-1);
     let mut thr = f32::NEG_INFINITY;
@@ -48,15 +63,7 @@ fn row_top(row: &[f32], shift: Option<&[f32]>, vals: &mut [f32], idx: &mut [i64]
                 None => row[j],
             };
             if x > *thr {
-                let mut p = k - 1;
-                while p > 0 && vals[p - 1] < x {
-                    vals[p] = vals[p - 1];
-                    idx[p] = idx[p - 1];
-                    p -= 1;
-                }
-                vals[p] = x;
-                idx[p] = j as i64;
-                *thr = vals[k - 1];
+                *thr = insert_sorted(vals, idx, x, j as i64);
             }
         }
     };
@@ -262,16 +269,8 @@ fn col_insert(
     for j in from..to {
         let x = row[j] - s;
         if x > thr[j] {
-            let (v, ix) = (&mut vals[j * k..(j + 1) * k], &mut idx[j * k..(j + 1) * k]);
-            let mut p = k - 1;
-            while p > 0 && v[p - 1] < x {
-                v[p] = v[p - 1];
-                ix[p] = ix[p - 1];
-                p -= 1;
-            }
-            v[p] = x;
-            ix[p] = r;
-            thr[j] = v[k - 1];
+            let span = j * k..(j + 1) * k;
+            thr[j] = insert_sorted(&mut vals[span.clone()], &mut idx[span], x, r);
         }
     }
 }

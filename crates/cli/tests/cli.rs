@@ -365,6 +365,14 @@ fn unsupervised_self_learning_recovers_a_permuted_rotated_copy() {
             .unwrap()
             > 3
     );
+    // The products' number format (auto: bf16 where the CPU has it) and the
+    // self-learning time are recorded.
+    let sl = &r["details"]["self_learning"];
+    assert!(
+        ["f32", "bf16"].contains(&sl["precision"].as_str().unwrap()),
+        "{sl}"
+    );
+    assert!(sl["seconds"].as_f64().unwrap() > 0.0, "{sl}");
     let jsonl = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     assert!(
         jsonl

@@ -42,6 +42,12 @@ const DOCUMENTED: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "align unsupervised",
+        "threshold",
+        "0",
+        "any objective gain, even none, resets the patience",
+    ),
+    (
+        "align unsupervised",
         "dis-input-dropout",
         "0",
         "no input dropout",
