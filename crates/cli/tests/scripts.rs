@@ -370,12 +370,14 @@ fn fetch_data_takes_the_named_sets_and_refuses_unknown_ones() {
         "a refused fetch made folders"
     );
     pypi_only_cache(&cache);
-    let o = run(&["ja", "en300", "wordnet"]);
+    let o = run(&["ja", "en300", "wordnet", "fi"]);
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     for pkg in [
         "dict-freedict-eng-jpn",
         "dict-freedict-jpn-eng",
+        "dict-freedict-eng-fin",
+        "dict-freedict-fin-eng",
         "wordnet-base",
     ] {
         assert!(
@@ -390,6 +392,11 @@ fn fetch_data_takes_the_named_sets_and_refuses_unknown_ones() {
         "ja/vocab/vectors",
         "dict/freedict-eng-jpn.index",
         "dict/freedict-jpn-eng.dict.dz",
+        "fi/vocab/vectors",
+        "fi/vocab/vectors.cfg",
+        "fi/vocab/lookups.bin",
+        "dict/freedict-fin-eng.index",
+        "dict/freedict-eng-fin.dict.dz",
         "wordnet/data.noun",
         "wordnet/index.adv",
         "fashion-mnist/t10k-labels-idx1-ubyte.gz",

@@ -123,8 +123,8 @@ impl Dictionary {
     /// Keeps single-word headwords and single-word translations.
     pub fn read_dictd(path: &Path) -> Result<Self> {
         let mut pairs = Vec::new();
-        let index = for_each_dictd_entry(path, |head, entry| {
-            for t in dictd_translations(entry) {
+        let index = for_each_dictd_entry(path, |head, entry, wikdict| {
+            for t in dictd_translations(entry, wikdict) {
                 pairs.push((head.to_string(), t));
             }
         })?;
@@ -224,7 +224,10 @@ impl Dictionary {
 
 /// Calls `f(headword, entry text)` for each single-word entry of a dictd
 /// dictionary; returns the index file's path.
-fn for_each_dictd_entry(path: &Path, mut f: impl FnMut(&str, &str)) -> Result<PathBuf> {
+/// Calls `f(headword, entry, wikdict)` for each single-word headword;
+/// `wikdict` says the dictionary is a FreeDict+WikDict one (its short name
+/// says so), whose senses each carry a gloss line.
+fn for_each_dictd_entry(path: &Path, mut f: impl FnMut(&str, &str, bool)) -> Result<PathBuf> {
     let stem = dictd_stem(path);
     let index = PathBuf::from(format!("{stem}.index"));
     let dz = PathBuf::from(format!("{stem}.dict.dz"));
@@ -240,6 +243,19 @@ fn for_each_dictd_entry(path: &Path, mut f: impl FnMut(&str, &str)) -> Result<Pa
         std::fs::read(&plain).map_err(|e| DataError::io(&plain, e))?
     };
     let idx = std::fs::read_to_string(&index).map_err(|e| DataError::io(&index, e))?;
+    let wikdict = idx
+        .lines()
+        .filter_map(|l| {
+            let c: Vec<&str> = l.split('\t').collect();
+            let short = c.len() >= 3 && matches!(c[0], "00databaseshort" | "00-database-short");
+            if !short {
+                return None;
+            }
+            Some((b64(c[1])?, b64(c[2])?))
+        })
+        .next()
+        .and_then(|(o, l)| body.get(o..o.checked_add(l)?))
+        .is_some_and(|b| String::from_utf8_lossy(b).contains("WikDict"));
     for (i, line) in idx.lines().enumerate() {
         let cols: Vec<&str> = line.split('\t').collect();
         if cols.len() < 3 {
@@ -276,7 +292,11 @@ fn for_each_dictd_entry(path: &Path, mut f: impl FnMut(&str, &str)) -> Result<Pa
         if head.contains(' ') || head.is_empty() {
             continue;
         }
-        f(head, &String::from_utf8_lossy(&body[off..off + len]));
+        f(
+            head,
+            &String::from_utf8_lossy(&body[off..off + len]),
+            wikdict,
+        );
     }
     Ok(index)
 }
@@ -346,7 +366,7 @@ fn entry_tags(entry: &str) -> Vec<String> {
 /// headword lowercased.
 pub fn read_dictd_headwords(path: &Path) -> Result<BTreeMap<String, Headword>> {
     let mut out: BTreeMap<String, Headword> = BTreeMap::new();
-    for_each_dictd_entry(path, |head, entry| {
+    for_each_dictd_entry(path, |head, entry, _| {
         let tags = entry_tags(entry);
         let pos = tags.iter().find_map(|t| pos_of_tag(t));
         // dictd indexes are lowercased: the entry's first line keeps the case.
@@ -385,16 +405,36 @@ fn b64(s: &str) -> Option<usize> {
     (!s.is_empty()).then_some(v)
 }
 
+/// The line's sense number (`3.` or `3. …`) removed, when it has one.
+fn sense_number(line: &str) -> Option<&str> {
+    let l = line.trim();
+    let (num, rest) = l.split_once('.')?;
+    (!num.is_empty()
+        && num.bytes().all(|c| c.is_ascii_digit())
+        && (rest.is_empty() || rest.starts_with(' ')))
+    .then(|| rest.trim())
+}
+
 /// Single-word translations from a FreeDict entry: line 1 is the headword
 /// (with pronunciation and part of speech), later lines are senses, optionally
-/// numbered `1.`, each a comma/semicolon-separated list.
-fn dictd_translations(entry: &str) -> Vec<String> {
+/// numbered `1.`, each a comma/semicolon-separated list. In a WikDict
+/// dictionary each sense line is followed by a gloss in the source language
+/// (`koira <n>` / `dog, hound` / `Canidae-heimon … eläin`): only the first
+/// line and the numbered ones are translations, and a sense's trailing
+/// cross-reference number (`talo 2.`) is dropped.
+fn dictd_translations(entry: &str, wikdict: bool) -> Vec<String> {
     let mut out = Vec::new();
-    for line in entry.lines().skip(1) {
-        let mut l = line.trim();
-        if let Some((num, rest)) = l.split_once(". ") {
-            if !num.is_empty() && num.bytes().all(|c| c.is_ascii_digit()) {
-                l = rest;
+    for (k, line) in entry.lines().skip(1).enumerate() {
+        let numbered = sense_number(line);
+        if wikdict && k > 0 && numbered.is_none() {
+            continue;
+        }
+        let mut l = numbered.unwrap_or(line.trim());
+        if wikdict {
+            if let Some((rest, last)) = l.rsplit_once(' ') {
+                if sense_number(last) == Some("") {
+                    l = rest;
+                }
             }
         }
         // Drop parenthesised notes.
@@ -617,8 +657,20 @@ mod tests {
         assert_eq!(b64("a-b"), None);
         let e = "run /rʌn/\n1. fonctionner\n2. fuite (de gaz)\n3. s'élancer, se précipiter\n";
         assert_eq!(
-            dictd_translations(e),
+            dictd_translations(e, false),
             vec!["fonctionner", "fuite", "s'élancer"]
+        );
+        // WikDict: a gloss after each sense, in the source language.
+        let w = "koira /kˈoira/ <n>\ndog, hound\nCanidae-heimon eläin, kotieläin\n";
+        assert_eq!(dictd_translations(w, true), vec!["dog", "hound"]);
+        assert_eq!(
+            dictd_translations(w, false),
+            vec!["dog", "hound", "kotieläin"]
+        );
+        let w = "house /haʊs/ <n>\n1. huone\nastrology: one of, the divisions\n2. kamari, talo\ndebating chamber\n7. koti 2.\nhuman abode\n 3.\narchetypal, structure\n";
+        assert_eq!(
+            dictd_translations(w, true),
+            vec!["huone", "kamari", "talo", "koti"]
         );
     }
 }

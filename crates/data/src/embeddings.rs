@@ -2,11 +2,13 @@
 //! readers/writers for the usual formats.
 //!
 //! Formats: fastText/MUSE `.vec` text (header `n d`), GloVe text (no header),
-//! word2vec binary, a spaCy `vocab/` folder, and a `.npy` matrix with a word
+//! word2vec binary, a spaCy `vocab/` folder, a floret table (a spaCy `vocab/`
+//! whose `vectors.cfg` says `"mode": "floret"`: hashed character n-grams, a
+//! word's vector computed from its n-grams), and a `.npy` matrix with a word
 //! index (parquet or one word a line). Text files may be gzipped.
 use crate::atomic::write_atomic;
 use crate::error::{DataError, Result};
-use crate::murmur::spacy_key;
+use crate::murmur::{floret_hashes, spacy_key};
 use crate::npy::{parse_npy, read_npy, Matrix};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -26,6 +28,11 @@ pub enum EmbeddingFormat {
     Word2vecBin,
     /// spaCy `vocab/` folder (`vectors`, `key2row`, `strings.json`).
     Spacy,
+    /// floret table: a spaCy `vocab/` folder in floret mode (`vectors` holds
+    /// hashed n-gram buckets, `vectors.cfg` the n-gram settings); the
+    /// vocabulary is `strings.json` in the order of `lookups.bin`'s
+    /// `lexeme_prob`, or a word list given as the index.
+    Floret,
     /// `.npy` matrix + word index (parquet string column or a text file).
     Npy,
 }
@@ -38,10 +45,11 @@ impl std::str::FromStr for EmbeddingFormat {
             "glove" => Self::Glove,
             "word2vec-bin" | "bin" => Self::Word2vecBin,
             "spacy" => Self::Spacy,
+            "floret" => Self::Floret,
             "npy" => Self::Npy,
             _ => {
                 return Err(format!(
-                    "unknown embedding format '{s}' (vec, glove, bin, spacy, npy)"
+                    "unknown embedding format '{s}' (vec, glove, bin, spacy, floret, npy)"
                 ))
             }
         })
@@ -59,7 +67,9 @@ pub struct LoadOptions {
     pub dedupe: bool,
     /// Force a format instead of guessing from the path.
     pub format: Option<EmbeddingFormat>,
-    /// Word index for `.npy` matrices (default: the only `.parquet` beside it).
+    /// Word index for `.npy` matrices (default: the only `.parquet` beside
+    /// it), or the vocabulary of a floret table in frequency order (default:
+    /// its own `lookups.bin` frequencies).
     pub words: Option<PathBuf>,
 }
 
@@ -224,6 +234,7 @@ impl Embeddings {
             }
             EmbeddingFormat::Word2vecBin => read_word2vec_bin(path, &mut b)?,
             EmbeddingFormat::Spacy => read_spacy(path, &mut b)?,
+            EmbeddingFormat::Floret => read_floret(path, opts.words.as_deref(), &mut b)?,
             EmbeddingFormat::Npy => read_npy_index(path, opts.words.as_deref(), &mut b)?,
         }
         b.finish()
@@ -244,6 +255,11 @@ impl Embeddings {
                     None => find_index(path)?,
                 },
             ],
+            EmbeddingFormat::Floret => {
+                let mut v = vec![path.to_path_buf()];
+                v.extend(opts.words.clone());
+                v
+            }
             _ => vec![path.to_path_buf()],
         })
     }
@@ -275,12 +291,15 @@ impl Embeddings {
 
 fn guess_format(path: &Path) -> Result<EmbeddingFormat> {
     if path.is_dir() {
+        if floret_config(&spacy_dir(path))?.is_some() {
+            return Ok(EmbeddingFormat::Floret);
+        }
         if path.join("key2row").exists() || path.join("vocab").join("key2row").exists() {
             return Ok(EmbeddingFormat::Spacy);
         }
         return Err(DataError::format(
             path,
-            "a folder, but not a spaCy vocab/ (no key2row)",
+            "a folder, but not a spaCy vocab/ (no key2row) nor a floret table (no vectors.cfg in floret mode)",
         ));
     }
     let name = path
@@ -652,12 +671,223 @@ fn looks_like_text(b: &[u8]) -> bool {
         })
 }
 
-fn read_spacy(path: &Path, b: &mut Builder) -> Result<()> {
-    let dir = if path.join("key2row").exists() {
+/// A spaCy model's vectors folder: `path` itself or its `vocab/`.
+fn spacy_dir(path: &Path) -> PathBuf {
+    if path.join("vectors").exists() || !path.join("vocab").is_dir() {
         path.to_path_buf()
     } else {
         path.join("vocab")
+    }
+}
+
+/// floret's n-gram settings (spaCy's `vectors.cfg` in floret mode).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct FloretConfig {
+    pub minn: usize,
+    pub maxn: usize,
+    pub hash_count: usize,
+    pub hash_seed: u32,
+    pub bow: String,
+    pub eow: String,
+}
+
+impl FloretConfig {
+    /// The padded word's character n-grams, in floret's order: the whole
+    /// padded word, then every n-gram of `minn` characters, of `minn + 1`,
+    /// … up to `maxn` (characters, not bytes).
+    pub fn ngrams(&self, word: &str) -> Vec<String> {
+        let padded: Vec<char> = self
+            .bow
+            .chars()
+            .chain(word.chars())
+            .chain(self.eow.chars())
+            .collect();
+        let mut v = vec![padded.iter().collect::<String>()];
+        for n in self.minn..=self.maxn {
+            if n > padded.len() {
+                break;
+            }
+            for start in 0..=padded.len() - n {
+                v.push(padded[start..start + n].iter().collect());
+            }
+        }
+        v
+    }
+
+    /// The word's vector: the mean of the table rows its n-grams hash to
+    /// (`hash_count` buckets each).
+    pub fn vector(&self, word: &str, table: &[f32], rows: usize, dim: usize) -> Vec<f32> {
+        let mut v = vec![0f32; dim];
+        let mut n = 0usize;
+        for g in self.ngrams(word) {
+            for h in floret_hashes(&g, self.hash_seed, self.hash_count) {
+                let r = h as usize % rows;
+                for (a, x) in v.iter_mut().zip(&table[r * dim..(r + 1) * dim]) {
+                    *a += x;
+                }
+                n += 1;
+            }
+        }
+        let inv = 1.0 / n.max(1) as f32;
+        v.iter_mut().for_each(|a| *a *= inv);
+        v
+    }
+}
+
+/// The folder's floret settings, or `None` when it is not in floret mode
+/// (no `vectors.cfg`, or another mode). A floret `vectors.cfg` with
+/// impossible settings is an error naming the file.
+pub fn floret_config(dir: &Path) -> Result<Option<FloretConfig>> {
+    let p = dir.join("vectors.cfg");
+    let Ok(text) = std::fs::read(&p) else {
+        return Ok(None);
     };
+    let v: serde_json::Value = serde_json::from_slice(&text)
+        .map_err(|e| DataError::format(&p, format!("not JSON: {e}")))?;
+    if v.get("mode").and_then(|m| m.as_str()) != Some("floret") {
+        return Ok(None);
+    }
+    let cfg: FloretConfig = serde_json::from_value(v)
+        .map_err(|e| DataError::format(&p, format!("floret settings: {e}")))?;
+    if cfg.minn == 0 || cfg.maxn < cfg.minn {
+        return Err(DataError::format(
+            &p,
+            format!(
+                "n-gram sizes minn {} and maxn {}: need 1 <= minn <= maxn",
+                cfg.minn, cfg.maxn
+            ),
+        ));
+    }
+    if !(1..=4).contains(&cfg.hash_count) {
+        return Err(DataError::format(
+            &p,
+            format!("hash_count {} (floret uses 1 to 4)", cfg.hash_count),
+        ));
+    }
+    Ok(Some(cfg))
+}
+
+/// One word a line (a `.txt`, `\r\n` tolerated) or a parquet string column.
+fn read_word_list(index: &Path) -> Result<Vec<String>> {
+    if index.extension().is_some_and(|e| e == "parquet") {
+        return read_parquet_words(index);
+    }
+    let text = std::fs::read_to_string(index).map_err(|e| DataError::io(index, e))?;
+    Ok(text
+        .lines()
+        .map(|l| l.trim_end_matches('\r').to_string())
+        .collect())
+}
+
+/// The strings of `strings.json` that `lookups.bin`'s `lexeme_prob` table
+/// gives a probability, most probable first (ties by the string): spaCy's
+/// own frequency order for a floret model's vocabulary.
+fn floret_vocabulary(dir: &Path) -> Result<Vec<String>> {
+    let lp = dir.join("lookups.bin");
+    let raw = std::fs::read(&lp).map_err(|e| {
+        DataError::format(
+            &lp,
+            format!("cannot read it ({e}): a floret table's vocabulary comes from lookups.bin, or pass a word list"),
+        )
+    })?;
+    let value = rmpv::decode::read_value(&mut raw.as_slice())
+        .map_err(|e| DataError::format(&lp, format!("not a msgpack map: {e}")))?;
+    let table = value
+        .as_map()
+        .and_then(|m| {
+            m.iter()
+                .find(|(k, _)| k.as_str() == Some("lexeme_prob"))
+                .map(|(_, t)| t)
+        })
+        .and_then(|t| t.as_map())
+        .ok_or_else(|| {
+            DataError::format(
+                &lp,
+                "no lexeme_prob table (a map of word keys to log-probabilities)",
+            )
+        })?;
+    let mut prob: HashMap<u64, f64> = HashMap::with_capacity(table.len());
+    for (i, (k, p)) in table.iter().enumerate() {
+        let (Some(k), Some(p)) = (k.as_u64(), p.as_f64()) else {
+            return Err(DataError::format(
+                &lp,
+                format!(
+                    "lexeme_prob entry {}: key and probability must be numbers",
+                    i + 1
+                ),
+            ));
+        };
+        prob.insert(k, p);
+    }
+    let sp = dir.join("strings.json");
+    let text = std::fs::read(&sp).map_err(|e| DataError::io(&sp, e))?;
+    let strings: Vec<String> = serde_json::from_slice(&text)
+        .map_err(|e| DataError::format(&sp, format!("not a JSON list of strings: {e}")))?;
+    let mut ranked: Vec<(f64, String)> = strings
+        .into_par_iter()
+        .filter_map(|s| prob.get(&spacy_key(&s)).map(|&p| (p, s)))
+        .filter(|(p, s)| !s.is_empty() && p.is_finite())
+        .collect();
+    ranked.par_sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    if ranked.is_empty() {
+        return Err(DataError::format(
+            &sp,
+            "no string here has a probability in lookups.bin: no vocabulary",
+        ));
+    }
+    Ok(ranked.into_iter().map(|(_, s)| s).collect())
+}
+
+fn read_floret(path: &Path, words: Option<&Path>, b: &mut Builder) -> Result<()> {
+    let dir = spacy_dir(path);
+    let cfg = floret_config(&dir)?.ok_or_else(|| {
+        DataError::format(
+            &dir.join("vectors.cfg"),
+            "missing, or not in floret mode: not a floret table",
+        )
+    })?;
+    let table = read_npy(&dir.join("vectors"))?;
+    if table.rows == 0 || table.cols == 0 {
+        return Err(DataError::format(
+            &dir.join("vectors"),
+            format!("a {} x {} table: no buckets", table.rows, table.cols),
+        ));
+    }
+    // Each word's vector is that of the word as written: with --lowercase,
+    // as for every format, a lowercased word keeps its most frequent
+    // casing's vector (`Lontoo`'s n-grams for `lontoo`; the lowercase
+    // string's own n-grams give proper nouns vectors the table hardly
+    // trained).
+    let vocab = match words {
+        Some(p) => read_word_list(p)?,
+        None => floret_vocabulary(&dir)?,
+    };
+    // Vectors are computed a block of words at a time, until max_vocab is reached.
+    const BLOCK: usize = 4096;
+    for (bi, block) in vocab.chunks(BLOCK).enumerate() {
+        let vecs: Vec<Vec<f32>> = block
+            .par_iter()
+            .map(|w| cfg.vector(w, &table.data, table.rows, table.cols))
+            .collect();
+        for (j, (w, v)) in block.iter().zip(&vecs).enumerate() {
+            if w.is_empty() {
+                b.report.empty_words_skipped += 1;
+                continue;
+            }
+            b.push(w, v, bi * BLOCK + j + 1)?;
+            if b.full() {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_spacy(path: &Path, b: &mut Builder) -> Result<()> {
+    let dir = spacy_dir(path);
+    if floret_config(&dir)?.is_some() {
+        return read_floret(path, b.opts.words.as_deref(), b);
+    }
     let vectors = read_npy(&dir.join("vectors"))?;
     let k2r_path = dir.join("key2row");
     let raw = std::fs::read(&k2r_path).map_err(|e| DataError::io(&k2r_path, e))?;
@@ -783,14 +1013,7 @@ fn read_npy_index(path: &Path, words: Option<&Path>, b: &mut Builder) -> Result<
         Some(p) => p.to_path_buf(),
         None => find_index(path)?,
     };
-    let words = if index.extension().is_some_and(|e| e == "parquet") {
-        read_parquet_words(&index)?
-    } else {
-        let text = std::fs::read_to_string(&index).map_err(|e| DataError::io(&index, e))?;
-        text.lines()
-            .map(|l| l.trim_end_matches('\r').to_string())
-            .collect()
-    };
+    let words = read_word_list(&index)?;
     if words.len() != m.rows {
         return Err(DataError::format(
             &index,

@@ -330,6 +330,68 @@ fn dictd_reads_entries_and_rejects_bad_offsets() {
     );
 }
 
+/// Writes a dictd pair `stem.index` / `stem.dict.dz` holding `entries`.
+fn dictd(dir: &Path, stem: &str, entries: &[(&str, &str)]) -> PathBuf {
+    let mut body = String::new();
+    let mut index = String::new();
+    for (h, e) in entries {
+        index.push_str(&format!("{h}\t{}\t{}\n", b64(body.len()), b64(e.len())));
+        body.push_str(e);
+    }
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(dir.join(format!("{stem}.dict.dz"))).unwrap(),
+        Default::default(),
+    );
+    enc.write_all(body.as_bytes()).unwrap();
+    enc.finish().unwrap();
+    write(dir, &format!("{stem}.index"), &index)
+}
+
+#[test]
+fn wikdict_glosses_are_not_translations() {
+    let d = tempfile::tempdir().unwrap();
+    let entry = "koira /kˈoira/ <n>\ndog, hound\nkotieläin\n";
+    let wik = dictd(
+        d.path(),
+        "fin-eng",
+        &[
+            (
+                "00databaseshort",
+                "suomi-English FreeDict+WikDict dictionary\n",
+            ),
+            ("koira", entry),
+            (
+                "olla",
+                "olla <v>\n1. be\nsisältää, vastata\n2. exist 1.\nmuodostaa\n",
+            ),
+        ],
+    );
+    let pairs: Vec<(&str, &str)> = vec![
+        ("koira", "dog"),
+        ("koira", "hound"),
+        ("olla", "be"),
+        ("olla", "exist"),
+    ];
+    let got = Dictionary::load(&wik).unwrap();
+    let got: Vec<(&str, &str)> = got
+        .pairs
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    assert_eq!(got, pairs);
+    // The same entry in a classic FreeDict dictionary: every line is a sense.
+    let plain = dictd(
+        d.path(),
+        "plain",
+        &[
+            ("00databaseshort", "Finnish-English FreeDict Dictionary\n"),
+            ("koira", entry),
+        ],
+    );
+    let got = Dictionary::load(&plain).unwrap();
+    assert_eq!(got.pairs.len(), 3);
+}
+
 #[test]
 fn split_by_frequency_rank_keeps_all_translations() {
     let words = |n: usize, p: &str| (0..n).map(|i| format!("{p}{i}")).collect::<Vec<_>>();
@@ -482,4 +544,191 @@ fn dictionaries_are_recognised_by_content_and_offsets_cannot_overflow() {
     );
     let e = Dictionary::load(&idx).unwrap_err().to_string();
     assert!(e.contains("x.index:1") && e.contains("past the end"), "{e}");
+}
+
+/// A floret folder: a `rows` x 2 table whose row r is (r, 10 r), floret
+/// settings minn 2, maxn 3, two hashes, floret's default seed.
+fn floret_folder(dir: &Path, rows: usize, cfg: &str) -> PathBuf {
+    let v = dir.join("vocab");
+    std::fs::create_dir_all(&v).unwrap();
+    let data = (0..rows)
+        .flat_map(|r| [r as f32, 10.0 * r as f32])
+        .collect();
+    write_npy(
+        &v.join("vectors"),
+        &Matrix {
+            rows,
+            cols: 2,
+            data,
+        },
+    )
+    .unwrap();
+    std::fs::write(v.join("vectors.cfg"), cfg).unwrap();
+    std::fs::write(v.join("key2row"), [0x80u8]).unwrap();
+    v
+}
+
+const FLORET_CFG: &str = r#"{"mode":"floret","minn":2,"maxn":3,"hash_count":2,"hash_seed":2166136261,"bow":"<","eow":">","attr":65}"#;
+
+/// spaCy's `lookups.bin`: a map of tables; `lexeme_prob` maps string keys to log-probabilities.
+fn lookups(v: &Path, probs: &[(&str, f64)]) {
+    use embedlab_data::murmur::spacy_key;
+    let table = probs
+        .iter()
+        .map(|(w, p)| (rmpv::Value::from(spacy_key(w)), rmpv::Value::from(*p)))
+        .collect();
+    let root = rmpv::Value::Map(vec![
+        (
+            rmpv::Value::from("lexeme_settings"),
+            rmpv::Value::Map(vec![]),
+        ),
+        (rmpv::Value::from("lexeme_prob"), rmpv::Value::Map(table)),
+    ]);
+    let mut buf = vec![];
+    rmpv::encode::write_value(&mut buf, &root).unwrap();
+    std::fs::write(v.join("lookups.bin"), buf).unwrap();
+}
+
+#[test]
+fn floret_vectors_are_means_of_hashed_ngram_rows() {
+    use embedlab_data::embeddings::floret_config;
+    let d = tempfile::tempdir().unwrap();
+    let v = floret_folder(d.path(), 7, FLORET_CFG);
+    let cfg = floret_config(&v).unwrap().unwrap();
+    // The padded word, then its 2- and 3-grams (characters, not bytes; a
+    // short word repeats its padded form, as floret and spaCy do).
+    assert_eq!(cfg.ngrams("ab"), ["<ab>", "<a", "ab", "b>", "<ab", "ab>"]);
+    assert_eq!(cfg.ngrams("ä"), ["<ä>", "<ä", "ä>", "<ä>"]);
+    // Buckets (MurmurHash3_x64_128 by the Python mmh3 package, mod 7):
+    // <ab> 5 2, <a 3 6, ab 1 4, b> 2 4, <ab 1 0, ab> 5 6: mean row 39/12;
+    // <ä> 1 4, <ä 2 2, ä> 1 3, <ä> 1 4: mean row 18/8.
+    std::fs::write(d.path().join("words.txt"), "ab\nä\n").unwrap();
+    lookups(&v, &[("ä", -1.0), ("ab", -2.0)]);
+    std::fs::write(v.join("strings.json"), r#"["ab","ä"]"#).unwrap();
+    let o = LoadOptions {
+        words: Some(d.path().join("words.txt")),
+        ..opts()
+    };
+    let e = Embeddings::load(d.path(), &o).unwrap();
+    assert_eq!(e.report.format, Some(EmbeddingFormat::Floret));
+    assert_eq!(e.words(), ["ab", "ä"]);
+    assert_eq!(e.row(0), [3.25, 32.5]);
+    assert_eq!(e.row(1), [2.25, 22.5]);
+    // Without a word list, the vocabulary is strings.json in lookups.bin's
+    // order (most probable first).
+    let e = Embeddings::load(&v, &opts()).unwrap();
+    assert_eq!(e.words(), ["ä", "ab"]);
+    assert_eq!(e.row(1), [3.25, 32.5]);
+}
+
+#[test]
+fn floret_vocabulary_order_case_and_limits() {
+    let d = tempfile::tempdir().unwrap();
+    let v = floret_folder(d.path(), 11, FLORET_CFG);
+    // Strings without a probability are not words; ties go by the string.
+    std::fs::write(
+        v.join("strings.json"),
+        r#"["Koira","koira","talo","kissa","ilman","", "x"]"#,
+    )
+    .unwrap();
+    lookups(
+        &v,
+        &[
+            ("talo", -3.0),
+            ("kissa", -3.0),
+            ("Koira", -1.0),
+            ("koira", -2.0),
+            ("", -0.5),
+            ("x", f64::NAN),
+        ],
+    );
+    let e = Embeddings::load(&v, &opts()).unwrap();
+    assert_eq!(e.words(), ["Koira", "koira", "kissa", "talo"]);
+    // Capitals are their own n-grams: another vector.
+    assert_ne!(e.row(0), e.row(1));
+    let lower = Embeddings::load(
+        &v,
+        &LoadOptions {
+            lowercase: true,
+            ..opts()
+        },
+    )
+    .unwrap();
+    assert_eq!(lower.words(), ["koira", "kissa", "talo"]);
+    assert_eq!(lower.report.duplicates_skipped, 1);
+    // As in every format, the lowercased word keeps its most frequent
+    // casing's vector ("Koira"'s, not the string "koira"'s).
+    assert_eq!(lower.row(0), e.row(0));
+    let two = Embeddings::load(
+        &v,
+        &LoadOptions {
+            max_vocab: Some(2),
+            ..opts()
+        },
+    )
+    .unwrap();
+    assert_eq!(two.words(), ["Koira", "koira"]);
+    // --format spacy on a floret folder reads it as floret.
+    let s = Embeddings::load(
+        &v,
+        &LoadOptions {
+            format: Some(EmbeddingFormat::Spacy),
+            ..opts()
+        },
+    )
+    .unwrap();
+    assert_eq!(s.row(2), e.row(2));
+}
+
+#[test]
+fn bad_floret_folders_are_named() {
+    let d = tempfile::tempdir().unwrap();
+    let v = floret_folder(
+        d.path(),
+        5,
+        &FLORET_CFG.replace(r#""hash_count":2"#, r#""hash_count":7"#),
+    );
+    let err = Embeddings::load(&v, &opts()).unwrap_err().to_string();
+    assert!(
+        err.contains("vectors.cfg") && err.contains("hash_count 7"),
+        "{err}"
+    );
+    std::fs::write(
+        v.join("vectors.cfg"),
+        FLORET_CFG.replace(r#""minn":2"#, r#""minn":4"#),
+    )
+    .unwrap();
+    let err = Embeddings::load(&v, &opts()).unwrap_err().to_string();
+    assert!(err.contains("minn 4 and maxn 3"), "{err}");
+    std::fs::write(v.join("vectors.cfg"), r#"{"mode":"floret","minn":2}"#).unwrap();
+    let err = Embeddings::load(&v, &opts()).unwrap_err().to_string();
+    assert!(
+        err.contains("vectors.cfg") && err.contains("floret settings"),
+        "{err}"
+    );
+    std::fs::write(v.join("vectors.cfg"), FLORET_CFG).unwrap();
+    // No lookups.bin and no word list: no vocabulary, and it says where to look.
+    std::fs::write(v.join("strings.json"), r#"["a"]"#).unwrap();
+    let err = Embeddings::load(&v, &opts()).unwrap_err().to_string();
+    assert!(
+        err.contains("lookups.bin") && err.contains("word list"),
+        "{err}"
+    );
+    std::fs::write(v.join("lookups.bin"), [0x82u8, 0xa3, b'a']).unwrap();
+    let err = Embeddings::load(&v, &opts()).unwrap_err().to_string();
+    assert!(
+        err.contains("lookups.bin") && err.contains("msgpack"),
+        "{err}"
+    );
+    lookups(&v, &[("b", -1.0)]);
+    let err = Embeddings::load(&v, &opts()).unwrap_err().to_string();
+    assert!(
+        err.contains("strings.json") && err.contains("no vocabulary"),
+        "{err}"
+    );
+    // A folder that is neither spaCy nor floret.
+    let other = d.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let err = Embeddings::load(&other, &opts()).unwrap_err().to_string();
+    assert!(err.contains("floret"), "{err}");
 }
