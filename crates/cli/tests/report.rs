@@ -192,6 +192,13 @@ fn demo_with_a_broken_pipeline_still_reports_and_the_report_renders_in_chromium(
         html.contains("Word translation") && html.contains("translation examples"),
         "alignment section"
     );
+    // Which words translate, as a figure beside its table, and the hubness numbers.
+    assert!(
+        align.join("which-words.png").is_file()
+            && html.contains("P@1 of the test words by kind of source word")
+            && html.contains("hubness"),
+        "the which-words figure and hubness are in the alignment section"
+    );
     // Headless Chromium: load, run the page's check, read the DOM back.
     let url = format!("file://{}", report.display());
     let common = [

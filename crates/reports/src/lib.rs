@@ -3,6 +3,7 @@
 //! report of any set of run folders. Every file is written atomically.
 pub mod grid;
 pub mod html;
+pub mod intervals;
 pub mod plot;
 pub mod projection;
 pub mod scatter;

@@ -29,12 +29,14 @@ pub struct EmbArgs {
     /// Target embeddings (same formats); required.
     #[arg(long, default_value = "", hide_default_value = true, value_parser = any_path)]
     pub tgt: PathBuf,
-    /// Force the source format (vec, glove, bin, spacy, npy).
+    /// Force the source format (vec, glove, bin, spacy, floret, npy).
     #[arg(long)]
     pub src_format: Option<EmbeddingFormat>,
     #[arg(long)]
     pub tgt_format: Option<EmbeddingFormat>,
-    /// Word index of a source .npy (default: the .parquet beside it).
+    /// Word index of a source .npy (default: the .parquet beside it), or the
+    /// vocabulary of a floret table, one word a line, most frequent first
+    /// (default: its lookups.bin frequencies).
     #[arg(long)]
     pub src_words: Option<PathBuf>,
     #[arg(long)]
@@ -715,7 +717,7 @@ pub fn run_supervised(
         &hubs,
         serde_json::to_value(&report)?,
     );
-    super::which::add_to_report(&mut r, &which);
+    super::which::add_to_report(&mut r, &which, &run)?;
     r.metric(
         "train pairs",
         report.train_pairs as f64,

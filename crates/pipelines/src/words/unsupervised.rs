@@ -426,7 +426,7 @@ pub fn run_unsupervised(
         &hubs,
         serde_json::to_value(&report)?,
     );
-    super::which::add_to_report(&mut r, &which);
+    super::which::add_to_report(&mut r, &which, &run)?;
     if let Some(a) = &report.adversarial {
         r.metric("criterion", a.criterion, "", Better::Higher)
             .with_note("MUSE's mean cosine of CSLS translations of the top source words");

@@ -229,9 +229,12 @@ fn cell(g: &GroupRate) -> String {
     format!("{:.1} [{:.1}, {:.1}]", g.rate, g.low, g.high)
 }
 
-/// The report's table and metrics: one row per group, a column per method.
-pub fn add_to_report(r: &mut Report, which: &[WhichWords]) {
-    let Some(first) = which.first() else { return };
+/// The report's table, figure (`which-words.png` in the run folder) and
+/// metrics: one row per group, a column (a colour) per method.
+pub fn add_to_report(r: &mut Report, which: &[WhichWords], run: &RunDir) -> Result<()> {
+    let Some(first) = which.first() else {
+        return Ok(());
+    };
     let mut rows = vec![];
     for (a, (attr, groups)) in first.breakdowns.iter().enumerate() {
         for (i, g) in groups.iter().enumerate() {
@@ -273,6 +276,40 @@ pub fn add_to_report(r: &mut Report, which: &[WhichWords]) {
         highlight: vec![],
         open: false,
     });
+    let mut rows = vec![];
+    for (a, (attr, groups)) in first.breakdowns.iter().enumerate() {
+        for (i, g) in groups.iter().enumerate() {
+            if g.words == 0 {
+                continue;
+            }
+            rows.push(embedlab_reports::intervals::IntervalRow {
+                label: format!("{attr}: {} ({})", g.group, g.words),
+                values: which
+                    .iter()
+                    .map(|w| w.breakdowns[a].1.get(i).map(|g| (g.rate, g.low, g.high)))
+                    .collect(),
+            });
+        }
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let series: Vec<String> = which.iter().map(|w| w.retrieval.to_uppercase()).collect();
+    let file = "which-words.png";
+    embedlab_reports::intervals::save_intervals(
+        &run.file(file),
+        "Which words translate: P@1 by kind of source word",
+        &series,
+        &rows,
+    )?;
+    r.figures.push(embedlab_train::Figure {
+        file: file.into(),
+        caption: format!(
+            "P@1 of the test words by kind of source word ({}), 95% Wilson intervals; the number of test words in brackets",
+            series.join(", ")
+        ),
+    });
+    Ok(())
 }
 
 #[cfg(test)]
