@@ -297,19 +297,8 @@ fn dictd_reads_entries_and_rejects_bad_offsets() {
         ("dog", "dog /dɔg/\nchien, clébard\n"),
         ("ice cream", "ice cream\nglace\n"),
     ];
-    let mut body = String::new();
-    let mut index = String::new();
-    for (h, e) in entries {
-        index.push_str(&format!("{h}\t{}\t{}\n", b64(body.len()), b64(e.len())));
-        body.push_str(e);
-    }
-    let mut enc = flate2::write::GzEncoder::new(
-        std::fs::File::create(d.path().join("x.dict.dz")).unwrap(),
-        Default::default(),
-    );
-    enc.write_all(body.as_bytes()).unwrap();
-    enc.finish().unwrap();
-    let idx = write(d.path(), "x.index", &index);
+    let idx = dictd(d.path(), "x", &entries);
+    let index = std::fs::read_to_string(&idx).unwrap();
     let dict = Dictionary::load(&idx).unwrap();
     let want: Vec<(String, String)> = [
         ("cat", "mégère"),

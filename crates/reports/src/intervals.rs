@@ -1,7 +1,7 @@
 //! Rates with confidence intervals, one row per group and one colour per
 //! series (e.g. P@1 of the test words by kind, NN and CSLS): a horizontal
 //! dot-and-whisker chart drawn by plotters, saved as PNG.
-use crate::scatter::{register_font, PALETTE};
+use crate::scatter::{legend_at_and_present, register_font, PALETTE};
 use crate::{write_png, ReportError, Result};
 use plotters::prelude::*;
 use std::path::Path;
@@ -111,14 +111,8 @@ pub fn save_intervals(
                 .label(name.clone())
                 .legend(move |(x, y)| Circle::new((x, y), 4, colour.filled()));
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
+        legend_at_and_present(&mut chart, &root, SeriesLabelPosition::LowerRight)
             .map_err(|e| err(&e))?;
-        root.present().map_err(|e| err(&e))?;
     }
     write_png(path, &buf, w, h)
 }

@@ -26,11 +26,24 @@ where
     DB: DrawingBackend + 'a,
     CT: CoordTranslate,
 {
+    legend_at_and_present(chart, root, SeriesLabelPosition::UpperRight)
+}
+
+/// Draws the legend at `position` and flushes the drawing.
+pub(crate) fn legend_at_and_present<'a, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    position: SeriesLabelPosition,
+) -> std::result::Result<(), DrawingAreaErrorKind<DB::ErrorType>>
+where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate,
+{
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
+        .position(position)
         .draw()?;
     root.present()
 }
