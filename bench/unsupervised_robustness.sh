@@ -8,8 +8,10 @@
 # Tasks: rot (GloVe top 20k → its randomly rotated noisy copy), en-fr, fr-en
 # (GloVe 50d ↔ French fastText PCA-50, top 20k each, FreeDict test splits).
 # Methods: adversarial (MUSE settings, 2×DIS_HIDDEN discriminator, 5 epochs of
-# EPOCH_SIZE words, 5 refinement iterations) and self-learning from the
-# similarity structure (cutoff 10k, patience 10, at most MAX_IT iterations).
+# EPOCH_SIZE words, 5 refinement iterations), adversarial-restarts (the same,
+# RESTARTS times with seeds s, s+1000, …, keeping the map of the highest
+# refined criterion) and self-learning from the similarity structure (cutoff
+# 10k, patience 10, at most MAX_IT iterations).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 E=${EMBEDLAB:-target/release/embedlab}
@@ -23,10 +25,11 @@ V=20000
 EPOCH_SIZE=${EPOCH_SIZE:-200000}
 DIS_HIDDEN=${DIS_HIDDEN:-512}
 MAX_IT=${MAX_IT:-40}
+RESTARTS=${RESTARTS:-3}
 THREADS=${THREADS:-0}   # libtorch threads per run (0: its default)
 mkdir -p "$OUT"
 [ -x "$E" ] || cargo build --release
-[ -f "$IN/fr-en.test.txt" ] || { echo "run bench/muse_supervised.sh first (it makes $IN)"; exit 2; }
+[ -f "$IN/fr-en.test.txt" ] || OUT="$IN" E="$E" PY="$PY" bench/muse_inputs.sh
 
 # Seeds outermost: an interrupted run still covers every task and method.
 for s in $SEEDS; do
@@ -43,10 +46,11 @@ for s in $SEEDS; do
       echo "== $r"
       case $m in
         adversarial) extra="--epoch-size $EPOCH_SIZE --dis-hidden $DIS_HIDDEN --refinement 5" ;;
+        adversarial-restarts) extra="--epoch-size $EPOCH_SIZE --dis-hidden $DIS_HIDDEN --refinement 5 --restarts $RESTARTS" ;;
         self-learning) extra="--init structure --cutoff 10000 --patience 10 --max-iterations $MAX_IT" ;;
       esac
       thr=(); [ "$THREADS" != 0 ] && thr=(--threads "$THREADS")
-      $E --seed "$s" "${thr[@]}" align unsupervised --method "$m" --src "$S" --tgt "$T" \
+      $E --seed "$s" "${thr[@]}" align unsupervised --method "${m%-restarts}" --src "$S" --tgt "$T" \
         --src-max-vocab $V --tgt-max-vocab $V --dict-test "$D" $extra \
         --out "$OUT/$r" > "$OUT/$r.log" 2>&1 || echo "   failed: see $OUT/$r.log"
     done
@@ -67,12 +71,12 @@ for rep in sorted(glob.glob(f"{out}/*/report.json")):
     p1 = {p["retrieval"]: p["at"]["1"] for p in r["precision"]}["csls10"]
     rows.setdefault((task, method), []).append((int(seed), p1, r["seconds"]))
 summary = []
-print(f"{'task':6} {'method':14} {'runs':>4} {'success':>7} {'mean P@1':>8} {'min':>6} {'max':>6} {'mean s':>7}")
+print(f"{'task':6} {'method':20} {'runs':>4} {'success':>7} {'mean P@1':>8} {'min':>6} {'max':>6} {'mean s':>7}")
 for (task, method), v in sorted(rows.items()):
     ps = [p for _, p, _ in v]
     ok = sum(p > 5.0 for p in ps)
     summary.append(dict(task=task, method=method, runs=len(v), successes=ok,
         p1=[p for _, p, _ in sorted(v)], mean_p1=st.mean(ps), mean_seconds=st.mean(s for *_, s in v)))
-    print(f"{task:6} {method:14} {len(v):4d} {ok:3d}/{len(v):<3d} {st.mean(ps):8.2f} {min(ps):6.2f} {max(ps):6.2f} {st.mean(s for *_, s in v):7.0f}")
+    print(f"{task:6} {method:20} {len(v):4d} {ok:3d}/{len(v):<3d} {st.mean(ps):8.2f} {min(ps):6.2f} {max(ps):6.2f} {st.mean(s for *_, s in v):7.0f}")
 json.dump(summary, open(f"{out}/summary.json", "w"), indent=1)
 PYEOF

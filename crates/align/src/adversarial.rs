@@ -74,6 +74,21 @@ pub struct AdversarialConfig {
     /// Dictionary induction of the refinement (MUSE: CSLS, S2T, top 15k, whole-vocabulary search).
     pub induce: InduceConfig,
     pub precision: Precision,
+    /// Independent runs (adversarial phase and refinement), restart `k`
+    /// seeded with [`restart_seed`]; the map kept is the one with the
+    /// highest refined criterion (no dictionary needed to choose).
+    #[serde(default = "one")]
+    pub restarts: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// The seed of restart `k` of a run seeded `seed`: far enough apart that
+/// the restarts of runs with neighbouring seeds never share one.
+pub fn restart_seed(seed: i64, k: usize) -> i64 {
+    seed.wrapping_add(1000 * k as i64)
 }
 
 impl Default for AdversarialConfig {
@@ -103,6 +118,7 @@ impl Default for AdversarialConfig {
                 full_vocabulary: true,
             },
             precision: Precision::F32,
+            restarts: 1,
         }
     }
 }
@@ -423,6 +439,9 @@ impl AdversarialConfig {
         if self.criterion_words < 1 {
             return bad("--criterion-words must be at least 1".into());
         }
+        if self.restarts < 1 || self.restarts > 1000 {
+            return bad(format!("--restarts {} must be in 1..=1000", self.restarts));
+        }
         Ok(())
     }
 }
@@ -677,6 +696,21 @@ pub fn refine(
     Ok((best_w, best, logs))
 }
 
+/// One restart of a run (adversarial phase and refinement).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestartLog {
+    pub restart: usize,
+    pub seed: i64,
+    /// The best epoch's criterion, before refinement.
+    pub adversarial_criterion: f64,
+    /// The criterion of the map this restart ends with (after refinement).
+    pub criterion: f64,
+    pub adversarial_seconds: f64,
+    pub refinement_seconds: f64,
+    /// Why its adversarial phase stopped before its epochs, if it did.
+    pub stopped: Option<String>,
+}
+
 /// The whole method's result (`report.json` keeps it, less the map).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct AdversarialResult {
@@ -685,22 +719,34 @@ pub struct AdversarialResult {
     pub precision: Precision,
     /// The criterion of the map kept.
     pub criterion: f64,
+    /// The kept restart's epochs and refinement.
     pub epochs: Vec<EpochLog>,
     pub refinement: Vec<RefineLog>,
-    /// Seconds of the adversarial phase (over every invocation of a
-    /// resumed run) and of the refinement.
+    /// Seconds of the adversarial phases (over every invocation of a
+    /// resumed run, every restart) and of the refinements.
     pub adversarial_seconds: f64,
     pub refinement_seconds: f64,
-    /// Why the adversarial phase stopped before its epochs, if it did.
+    /// Why the kept restart's adversarial phase stopped before its
+    /// epochs, if it did.
     pub stopped: Option<String>,
+    /// Every restart, and which one was kept (runs of one restart: empty).
+    #[serde(default)]
+    pub restarts: Vec<RestartLog>,
+    #[serde(default)]
+    pub kept_restart: usize,
 }
 
 /// What the method reports as it goes.
 pub enum Event<'a> {
+    /// Before each restart (only when there are several): its number
+    /// (from 0), how many there are, its seed.
+    Restart(usize, usize, i64),
     /// After each adversarial epoch (its checkpoint is written).
     Epoch(&'a EpochLog),
     /// After each refinement iteration.
     Refine(&'a RefineLog),
+    /// After each restart (only when there are several).
+    Restarted(&'a RestartLog),
 }
 
 /// The trainer's progress to `progress`, its finished epochs to `on`.
@@ -727,9 +773,16 @@ impl Observer for Forward<'_> {
     }
 }
 
-/// Adversarial training of the map (fresh, or from the checkpoint in `run`
-/// when `resume`), seeded by `seed`, then Procrustes refinement from the
-/// best epoch's map. `progress` shows the trainer's progress (a bar).
+/// The folder of restart `k` inside a run of several restarts.
+pub fn restart_folder(k: usize) -> String {
+    format!("restart-{k}")
+}
+
+/// Adversarial training of the map (fresh, or from the checkpoints in
+/// `run` when `resume`), seeded by `seed`, then Procrustes refinement from
+/// the best epoch's map; `cfg.restarts` times, each restart in its own
+/// sub-folder `restart-<k>` when there are several, keeping the map of the
+/// highest refined criterion. `progress` shows the trainer's progress.
 #[allow(clippy::too_many_arguments)]
 pub fn adversarial(
     x: &Tensor,
@@ -741,6 +794,47 @@ pub fn adversarial(
     on: &mut dyn FnMut(Event),
     progress: &mut dyn Observer,
 ) -> Result<AdversarialResult> {
+    if cfg.restarts <= 1 {
+        let (mut r, _) = one_restart(x, z, cfg, seed, 0, run, resume, on, progress)?;
+        r.restarts.clear();
+        return Ok(r);
+    }
+    let (mut kept, mut logs) = (None::<AdversarialResult>, vec![]);
+    let (mut adv_s, mut refine_s) = (0.0, 0.0);
+    for k in 0..cfg.restarts {
+        let s = restart_seed(seed, k);
+        on(Event::Restart(k, cfg.restarts, s));
+        let part = run.part(&restart_folder(k))?;
+        let (r, log) = one_restart(x, z, cfg, s, k, &part, resume, on, progress)?;
+        on(Event::Restarted(&log));
+        adv_s += r.adversarial_seconds;
+        refine_s += r.refinement_seconds;
+        // The first of equal criteria stays.
+        if kept.as_ref().is_none_or(|b| r.criterion > b.criterion) {
+            kept = Some(r); // its kept_restart is k
+        }
+        logs.push(log);
+    }
+    let mut r = kept.expect("at least one restart");
+    r.restarts = logs;
+    r.adversarial_seconds = adv_s;
+    r.refinement_seconds = refine_s;
+    Ok(r)
+}
+
+/// One restart: the adversarial phase in `run` and the refinement.
+#[allow(clippy::too_many_arguments)]
+fn one_restart(
+    x: &Tensor,
+    z: &Tensor,
+    cfg: &AdversarialConfig,
+    seed: i64,
+    k: usize,
+    run: &RunDir,
+    resume: bool,
+    on: &mut dyn FnMut(Event),
+    progress: &mut dyn Observer,
+) -> Result<(AdversarialResult, RestartLog)> {
     tch::manual_seed(seed);
     let mut model = Adversarial::new(x, z, cfg)?;
     let draws = model.draws(cfg.epoch_size, cfg.dis_steps);
@@ -751,7 +845,10 @@ pub fn adversarial(
         &cfg.training(seed),
         run,
         resume,
-        &mut Forward { progress, on },
+        &mut Forward {
+            progress,
+            on: &mut *on,
+        },
     )?;
     load_best(&model.vs, &run.path, &model.kind(), &model.config_json())?;
     let epochs: Vec<EpochLog> = run
@@ -764,16 +861,28 @@ pub fn adversarial(
     let t1 = Instant::now();
     let (w, criterion, refinement) =
         refine(x, z, &model.w.detach(), best, cfg, |r| on(Event::Refine(r)))?;
-    Ok(AdversarialResult {
+    let log = RestartLog {
+        restart: k,
+        seed,
+        adversarial_criterion: best,
+        criterion,
+        adversarial_seconds: summary.train_seconds,
+        refinement_seconds: t1.elapsed().as_secs_f64(),
+        stopped: summary.stop_reason.clone(),
+    };
+    let r = AdversarialResult {
         map: Some(Mapping { src: w, tgt: None }),
         precision: cfg.precision,
         criterion,
         epochs,
         refinement,
-        adversarial_seconds: summary.train_seconds,
-        refinement_seconds: t1.elapsed().as_secs_f64(),
+        adversarial_seconds: log.adversarial_seconds,
+        refinement_seconds: log.refinement_seconds,
         stopped: summary.stop_reason,
-    })
+        restarts: vec![],
+        kept_restart: k,
+    };
+    Ok((r, log))
 }
 
 #[cfg(test)]

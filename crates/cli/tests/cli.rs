@@ -512,6 +512,152 @@ fn adversarial_runs_checkpoints_and_resumes_at_the_next_epoch() {
     );
 }
 
+/// `--restarts 3`: three independent runs (seeds s, s+1000, s+2000), each in
+/// its own sub-folder; the map kept is the one of the highest refined
+/// criterion; restart 0 is exactly the run of one restart with the same
+/// seed; a resume continues each restart and ends with the same map; the
+/// layouts of one and several restarts are not mixed on resume.
+#[test]
+fn adversarial_restarts_keep_the_best_criterion_and_resume() {
+    let d = tempfile::tempdir().unwrap();
+    let (src, tgt, dict) = rotated_pair(d.path(), 300, 8, 0.01);
+    let args = |out: &std::path::Path, restarts: &str, epochs: &str, resume: bool| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "--seed",
+            "7",
+            "align",
+            "unsupervised",
+            "--method",
+            "adversarial",
+            "--src",
+            src.to_str().unwrap(),
+            "--tgt",
+            tgt.to_str().unwrap(),
+            "--dict-test",
+            dict.to_str().unwrap(),
+            "--epochs",
+            epochs,
+            "--epoch-size",
+            "640",
+            "--dis-hidden",
+            "16",
+            "--refinement",
+            "1",
+            "--criterion-words",
+            "300",
+            "--precision",
+            "f32",
+            "--restarts",
+            restarts,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.push(if resume { "--resume" } else { "--out" }.into());
+        a.push(out.to_str().unwrap().into());
+        a
+    };
+    let call = |a: Vec<String>| {
+        let out = embedlab(&a.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{err}");
+        err
+    };
+    let (one, three) = (d.path().join("one"), d.path().join("three"));
+    call(args(&one, "1", "2", false));
+    let err = call(args(&three, "3", "1", false));
+    assert!(err.contains("restart 2 of 3 (seed 2007"), "{err}");
+    for k in 0..3 {
+        let part = three.join(format!("restart-{k}"));
+        assert!(part.join("checkpoint.safetensors").is_file(), "{k}");
+        assert!(!part.join("run.json").exists(), "a restart is not a run");
+    }
+    assert!(!three.join("checkpoint.safetensors").exists());
+    let r = report(&three);
+    let adv = &r["details"]["adversarial"];
+    let restarts = adv["restarts"].as_array().unwrap();
+    let seeds: Vec<i64> = restarts
+        .iter()
+        .map(|l| l["seed"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seeds, [7, 1007, 2007]);
+    let crit: Vec<f64> = restarts
+        .iter()
+        .map(|l| l["criterion"].as_f64().unwrap())
+        .collect();
+    let kept = adv["kept_restart"].as_u64().unwrap() as usize;
+    let best = crit.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    assert_eq!(crit[kept], best, "{crit:?}");
+    assert_eq!(crit.iter().position(|&c| c == best), Some(kept));
+    assert_eq!(metric(&r, "criterion"), best);
+    assert_eq!(metric(&r, "restarts"), 3.0);
+    assert!(r["tables"].as_array().unwrap().iter().any(|t| t["title"]
+        .as_str()
+        .unwrap()
+        .starts_with("Adversarial restarts")));
+    let resume = |dir: &std::path::Path, extra: &[&str]| {
+        let mut a = vec!["align", "unsupervised", "--resume", dir.to_str().unwrap()];
+        a.extend(extra);
+        embedlab(&a)
+    };
+    // Raising the epochs on resume continues every restart.
+    let out = resume(&three, &["--epochs", "2"]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{err}");
+    assert_eq!(
+        err.matches("resuming after epoch 1 of 2").count(),
+        3,
+        "{err}"
+    );
+    let r = report(&three);
+    let first = &r["details"]["adversarial"]["restarts"][0];
+    let single = report(&one);
+    assert_eq!(
+        first["criterion"].as_f64().unwrap(),
+        metric(&single, "criterion"),
+        "restart 0 of seed 7 (resumed at epoch 1) is the run of seed 7"
+    );
+    // More restarts on resume: the finished ones are continued (nothing
+    // left to train), one more is run, and the next resume keeps four.
+    let out = resume(&three, &["--epochs", "2", "--restarts", "4"]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("restart 3 of 4 (seed 3007"), "{err}");
+    let r = report(&three);
+    assert_eq!(metric(&r, "restarts"), 4.0);
+    let crit: Vec<f64> = r["details"]["adversarial"]["restarts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["criterion"].as_f64().unwrap())
+        .collect();
+    assert_eq!(
+        metric(&r, "criterion"),
+        crit.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
+    );
+    let out = resume(&three, &["--epochs", "2"]);
+    assert!(out.status.success());
+    assert_eq!(metric(&report(&three), "restarts"), 4.0);
+    // The layouts are not mixed: refused before anything is written.
+    let before = std::fs::read(three.join("map.safetensors")).unwrap();
+    let err = fails(&resume(&three, &["--epochs", "2", "--restarts", "1"]));
+    assert!(err.contains("resume it with --restarts 2 or more"), "{err}");
+    let err = fails(&resume(&one, &["--epochs", "2", "--restarts", "2"]));
+    assert!(err.contains("resume it with --restarts 1"), "{err}");
+    assert_eq!(
+        std::fs::read(three.join("map.safetensors")).unwrap(),
+        before
+    );
+    // --overwrite replaces a run of several restarts (they are not runs).
+    call(
+        args(&three, "2", "1", false)
+            .into_iter()
+            .chain(["--overwrite".into()])
+            .collect(),
+    );
+    assert!(!three.join("restart-2").exists());
+}
+
 /// A run made with relative paths works from any folder, and refuses when
 /// its vectors changed; an image run refuses changed images on resume.
 #[test]

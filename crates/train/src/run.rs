@@ -500,6 +500,32 @@ impl RunDir {
         })
     }
 
+    /// A sub-folder `name` of this run for one part of it (one restart's
+    /// trainer files: checkpoint, best weights, epoch log), created if
+    /// missing. It has no `run.json` of its own — it is not a run, so
+    /// `--overwrite` of this run removes it with the rest — and it is
+    /// covered by this run's lock (the returned value holds a handle of it).
+    pub fn part(&self, name: &str) -> Result<Self> {
+        let path = self.path.join(name);
+        let lock = match &self._lock {
+            Some(f) => f.try_clone().map_err(|e| TrainError::io(&self.path, e))?,
+            None => {
+                return Err(TrainError::file(
+                    &self.path,
+                    "is read-only for this user: a run cannot be continued in it (copy it to continue it)",
+                ))
+            }
+        };
+        std::fs::create_dir_all(&path).map_err(|e| TrainError::io(&path, e))?;
+        Ok(Self {
+            out: path.clone(),
+            path,
+            info: self.info.clone(),
+            _lock: Some(lock),
+            notes: vec![],
+        })
+    }
+
     /// What opening the folder did that the user must be told: files an
     /// `--overwrite` removed, outputs sent elsewhere for a read-only run.
     pub fn notes(&self) -> &[String] {

@@ -46,8 +46,16 @@ pub fn unsupervised(
             matches,
             &["align", "unsupervised"],
         );
-        super::check_resume_options(&given, &["epochs"])?;
+        super::check_resume_options(&given, &["epochs", "restarts"])?;
     }
+    let restarts_given = a.resume.is_some()
+        && super::given(
+            &<crate::Cli as clap::CommandFactory>::command(),
+            matches,
+            &["align", "unsupervised"],
+        )
+        .iter()
+        .any(|g| g == "restarts");
     let a = match &a.resume {
         // A resumed run keeps the options it was made with.
         Some(dir) => {
@@ -58,6 +66,9 @@ pub fn unsupervised(
                 anyhow::anyhow!("{}: not an unsupervised run's options: {e}", p.display())
             })?;
             saved.adv.epochs = a.adv.epochs;
+            if restarts_given {
+                saved.adv.restarts = a.adv.restarts;
+            }
             saved.resume = a.resume.clone();
             saved
         }

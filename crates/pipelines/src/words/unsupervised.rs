@@ -92,6 +92,13 @@ pub struct AdversarialArgs {
     /// Procrustes refinement iterations after the adversarial phase.
     #[arg(long, default_value_t = AdversarialConfig::default().refinement, value_parser = crate::opts::count(0, 1000))]
     pub refinement: usize,
+    /// Independent restarts (adversarial phase + refinement, restart k
+    /// seeded --seed + 1000·k, each in the sub-folder restart-<k>); the map
+    /// kept is the one of the highest refined criterion — chosen without
+    /// any dictionary. Costs that many runs' time.
+    #[arg(long, default_value_t = 1, value_parser = crate::opts::count(1, 1000))]
+    #[serde(default = "one")]
+    pub restarts: usize,
     /// Number format of the large matrix products: the discriminator's
     /// (adversarial) and the similarity scores' (self-learning; the scores
     /// themselves are compared in f32).
@@ -119,6 +126,7 @@ impl Default for AdversarialArgs {
             map_beta: c.map_beta,
             criterion_words: c.criterion_words,
             refinement: c.refinement,
+            restarts: 1,
             precision: PrecisionArg::Auto,
         }
     }
@@ -153,6 +161,7 @@ impl AdversarialArgs {
             criterion_words: self.criterion_words,
             refinement: self.refinement,
             precision: self.precision(device),
+            restarts: self.restarts,
             ..Default::default()
         }
     }
@@ -257,6 +266,10 @@ pub struct UnsupervisedArgs {
     pub seed: Option<i64>,
 }
 
+fn one() -> usize {
+    1
+}
+
 /// What runs made before `--threshold` existed used (VecMap's).
 fn threshold_before_the_option() -> f64 {
     1e-6
@@ -349,6 +362,27 @@ pub fn run_unsupervised(
         if p.is_file() {
             RunPrep::read(&p)?.check_inputs()?;
         }
+        // One restart trains in the run folder, several in sub-folders.
+        let several = dir
+            .join(embedlab_align::adversarial::restart_folder(0))
+            .is_dir();
+        let one = dir.join(embedlab_train::checkpoint::CHECKPOINT).is_file();
+        if (several && args.adv.restarts == 1) || (one && args.adv.restarts > 1) {
+            fail!(
+                "{}: the run was made with {} restarts; resume it with {}",
+                dir.display(),
+                if several {
+                    "several"
+                } else {
+                    "one restart, not several"
+                },
+                if several {
+                    "--restarts 2 or more"
+                } else {
+                    "--restarts 1"
+                }
+            );
+        }
     }
     let (src, tgt) = args.emb.load()?;
     let t0 = Instant::now();
@@ -356,6 +390,9 @@ pub fn run_unsupervised(
         Some(dir) => {
             let r = RunDir::resume(dir, KIND)?;
             r.record_env()?;
+            // What the run is continued with (--epochs, --restarts) is what
+            // the next resume starts from.
+            r.write_json(embedlab_train::run::CONFIG, args)?;
             r
         }
         None => {
@@ -436,8 +473,13 @@ pub fn run_unsupervised(
             "s",
             Better::Lower,
         );
-        r.curve("valid.criterion", "mean-cosine criterion", "epoch", "");
-        r.curve("train.dis.loss", "discriminator loss", "epoch", "");
+        if a.restarts.is_empty() {
+            r.curve("valid.criterion", "mean-cosine criterion", "epoch", "");
+            r.curve("train.dis.loss", "discriminator loss", "epoch", "");
+        } else {
+            r.metric("restarts", a.restarts.len() as f64, "", Better::Neither);
+            r.tables.push(restart_table(a));
+        }
     }
     if let Some(s) = &report.self_learning {
         r.metric("iterations", s.iterations as f64, "", Better::Neither);
@@ -528,10 +570,26 @@ fn run_adversarial(
     resume: bool,
 ) -> Result<AdversarialResult> {
     eprintln!(
-        "adversarial: {} epochs of {} words, discriminator {}×{} ({:?}), refinement {}",
-        cfg.epochs, cfg.epoch_size, cfg.dis_layers, cfg.dis_hidden, cfg.precision, cfg.refinement
+        "adversarial: {} epochs of {} words, discriminator {}×{} ({:?}), refinement {}{}",
+        cfg.epochs,
+        cfg.epoch_size,
+        cfg.dis_layers,
+        cfg.dis_hidden,
+        cfg.precision,
+        cfg.refinement,
+        if cfg.restarts > 1 {
+            format!(", {} restarts", cfg.restarts)
+        } else {
+            String::new()
+        }
     );
+    if cfg.restarts > 1 {
+        // Each restart's epochs are logged in its own folder; the run's log
+        // holds the refinements and restarts of this invocation.
+        run.rewrite_metrics::<serde_json::Value>(&[])?;
+    }
     let mut refine_error = None;
+    let mut restart = 0;
     let r = adversarial(
         x,
         z,
@@ -554,7 +612,20 @@ fn run_adversarial(
                 r.criterion,
                 if r.best { " (best)" } else { "" }
             );
-                if let Err(e) = run.log(&serde_json::json!({"event": "refinement", "refinement": r})) {
+                if let Err(e) = run.log(&serde_json::json!({"event": "refinement", "restart": restart, "refinement": r})) {
+                    refine_error.get_or_insert(e);
+                }
+            }
+            Event::Restart(k, n, seed) => {
+                restart = k;
+                eprintln!("restart {k} of {n} (seed {seed}, in {}/)", embedlab_align::adversarial::restart_folder(k));
+            }
+            Event::Restarted(l) => {
+                eprintln!(
+                    "restart {}: criterion {:.5} after the adversarial phase, {:.5} after refinement",
+                    l.restart, l.adversarial_criterion, l.criterion
+                );
+                if let Err(e) = run.log(&serde_json::json!({"event": "restart", "restart": l})) {
                     refine_error.get_or_insert(e);
                 }
             }
@@ -568,7 +639,52 @@ fn run_adversarial(
     if let Some(why) = &r.stopped {
         eprintln!("the adversarial phase stopped early: {why}");
     }
+    if !r.restarts.is_empty() {
+        eprintln!(
+            "kept restart {} (criterion {:.5})",
+            r.kept_restart, r.criterion
+        );
+    }
     Ok(r)
+}
+
+/// The restarts of an adversarial run, the kept one marked.
+fn restart_table(a: &AdversarialResult) -> embedlab_train::Table {
+    let rows: Vec<Vec<String>> = a
+        .restarts
+        .iter()
+        .map(|l| {
+            vec![
+                l.restart.to_string(),
+                l.seed.to_string(),
+                format!("{:.4}", l.adversarial_criterion),
+                format!("{:.4}", l.criterion),
+                format!("{:.0}", l.adversarial_seconds + l.refinement_seconds),
+                if l.restart == a.kept_restart {
+                    "kept"
+                } else {
+                    ""
+                }
+                .to_string(),
+            ]
+        })
+        .collect();
+    embedlab_train::Table {
+        title: "Adversarial restarts: the map kept has the highest refined criterion".into(),
+        columns: [
+            "restart",
+            "seed",
+            "criterion after the adversarial phase",
+            "criterion after refinement",
+            "seconds",
+            "",
+        ]
+        .map(String::from)
+        .to_vec(),
+        highlight: vec![(a.kept_restart, 3)],
+        rows,
+        open: true,
+    }
 }
 
 /// Precision, the test dictionary's coverage, examples and the which-words
