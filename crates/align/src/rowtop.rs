@@ -15,16 +15,35 @@ const CHUNK: usize = 64;
 /// Independent maxima per chunk (lanes the compiler may vectorise).
 const LANES: usize = 16;
 
+/// A score as stored: f32, or bfloat16 (its bits, the upper half of an f32's).
+trait Score: Copy + Send + Sync {
+    fn f(self) -> f32;
+}
+
+impl Score for f32 {
+    #[inline(always)]
+    fn f(self) -> f32 {
+        self
+    }
+}
+
+impl Score for u16 {
+    #[inline(always)]
+    fn f(self) -> f32 {
+        f32::from_bits((self as u32) << 16)
+    }
+}
+
 /// The largest of `c[i] − s[i]` (of `c[i]` without a shift), in `LANES`
 /// independent maxima so the loop compiles to vector max instructions.
 #[inline(always)]
-fn chunk_max(c: &[f32; CHUNK], s: Option<&[f32; CHUNK]>) -> f32 {
+fn chunk_max<T: Score>(c: &[T; CHUNK], s: Option<&[f32; CHUNK]>) -> f32 {
     let mut acc = [f32::NEG_INFINITY; LANES];
     for q in 0..CHUNK / LANES {
         for l in 0..LANES {
             let x = match s {
-                Some(s) => c[q * LANES + l] - s[q * LANES + l],
-                None => c[q * LANES + l],
+                Some(s) => c[q * LANES + l].f() - s[q * LANES + l],
+                None => c[q * LANES + l].f(),
             };
             acc[l] = if x > acc[l] { x } else { acc[l] };
         }
@@ -50,26 +69,38 @@ fn insert_sorted(vals: &mut [f32], idx: &mut [i64], x: f32, j: i64) -> f32 {
 }
 
 /// The `k` best of one row (values decreasing) into `vals`/`idx`.
-fn row_top(row: &[f32], shift: Option<&[f32]>, vals: &mut [f32], idx: &mut [i64]) {
+fn row_top<T: Score>(row: &[T], shift: Option<&[f32]>, vals: &mut [f32], idx: &mut [i64]) {
     vals.fill(f32::NEG_INFINITY);
     idx.fill(-1);
-    let mut thr = f32::NEG_INFINITY;
+    row_continue(row, shift, 0, vals, idx);
+}
+
+/// Continues the running decreasing top `vals`/`idx` of one row with the
+/// scores `row` of columns `offset..offset + row.len()`.
+fn row_continue<T: Score>(
+    row: &[T],
+    shift: Option<&[f32]>,
+    offset: i64,
+    vals: &mut [f32],
+    idx: &mut [i64],
+) {
+    let mut thr = vals[vals.len() - 1];
     // Looks at row[from..to] element by element, inserting what beats the
     // current k-th best into the sorted top k.
     let mut scan = |from: usize, to: usize, thr: &mut f32| {
         for j in from..to {
             let x = match shift {
-                Some(sh) => row[j] - sh[j],
-                None => row[j],
+                Some(sh) => row[j].f() - sh[j],
+                None => row[j].f(),
             };
             if x > *thr {
-                *thr = insert_sorted(vals, idx, x, j as i64);
+                *thr = insert_sorted(vals, idx, x, offset + j as i64);
             }
         }
     };
     let whole = row.len() / CHUNK * CHUNK;
     for base in (0..whole).step_by(CHUNK) {
-        let c: &[f32; CHUNK] = row[base..base + CHUNK].try_into().expect("a whole chunk");
+        let c: &[T; CHUNK] = row[base..base + CHUNK].try_into().expect("a whole chunk");
         let s: Option<&[f32; CHUNK]> =
             shift.map(|s| s[base..base + CHUNK].try_into().expect("a whole chunk"));
         if chunk_max(c, s) > thr {
@@ -79,7 +110,115 @@ fn row_top(row: &[f32], shift: Option<&[f32]>, vals: &mut [f32], idx: &mut [i64]
     scan(whole, row.len(), &mut thr);
 }
 
-/// For each row of `scores` (`[n, m]`, f32), the `k` largest of
+/// A pointer the pieces of one parallel loop share (each writes its own rows).
+#[derive(Clone, Copy)]
+struct Shared<T>(*mut T);
+// SAFETY: only used for disjoint writes, see `RowTop::continue_rows`.
+unsafe impl<T> Sync for Shared<T> {}
+unsafe impl<T> Send for Shared<T> {}
+impl<T> Shared<T> {
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+/// The running top `k` of each of `n` rows whose scores come in tiles of
+/// columns ([`RowTop::update`]): one pass over each tile while it is in
+/// cache, each row compared with its own k-th best so far.
+pub struct RowTop {
+    n: usize,
+    k: usize,
+    vals: Vec<f32>,
+    idx: Vec<i64>,
+}
+
+impl RowTop {
+    pub fn new(n: i64, k: i64) -> Result<Self> {
+        if n < 0 || k < 1 {
+            return Err(AlignError::Invalid(format!("top {k} of {n} rows")));
+        }
+        let (n, k) = (n as usize, k as usize);
+        Ok(Self {
+            n,
+            k,
+            vals: vec![f32::NEG_INFINITY; n * k],
+            idx: vec![-1; n * k],
+        })
+    }
+
+    /// Scores `[n, w]` (f32 or bfloat16, CPU) of columns `offset..offset +
+    /// w`, each column shifted by `shift[j]` (`[w]`) when given.
+    pub fn update(&mut self, tile: &Tensor, offset: i64, shift: Option<&Tensor>) -> Result<()> {
+        let (n, w) = tile.size2()?;
+        let kind = tile.kind();
+        if n as usize != self.n
+            || tile.device() != Device::Cpu
+            || !matches!(kind, Kind::Float | Kind::BFloat16)
+            || shift.is_some_and(|s| s.size() != [w])
+        {
+            return Err(AlignError::Invalid(format!(
+                "a tile of {:?} {kind:?} scores on {:?} for {} rows (shift {:?})",
+                tile.size(),
+                tile.device(),
+                self.n,
+                shift.map(|s| s.size())
+            )));
+        }
+        let tile = tile.contiguous();
+        let shift = shift.map(|s| s.to_kind(Kind::Float).contiguous());
+        let w_ = w as usize;
+        // SAFETY: `shift` is a contiguous f32 CPU tensor of w elements and
+        // `tile` a contiguous one of n·w elements of its kind, both alive
+        // (and unchanged) for the whole borrow.
+        let sh = shift
+            .as_ref()
+            .map(|s| unsafe { std::slice::from_raw_parts(s.data_ptr() as *const f32, w_) });
+        if kind == Kind::Float {
+            let data =
+                unsafe { std::slice::from_raw_parts(tile.data_ptr() as *const f32, self.n * w_) };
+            self.continue_rows(data, w_, sh, offset);
+        } else {
+            let data =
+                unsafe { std::slice::from_raw_parts(tile.data_ptr() as *const u16, self.n * w_) };
+            self.continue_rows(data, w_, sh, offset);
+        }
+        Ok(())
+    }
+
+    fn continue_rows<T: Score>(&mut self, data: &[T], w: usize, sh: Option<&[f32]>, offset: i64) {
+        let k = self.k;
+        let (vals, idx) = (
+            Shared(self.vals.as_mut_ptr()),
+            Shared(self.idx.as_mut_ptr()),
+        );
+        // On libtorch's OpenMP team, which has just made the tile's product.
+        embedlab_train::omp_pieces(self.n, 1, &|begin: usize, end: usize| {
+            for r in begin..end {
+                // SAFETY: the pieces are disjoint ranges of rows, so each
+                // row's k slots are written by one thread only; both
+                // vectors hold n·k elements and outlive the call.
+                let (v, ix) = unsafe {
+                    (
+                        std::slice::from_raw_parts_mut(vals.get().add(r * k), k),
+                        std::slice::from_raw_parts_mut(idx.get().add(r * k), k),
+                    )
+                };
+                row_continue(&data[r * w..(r + 1) * w], sh, offset, v, ix);
+            }
+        });
+    }
+
+    /// Values `[n, k]` (decreasing) and their columns.
+    pub fn finish(self) -> (Tensor, Tensor) {
+        let (n, k) = (self.n as i64, self.k as i64);
+        (
+            Tensor::from_slice(&self.vals).view([n, k]),
+            Tensor::from_slice(&self.idx).view([n, k]),
+        )
+    }
+}
+
+/// For each row of `scores` (`[n, m]`, f32 or bfloat16 read as f32), the `k` largest of
 /// `scores[i, j] − shift[j]` (no shift when `None`): values `[n, k]` in
 /// decreasing order and their columns. Equal to `(scores − shift).topk(k, 1)`
 /// up to the order of ties. CUDA tensors, or other kinds, go through
@@ -99,7 +238,8 @@ pub fn rows_topk(scores: &Tensor, shift: Option<&Tensor>, k: i64) -> Result<(Ten
             )));
         }
     }
-    if scores.device() != Device::Cpu || scores.kind() != Kind::Float {
+    let kind = scores.kind();
+    if scores.device() != Device::Cpu || !matches!(kind, Kind::Float | Kind::BFloat16) {
         let s = match shift {
             Some(sh) => scores - sh.unsqueeze(0),
             None => scores.shallow_clone(),
@@ -109,13 +249,31 @@ pub fn rows_topk(scores: &Tensor, shift: Option<&Tensor>, k: i64) -> Result<(Ten
     }
     let scores = scores.contiguous();
     let shift = shift.map(|s| s.to_kind(Kind::Float).contiguous());
-    let (n_, m_, k_) = (n as usize, m as usize, k as usize);
-    // SAFETY: `scores` and `shift` are contiguous f32 CPU tensors of n·m and
-    // m elements, alive (and unchanged) for the whole borrow.
-    let data = unsafe { std::slice::from_raw_parts(scores.data_ptr() as *const f32, n_ * m_) };
+    let (n_, m_) = (n as usize, m as usize);
+    // SAFETY: `shift` is a contiguous f32 CPU tensor of m elements, alive
+    // (and unchanged) for the whole borrow.
     let sh = shift
         .as_ref()
         .map(|s| unsafe { std::slice::from_raw_parts(s.data_ptr() as *const f32, m_) });
+    let (vals, idx) = if kind == Kind::Float {
+        // SAFETY: `scores` is a contiguous f32 CPU tensor of n·m elements,
+        // alive (and unchanged) for the whole borrow.
+        let data = unsafe { std::slice::from_raw_parts(scores.data_ptr() as *const f32, n_ * m_) };
+        tops(data, m_, sh, k as usize)
+    } else {
+        // SAFETY: the same for bfloat16, 2-byte elements.
+        let data = unsafe { std::slice::from_raw_parts(scores.data_ptr() as *const u16, n_ * m_) };
+        tops(data, m_, sh, k as usize)
+    };
+    Ok((
+        Tensor::from_slice(&vals).view([n, k]),
+        Tensor::from_slice(&idx).view([n, k]),
+    ))
+}
+
+/// The top `k` of every row of `m` scores in `data`, rows split between threads.
+fn tops<T: Score>(data: &[T], m_: usize, sh: Option<&[f32]>, k_: usize) -> (Vec<f32>, Vec<i64>) {
+    let n_ = data.len() / m_.max(1);
     let mut vals = vec![0f32; n_ * k_];
     let mut idx = vec![0i64; n_ * k_];
     let threads = (tch::get_num_threads().max(1) as usize).min(n_.max(1));
@@ -133,10 +291,7 @@ pub fn rows_topk(scores: &Tensor, shift: Option<&Tensor>, k: i64) -> Result<(Ten
             });
         }
     });
-    Ok((
-        Tensor::from_slice(&vals).view([n, k]),
-        Tensor::from_slice(&idx).view([n, k]),
-    ))
+    (vals, idx)
 }
 
 /// The `k` largest entries of each column of a score matrix streamed by row
@@ -352,5 +507,46 @@ mod tests {
             )
             .is_err());
         assert!(ColumnTop::new(5, 0).is_err());
+    }
+
+    /// Tiles of columns of uneven widths, f32 and bfloat16 (read as the
+    /// f32 values they stand for), with a shift: the running top equals
+    /// torch's top k of the whole matrix; bad tiles are refused.
+    #[test]
+    fn row_top_over_column_tiles_equals_torch_topk() {
+        let _one = embedlab_testkit::seeded();
+        tch::manual_seed(11);
+        let (n, m, k) = (37, 1000, 7);
+        for kind in [Kind::Float, Kind::BFloat16] {
+            let scores = Tensor::randn([n, m], (Kind::Float, Device::Cpu)).to_kind(kind);
+            let shift = Tensor::rand([m], (Kind::Float, Device::Cpu));
+            let want = scores.to_kind(Kind::Float) - shift.unsqueeze(0);
+            let (wv, _) = want.topk(k, 1, true, true);
+            let mut top = RowTop::new(n, k).unwrap();
+            let mut j = 0;
+            for w in [1, 63, 64, 200, 672] {
+                let t = scores.narrow(1, j, w);
+                top.update(&t, j, Some(&shift.narrow(0, j, w))).unwrap();
+                j += w;
+            }
+            assert_eq!(j, m);
+            let (v, i) = top.finish();
+            assert!(v.equal(&wv), "{kind:?}: values");
+            // The columns hold those values (ties aside, bfloat16 has some).
+            let got = want.gather(1, &i, false);
+            assert!(got.equal(&v), "{kind:?}: columns");
+        }
+        let mut top = RowTop::new(3, 2).unwrap();
+        let t = Tensor::zeros([4, 5], (Kind::Float, Device::Cpu));
+        assert!(top.update(&t, 0, None).is_err(), "4 rows for 3");
+        let t = Tensor::zeros([3, 5], (Kind::Double, Device::Cpu));
+        assert!(top.update(&t, 0, None).is_err(), "f64 scores");
+        let t = Tensor::zeros([3, 5], (Kind::Float, Device::Cpu));
+        let sh = Tensor::zeros([4], (Kind::Float, Device::Cpu));
+        assert!(
+            top.update(&t, 0, Some(&sh)).is_err(),
+            "a shift of 4 for 5 columns"
+        );
+        assert!(RowTop::new(3, 0).is_err());
     }
 }

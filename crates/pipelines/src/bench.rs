@@ -20,6 +20,45 @@ pub struct CslsBench {
     pub queries: usize,
     #[arg(long, default_value_t = 10, value_parser = crate::opts::int(1, 1000))]
     pub knn: i64,
+    /// Number formats of the search, each timed in this run: f32, and
+    /// bf16 candidates re-ranked in f32 (compared with the f32 answers).
+    #[arg(long, value_delimiter = ',', default_value = "f32,bf16")]
+    pub precision: Vec<SearchPrecision>,
+    /// Noise of the planted translations: target i is source i's unit
+    /// vector plus this much Gaussian noise per unit of norm (P@1 falls
+    /// from 100% as it grows; 3.5 at 300 dimensions leaves a few percent
+    /// of close calls, where a reduced-precision search would err first).
+    #[arg(long, default_value_t = 3.5, value_parser = crate::opts::non_negative)]
+    pub noise: f64,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchPrecision {
+    F32,
+    Bf16,
+}
+
+#[derive(Serialize)]
+struct CslsRun {
+    precision: SearchPrecision,
+    seconds_r_target: f64,
+    seconds_translate: f64,
+    seconds: f64,
+    /// Multiply-adds ×2 of every product made (candidate re-ranks excluded).
+    gflop: f64,
+    gflop_per_s: f64,
+    /// gflop_per_s over the measured f32 matrix-product peak.
+    fraction_of_f32_peak: f64,
+    p_at_1: f64,
+    /// Against the f32 run (when there is one): queries with the same
+    /// best target, the same top 10 in the same order, the largest
+    /// difference of an r term and of a CSLS score.
+    same_top1: Option<f64>,
+    same_top10: Option<f64>,
+    max_r_diff: Option<f64>,
+    max_score_diff: Option<f64>,
+    speedup_over_f32: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -28,11 +67,34 @@ struct CslsBenchResult {
     dim: i64,
     queries: usize,
     knn: i64,
+    noise: f64,
     threads: i32,
-    seconds_r_target: f64,
-    seconds_translate: f64,
-    seconds_total: f64,
+    /// The best of three 4096³ f32 products, GFLOP/s, measured before and
+    /// after the runs (this machine's speed varies by ±10% from minute to
+    /// minute); their mean is the peak the runs are compared with.
+    f32_peak_gflop_per_s: f64,
+    f32_peak_before_after: [f64; 2],
+    /// The same for bfloat16 operands (CPUs without fast bfloat16 run it
+    /// slowly, which shows here).
+    bf16_peak_gflop_per_s: f64,
+    runs: Vec<CslsRun>,
     peak_rss_mib: Option<f64>,
+}
+
+/// GFLOP/s of the best of three `s × s × s` products in `kind`.
+fn gemm_peak(kind: Kind, device: Device) -> f64 {
+    let s = 4096;
+    let a = Tensor::randn([s, s], (Kind::Float, device)).to_kind(kind);
+    let b = Tensor::randn([s, s], (Kind::Float, device)).to_kind(kind);
+    let out = a.mm(&b);
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let _ = a.mm_out(&out, &b);
+        let _ = out.double_value(&[0, 0]);
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    2.0 * (s as f64).powi(3) / best / 1e9
 }
 
 /// Runs the benchmark; returns its result as JSON.
@@ -47,32 +109,96 @@ pub fn csls(a: &CslsBench, device: Device) -> Result<String> {
     {
         crate::fail!("bench csls: need 2 ≤ --n ≤ 10000000, 1 ≤ --dim ≤ 100000, 1 ≤ --queries ≤ --n and 1 ≤ --knn ≤ 1000");
     }
+    if a.precision.is_empty() {
+        crate::fail!("bench csls: --precision needs at least one of f32, bf16");
+    }
+    let f32_before = gemm_peak(Kind::Float, device);
+    let bf16_peak = gemm_peak(Kind::BFloat16, device);
     let opts = (Kind::Float, device);
+    tch::manual_seed(0);
     let x = Tensor::randn([a.n, a.dim], opts);
-    let y = Tensor::randn([a.n, a.dim], opts);
-    let t0 = Instant::now();
-    let mut space = Space::new(&x, &y)?;
-    drop((x, y));
+    let y = embedlab_align::normalize::unit_rows(&x)
+        + Tensor::randn([a.n, a.dim], opts) * (a.noise / (a.dim as f64).sqrt());
     let k = a.knn;
-    let t = Instant::now();
-    space.r_tgt(k)?;
-    let r_target = t.elapsed().as_secs_f64();
     let q: Vec<usize> = (0..a.queries)
         .map(|i| i * (a.n as usize / a.queries.max(1)))
         .collect();
-    let t = Instant::now();
-    let (_s, idx) = space.translate(&q, Retrieval::Csls { k }, 10)?;
-    let translate = t.elapsed().as_secs_f64();
-    assert_eq!(idx.size(), vec![a.queries as i64, 10]);
+    let truth = Tensor::from_slice(&q.iter().map(|&i| i as i64).collect::<Vec<_>>());
+    let (n, d, nq) = (a.n as f64, a.dim as f64, a.queries as f64);
+    // r_S over every target, r_T for the queries, the queries' scores.
+    let gflop = 2.0 * d * (n * n + 2.0 * nq * n) / 1e9;
+    let mut runs: Vec<CslsRun> = vec![];
+    let mut reference: Option<(Tensor, Tensor, Tensor, f64)> = None;
+    for &p in &a.precision {
+        let mut space = Space::new(&x, &y)?;
+        space.precision = match p {
+            SearchPrecision::F32 => embedlab_align::precision::Precision::F32,
+            SearchPrecision::Bf16 => embedlab_align::precision::Precision::Bf16,
+        };
+        let t = Instant::now();
+        let r = space.r_tgt(k)?.shallow_clone();
+        let r_target = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let (s, idx) = space.translate(&q, Retrieval::Csls { k }, 10)?;
+        let translate = t.elapsed().as_secs_f64();
+        let secs = r_target + translate;
+        let p1 = idx
+            .select(1, 0)
+            .to_device(Device::Cpu)
+            .eq_tensor(&truth)
+            .to_kind(Kind::Float)
+            .mean(Kind::Float)
+            .double_value(&[])
+            * 100.0;
+        let vs = |f: &dyn Fn(&(Tensor, Tensor, Tensor, f64)) -> f64| reference.as_ref().map(f);
+        let run = CslsRun {
+            precision: p,
+            seconds_r_target: r_target,
+            seconds_translate: translate,
+            seconds: secs,
+            gflop,
+            gflop_per_s: gflop / secs,
+            fraction_of_f32_peak: f64::NAN, // once the peak is measured again
+            p_at_1: p1,
+            same_top1: vs(&|(_, _, i0, _)| {
+                i0.select(1, 0)
+                    .eq_tensor(&idx.select(1, 0))
+                    .to_kind(Kind::Float)
+                    .mean(Kind::Float)
+                    .double_value(&[])
+            }),
+            same_top10: vs(&|(_, _, i0, _)| {
+                i0.eq_tensor(&idx)
+                    .all_dim(1, false)
+                    .to_kind(Kind::Float)
+                    .mean(Kind::Float)
+                    .double_value(&[])
+            }),
+            max_r_diff: vs(&|(r0, _, _, _)| (r0 - &r).abs().max().double_value(&[])),
+            max_score_diff: vs(&|(_, s0, _, _)| (s0 - &s).abs().max().double_value(&[])),
+            speedup_over_f32: vs(&|(_, _, _, t0)| t0 / secs),
+        };
+        if p == SearchPrecision::F32 && reference.is_none() {
+            reference = Some((r, s, idx, secs));
+        }
+        runs.push(run);
+    }
+    let f32_after = gemm_peak(Kind::Float, device);
+    let f32_peak = (f32_before + f32_after) / 2.0;
+    for r in &mut runs {
+        r.fraction_of_f32_peak = r.gflop_per_s / f32_peak;
+    }
     let res = CslsBenchResult {
         n: a.n,
         dim: a.dim,
         queries: a.queries,
         knn: k,
+        noise: a.noise,
         threads: tch::get_num_threads(),
-        seconds_r_target: r_target,
-        seconds_translate: translate,
-        seconds_total: t0.elapsed().as_secs_f64(),
+        f32_peak_gflop_per_s: f32_peak,
+        f32_peak_before_after: [f32_before, f32_after],
+        bf16_peak_gflop_per_s: bf16_peak,
+        runs,
         peak_rss_mib: peak_rss_bytes().map(|b| b as f64 / 1048576.0),
     };
     Ok(serde_json::to_string_pretty(&res)?)

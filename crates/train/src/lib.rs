@@ -14,7 +14,7 @@ pub mod run;
 pub mod trainer;
 
 pub use error::{Result, TrainError};
-pub use optim::{Algorithm, OptimConfig, Optimizer, Schedule};
+pub use optim::{omp_pieces, Algorithm, OptimConfig, Optimizer, Schedule};
 pub use report::{Better, Curve, Figure, Metric, Report, Table};
 pub use run::{Reuse, RunDir, RunInfo};
 pub use trainer::{

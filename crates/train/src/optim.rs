@@ -327,6 +327,36 @@ mod omp {
     }
 }
 
+/// Runs `f(begin, end)` on one contiguous piece of `0..n` per thread of
+/// libtorch's own OpenMP team (piece boundaries a multiple of `align`), so
+/// work written in Rust between libtorch's operations does not fight
+/// libtorch's idle, spinning workers for the cores; in the calling thread
+/// alone when one thread would do.
+pub fn omp_pieces<F: Fn(usize, usize) + Sync>(n: usize, align: usize, f: &F) {
+    extern "C" fn piece<F: Fn(usize, usize) + Sync>(
+        ctx: *mut std::ffi::c_void,
+        begin: i64,
+        end: i64,
+    ) -> f64 {
+        // SAFETY: `ctx` is the `&F` of `omp_pieces`, alive for the whole
+        // call of `embedlab_omp_pieces`; `F: Sync`, so calling it from
+        // several threads at once is allowed.
+        let f = unsafe { &*(ctx as *const F) };
+        f(begin as usize, end as usize);
+        0.0
+    }
+    // SAFETY: the shim calls `piece::<F>` with `ctx` on disjoint pieces of
+    // 0..n and returns once every piece is done.
+    unsafe {
+        omp::embedlab_omp_pieces(
+            n as i64,
+            align.max(1) as i64,
+            piece::<F>,
+            f as *const F as *mut std::ffi::c_void,
+        );
+    }
+}
+
 /// Parameters smaller than this are updated on the calling thread alone.
 const PARALLEL_MIN: usize = 1 << 16;
 
