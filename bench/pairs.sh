@@ -20,6 +20,7 @@
 # words a side; they need equal dimensions, so the en50 pairs map to the
 # French side reduced to 50-d by PCA (as bench/unsupervised_robustness.sh).
 # Finished runs are kept: rerunning continues where it stopped.
+# SUPERVISED= UNSUPERVISED= (empty) only redraws the table and figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 E=${EMBEDLAB:-target/release/embedlab}
@@ -27,8 +28,8 @@ PY=${PYTHON:-.venv/bin/python}
 PLOT_PY=${PLOT_PYTHON:-$PY}
 OUT=${OUT:-bench/out/pairs}
 PAIRS=${PAIRS:-"en300-fr fr-en300 en300-ja ja-en300 en300-fi fi-en300 en50-fr fr-en50 en300-en50"}
-SUPERVISED=${SUPERVISED:-"lstsq xing procrustes multistep rcsls"}
-UNSUPERVISED=${UNSUPERVISED:-"self-learning adversarial"}
+SUPERVISED=${SUPERVISED-"lstsq xing procrustes multistep rcsls"}
+UNSUPERVISED=${UNSUPERVISED-"self-learning adversarial"}
 SEEDS=${SEEDS:-"1"}
 mkdir -p "$OUT"
 [ -x "$E" ] || cargo build --release
@@ -176,11 +177,13 @@ measures = [("eigenvector similarity, k largest (lower: more alike)", lambda i: 
             ("relational similarity (higher: more alike)", lambda i: i["relational_similarity"])]
 fig, axes = plt.subplots(1, 4, figsize=(17, 4.2))
 for ax, (title, f) in zip(axes, measures):
+    seen = set()
     for e in s:
         for m, mk in (("self-learning", "o"), ("adversarial", "s"), ("procrustes", "x")):
             for x in e["methods"].get(m, []):
                 ax.scatter(f(e["isomorphism"]), x["csls1"], marker=mk, color={"self-learning": "C0", "adversarial": "C1", "procrustes": "C2"}[m],
-                           label=m if e is s[0] and x is e["methods"][m][0] else None)
+                           label=None if m in seen else m)
+                seen.add(m)
         top = max([x["csls1"] for m in ("self-learning", "adversarial", "procrustes") for x in e["methods"].get(m, [])] or [0])
         ax.annotate(e["pair"], (f(e["isomorphism"]), top), textcoords="offset points", xytext=(3, 4), fontsize=8)
     ax.set_xlabel(title)
