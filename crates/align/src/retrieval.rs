@@ -188,7 +188,7 @@ pub fn search(
                 .f_bmm(&queries.narrow(0, i, len).to_kind(Kind::Float).unsqueeze(2))?
                 .squeeze_dim(2);
             if let Some(s) = &shift {
-                exact = exact - s.index_select(0, &c.view(-1)).view([len, kc]);
+                exact -= s.index_select(0, &c.view(-1)).view([len, kc]);
             }
             let (v2, pos) = exact.f_topk(k, 1, true, true)?;
             (v2, c.gather(1, &pos, false))

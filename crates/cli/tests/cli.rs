@@ -858,3 +858,46 @@ fn isomorphism_tells_a_rotated_copy_from_an_unrelated_space() {
     );
     assert!(!j.exists());
 }
+
+/// `bench csls`: both searches on planted translations, the bfloat16 one
+/// with the f32 one's answers and values; a bad --precision is refused.
+#[test]
+fn bench_csls_compares_the_bf16_search_with_f32() {
+    let out = embedlab(&[
+        "bench",
+        "csls",
+        "--n",
+        "1000",
+        "--dim",
+        "32",
+        "--queries",
+        "200",
+        "--noise",
+        "1",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let runs = r["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{r}");
+    let (f, b) = (&runs[0], &runs[1]);
+    assert_eq!(
+        (f["precision"].as_str(), b["precision"].as_str()),
+        (Some("f32"), Some("bf16"))
+    );
+    let p1 = f["p_at_1"].as_f64().unwrap();
+    assert!(
+        p1 > 20.0 && p1 < 100.0,
+        "planted translations, some close calls: {p1}"
+    );
+    assert_eq!(b["p_at_1"].as_f64().unwrap(), p1);
+    assert_eq!(b["same_top10"].as_f64().unwrap(), 1.0, "{r}");
+    assert!(b["max_score_diff"].as_f64().unwrap() < 1e-5, "{r}");
+    assert!(f["fraction_of_f32_peak"].as_f64().unwrap() > 0.0);
+    let out = embedlab(&["bench", "csls", "--n", "1000", "--precision", "f16"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("f16"));
+}

@@ -81,9 +81,14 @@ struct CslsBenchResult {
     peak_rss_mib: Option<f64>,
 }
 
-/// GFLOP/s of the best of three `s × s × s` products in `kind`.
-fn gemm_peak(kind: Kind, device: Device) -> f64 {
-    let s = 4096;
+/// The f32 run's r terms, scores, targets and seconds.
+type Reference = (Tensor, Tensor, Tensor, f64);
+
+/// GFLOP/s of the best of three `s × s × s` products in `kind` (s = 4096,
+/// or `n` when smaller).
+fn gemm_peak(kind: Kind, device: Device, n: i64) -> f64 {
+    // Smaller for a small benchmark (a test), which does not need the peak.
+    let s = n.clamp(256, 4096);
     let a = Tensor::randn([s, s], (Kind::Float, device)).to_kind(kind);
     let b = Tensor::randn([s, s], (Kind::Float, device)).to_kind(kind);
     let out = a.mm(&b);
@@ -112,8 +117,8 @@ pub fn csls(a: &CslsBench, device: Device) -> Result<String> {
     if a.precision.is_empty() {
         crate::fail!("bench csls: --precision needs at least one of f32, bf16");
     }
-    let f32_before = gemm_peak(Kind::Float, device);
-    let bf16_peak = gemm_peak(Kind::BFloat16, device);
+    let f32_before = gemm_peak(Kind::Float, device, a.n);
+    let bf16_peak = gemm_peak(Kind::BFloat16, device, a.n);
     let opts = (Kind::Float, device);
     tch::manual_seed(0);
     let x = Tensor::randn([a.n, a.dim], opts);
@@ -128,7 +133,7 @@ pub fn csls(a: &CslsBench, device: Device) -> Result<String> {
     // r_S over every target, r_T for the queries, the queries' scores.
     let gflop = 2.0 * d * (n * n + 2.0 * nq * n) / 1e9;
     let mut runs: Vec<CslsRun> = vec![];
-    let mut reference: Option<(Tensor, Tensor, Tensor, f64)> = None;
+    let mut reference: Option<Reference> = None;
     for &p in &a.precision {
         let mut space = Space::new(&x, &y)?;
         space.precision = match p {
@@ -150,7 +155,7 @@ pub fn csls(a: &CslsBench, device: Device) -> Result<String> {
             .mean(Kind::Float)
             .double_value(&[])
             * 100.0;
-        let vs = |f: &dyn Fn(&(Tensor, Tensor, Tensor, f64)) -> f64| reference.as_ref().map(f);
+        let vs = |f: &dyn Fn(&Reference) -> f64| reference.as_ref().map(f);
         let run = CslsRun {
             precision: p,
             seconds_r_target: r_target,
@@ -183,7 +188,7 @@ pub fn csls(a: &CslsBench, device: Device) -> Result<String> {
         }
         runs.push(run);
     }
-    let f32_after = gemm_peak(Kind::Float, device);
+    let f32_after = gemm_peak(Kind::Float, device, a.n);
     let f32_peak = (f32_before + f32_after) / 2.0;
     for r in &mut runs {
         r.fraction_of_f32_peak = r.gflop_per_s / f32_peak;
