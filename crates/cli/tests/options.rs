@@ -114,6 +114,12 @@ const DOCUMENTED: &[(&str, &str, &str, &str)] = &[
         "never the exact log-determinant",
     ),
     ("bench flow", "alpha", "0", "the plain logit"),
+    (
+        "bench csls",
+        "noise",
+        "0",
+        "targets are exact copies of the sources (P@1 100%)",
+    ),
     ("flow-check", "image", "0", "the first test image"),
     (
         "train *",
