@@ -795,20 +795,15 @@ pub fn adversarial(
     progress: &mut dyn Observer,
 ) -> Result<AdversarialResult> {
     if cfg.restarts <= 1 {
-        let (mut r, _) = one_restart(x, z, cfg, seed, 0, run, resume, on, progress)?;
-        r.restarts.clear();
-        return Ok(r);
+        return Ok(one_restart(x, z, cfg, seed, 0, run, resume, on, progress)?.0);
     }
     let (mut kept, mut logs) = (None::<AdversarialResult>, vec![]);
-    let (mut adv_s, mut refine_s) = (0.0, 0.0);
     for k in 0..cfg.restarts {
         let s = restart_seed(seed, k);
         on(Event::Restart(k, cfg.restarts, s));
         let part = run.part(&restart_folder(k))?;
         let (r, log) = one_restart(x, z, cfg, s, k, &part, resume, on, progress)?;
         on(Event::Restarted(&log));
-        adv_s += r.adversarial_seconds;
-        refine_s += r.refinement_seconds;
         // The first of equal criteria stays.
         if kept.as_ref().is_none_or(|b| r.criterion > b.criterion) {
             kept = Some(r); // its kept_restart is k
@@ -816,9 +811,9 @@ pub fn adversarial(
         logs.push(log);
     }
     let mut r = kept.expect("at least one restart");
+    r.adversarial_seconds = logs.iter().map(|l| l.adversarial_seconds).sum();
+    r.refinement_seconds = logs.iter().map(|l| l.refinement_seconds).sum();
     r.restarts = logs;
-    r.adversarial_seconds = adv_s;
-    r.refinement_seconds = refine_s;
     Ok(r)
 }
 

@@ -68,13 +68,6 @@ fn insert_sorted(vals: &mut [f32], idx: &mut [i64], x: f32, j: i64) -> f32 {
     vals[k - 1]
 }
 
-/// The `k` best of one row (values decreasing) into `vals`/`idx`.
-fn row_top<T: Score>(row: &[T], shift: Option<&[f32]>, vals: &mut [f32], idx: &mut [i64]) {
-    vals.fill(f32::NEG_INFINITY);
-    idx.fill(-1);
-    row_continue(row, shift, 0, vals, idx);
-}
-
 /// Continues the running decreasing top `vals`/`idx` of one row with the
 /// scores `row` of columns `offset..offset + row.len()`.
 fn row_continue<T: Score>(
@@ -247,51 +240,10 @@ pub fn rows_topk(scores: &Tensor, shift: Option<&Tensor>, k: i64) -> Result<(Ten
         let (v, i) = s.f_topk(k, 1, true, true)?;
         return Ok((v, i));
     }
-    let scores = scores.contiguous();
-    let shift = shift.map(|s| s.to_kind(Kind::Float).contiguous());
-    let (n_, m_) = (n as usize, m as usize);
-    // SAFETY: `shift` is a contiguous f32 CPU tensor of m elements, alive
-    // (and unchanged) for the whole borrow.
-    let sh = shift
-        .as_ref()
-        .map(|s| unsafe { std::slice::from_raw_parts(s.data_ptr() as *const f32, m_) });
-    let (vals, idx) = if kind == Kind::Float {
-        // SAFETY: `scores` is a contiguous f32 CPU tensor of n·m elements,
-        // alive (and unchanged) for the whole borrow.
-        let data = unsafe { std::slice::from_raw_parts(scores.data_ptr() as *const f32, n_ * m_) };
-        tops(data, m_, sh, k as usize)
-    } else {
-        // SAFETY: the same for bfloat16, 2-byte elements.
-        let data = unsafe { std::slice::from_raw_parts(scores.data_ptr() as *const u16, n_ * m_) };
-        tops(data, m_, sh, k as usize)
-    };
-    Ok((
-        Tensor::from_slice(&vals).view([n, k]),
-        Tensor::from_slice(&idx).view([n, k]),
-    ))
-}
-
-/// The top `k` of every row of `m` scores in `data`, rows split between threads.
-fn tops<T: Score>(data: &[T], m_: usize, sh: Option<&[f32]>, k_: usize) -> (Vec<f32>, Vec<i64>) {
-    let n_ = data.len() / m_.max(1);
-    let mut vals = vec![0f32; n_ * k_];
-    let mut idx = vec![0i64; n_ * k_];
-    let threads = (tch::get_num_threads().max(1) as usize).min(n_.max(1));
-    let per = n_.div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        for ((rows, v), ix) in data
-            .chunks(per * m_)
-            .zip(vals.chunks_mut(per * k_))
-            .zip(idx.chunks_mut(per * k_))
-        {
-            scope.spawn(move || {
-                for ((row, v), ix) in rows.chunks(m_).zip(v.chunks_mut(k_)).zip(ix.chunks_mut(k_)) {
-                    row_top(row, sh, v, ix);
-                }
-            });
-        }
-    });
-    (vals, idx)
+    // One tile: the whole matrix.
+    let mut top = RowTop::new(n, k)?;
+    top.update(scores, 0, shift)?;
+    Ok(top.finish())
 }
 
 /// The `k` largest entries of each column of a score matrix streamed by row

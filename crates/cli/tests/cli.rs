@@ -405,40 +405,56 @@ fn unsupervised_self_learning_recovers_a_permuted_rotated_copy() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no word is spelled the same"));
 }
 
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// `align unsupervised --method adversarial` from `[src, tgt, dict]` with
+/// the small settings these tests share (640 words an epoch, the criterion
+/// over 300), then `extra`.
+fn adversarial_args(files: [&std::path::Path; 3], extra: &[&str]) -> Vec<String> {
+    let [src, tgt, dict] = files.map(|f| f.to_str().unwrap());
+    let mut a = strings(&[
+        "align",
+        "unsupervised",
+        "--method",
+        "adversarial",
+        "--src",
+        src,
+        "--tgt",
+        tgt,
+        "--dict-test",
+        dict,
+        "--epoch-size",
+        "640",
+        "--criterion-words",
+        "300",
+    ]);
+    a.extend(strings(extra));
+    a
+}
+
 #[test]
 fn adversarial_runs_checkpoints_and_resumes_at_the_next_epoch() {
     let d = tempfile::tempdir().unwrap();
     let (src, tgt, dict) = rotated_pair(d.path(), 300, 8, 0.01);
     let run = d.path().join("run");
     let args = |epochs: &str, hidden: &str, resume: bool| -> Vec<String> {
-        let mut a: Vec<String> = [
-            "align",
-            "unsupervised",
-            "--method",
-            "adversarial",
-            "--src",
-            src.to_str().unwrap(),
-            "--tgt",
-            tgt.to_str().unwrap(),
-            "--dict-test",
-            dict.to_str().unwrap(),
-            "--epochs",
-            epochs,
-            "--epoch-size",
-            "640",
-            "--dis-hidden",
-            hidden,
-            "--refinement",
-            "2",
-            "--criterion-words",
-            "300",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        a.push(if resume { "--resume" } else { "--out" }.into());
-        a.push(run.to_str().unwrap().into());
-        a
+        let place = if resume { "--resume" } else { "--out" };
+        let run = run.to_str().unwrap();
+        adversarial_args(
+            [&src, &tgt, &dict],
+            &[
+                "--epochs",
+                epochs,
+                "--dis-hidden",
+                hidden,
+                "--refinement",
+                "2",
+                place,
+                run,
+            ],
+        )
     };
     let call = |a: Vec<String>| embedlab(&a.iter().map(|s| s.as_str()).collect::<Vec<_>>());
     let out = call(args("1", "16", false));
@@ -521,40 +537,25 @@ fn adversarial_runs_checkpoints_and_resumes_at_the_next_epoch() {
 fn adversarial_restarts_keep_the_best_criterion_and_resume() {
     let d = tempfile::tempdir().unwrap();
     let (src, tgt, dict) = rotated_pair(d.path(), 300, 8, 0.01);
-    let args = |out: &std::path::Path, restarts: &str, epochs: &str, resume: bool| -> Vec<String> {
-        let mut a: Vec<String> = [
-            "--seed",
-            "7",
-            "align",
-            "unsupervised",
-            "--method",
-            "adversarial",
-            "--src",
-            src.to_str().unwrap(),
-            "--tgt",
-            tgt.to_str().unwrap(),
-            "--dict-test",
-            dict.to_str().unwrap(),
-            "--epochs",
-            epochs,
-            "--epoch-size",
-            "640",
-            "--dis-hidden",
-            "16",
-            "--refinement",
-            "1",
-            "--criterion-words",
-            "300",
-            "--precision",
-            "f32",
-            "--restarts",
-            restarts,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        a.push(if resume { "--resume" } else { "--out" }.into());
-        a.push(out.to_str().unwrap().into());
+    let args = |out: &std::path::Path, restarts: &str, epochs: &str| -> Vec<String> {
+        let mut a = strings(&["--seed", "7"]);
+        a.extend(adversarial_args(
+            [&src, &tgt, &dict],
+            &[
+                "--epochs",
+                epochs,
+                "--dis-hidden",
+                "16",
+                "--refinement",
+                "1",
+                "--precision",
+                "f32",
+                "--restarts",
+                restarts,
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        ));
         a
     };
     let call = |a: Vec<String>| {
@@ -564,8 +565,8 @@ fn adversarial_restarts_keep_the_best_criterion_and_resume() {
         err
     };
     let (one, three) = (d.path().join("one"), d.path().join("three"));
-    call(args(&one, "1", "2", false));
-    let err = call(args(&three, "3", "1", false));
+    call(args(&one, "1", "2"));
+    let err = call(args(&three, "3", "1"));
     assert!(err.contains("restart 2 of 3 (seed 2007"), "{err}");
     for k in 0..3 {
         let part = three.join(format!("restart-{k}"));
@@ -650,7 +651,7 @@ fn adversarial_restarts_keep_the_best_criterion_and_resume() {
     );
     // --overwrite replaces a run of several restarts (they are not runs).
     call(
-        args(&three, "2", "1", false)
+        args(&three, "2", "1")
             .into_iter()
             .chain(["--overwrite".into()])
             .collect(),

@@ -40,6 +40,7 @@ pub fn unsupervised(
     seed: i64,
     device: Device,
 ) -> Result<()> {
+    let mut restarts_given = false;
     if a.resume.is_some() {
         let given = super::given(
             &<crate::Cli as clap::CommandFactory>::command(),
@@ -47,15 +48,8 @@ pub fn unsupervised(
             &["align", "unsupervised"],
         );
         super::check_resume_options(&given, &["epochs", "restarts"])?;
+        restarts_given = given.iter().any(|g| g == "restarts");
     }
-    let restarts_given = a.resume.is_some()
-        && super::given(
-            &<crate::Cli as clap::CommandFactory>::command(),
-            matches,
-            &["align", "unsupervised"],
-        )
-        .iter()
-        .any(|g| g == "restarts");
     let a = match &a.resume {
         // A resumed run keeps the options it was made with.
         Some(dir) => {

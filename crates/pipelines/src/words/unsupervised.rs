@@ -96,7 +96,7 @@ pub struct AdversarialArgs {
     /// seeded --seed + 1000·k, each in the sub-folder restart-<k>); the map
     /// kept is the one of the highest refined criterion — chosen without
     /// any dictionary. Costs that many runs' time.
-    #[arg(long, default_value_t = 1, value_parser = crate::opts::count(1, 1000))]
+    #[arg(long, default_value_t = AdversarialConfig::default().restarts, value_parser = crate::opts::count(1, 1000))]
     #[serde(default = "one")]
     pub restarts: usize,
     /// Number format of the large matrix products: the discriminator's
@@ -126,7 +126,7 @@ impl Default for AdversarialArgs {
             map_beta: c.map_beta,
             criterion_words: c.criterion_words,
             refinement: c.refinement,
-            restarts: 1,
+            restarts: c.restarts,
             precision: PrecisionArg::Auto,
         }
     }
