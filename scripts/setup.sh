@@ -8,7 +8,8 @@
 #   EMBEDLAB_VENV         the environment                  (default .venv)
 #   EMBEDLAB_TORCH        the torch requirement            (default torch==2.11.0)
 #   EMBEDLAB_PIP_ARGS     extra pip install arguments      (e.g. --no-index --find-links DIR)
-#   EMBEDLAB_SETUP_NUMPY  0 to skip numpy (used only by the PyTorch reference benchmarks)
+#   EMBEDLAB_SETUP_NUMPY  0 to skip numpy and tensorboard (used only by the PyTorch reference
+#                         benchmarks and by the test that reads TensorBoard files back)
 #   PYTHON                the Python that makes the environment (default python3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +35,10 @@ if [ "${EMBEDLAB_SETUP_NUMPY:-1}" != 0 ]; then
   "$VENV/bin/python" -c "import numpy" 2>/dev/null \
     || "$VENV/bin/python" -m pip install --disable-pip-version-check -q "${PIP_ARGS[@]}" numpy \
     || die "pip install numpy failed"
+  # tensorboard: its event reader checks the event files every run writes
+  "$VENV/bin/python" -c "import tensorboard" 2>/dev/null \
+    || "$VENV/bin/python" -m pip install --disable-pip-version-check -q "${PIP_ARGS[@]}" tensorboard==2.21.0 \
+    || die "pip install tensorboard failed"
 fi
 site=$("$VENV/bin/python" -c "import torch,os; print(os.path.dirname(torch.__file__))" 2>/dev/null) \
   || die "torch does not import in $VENV"

@@ -109,6 +109,6 @@ pub fn run(a: &IdentityArgs, seed: i64) -> Result<(PathBuf, IdentityResult)> {
     });
     rep.curve("train.model.loss", "training loss", "epoch", "BCE");
     rep.details = serde_json::to_value(&r)?;
-    run.write_json(embedlab_train::report::REPORT, &rep)?;
+    run.write_report(&rep)?;
     Ok((run.path.clone(), r))
 }

@@ -550,7 +550,7 @@ fn run_training(
         &splits,
         Some(&summary),
     )?;
-    run.write_json(embedlab_train::report::REPORT, &report)?;
+    run.write_report(&report)?;
     for m in &report.metrics {
         if m.name.starts_with("epochs flagged") && m.value > 0.0 {
             eprintln!(

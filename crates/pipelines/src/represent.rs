@@ -516,7 +516,7 @@ pub fn run(a: &RepresentArgs, seed: i64, device: Device) -> Result<(PathBuf, Ben
     let known = factors.as_ref().map(|f| (f, picked.as_slice()));
     let report = to_report(&bench, a, &run, &maps, &test, &ds.classes, known)?;
     run.write_json("represent.json", &bench)?;
-    run.write_json(embedlab_train::report::REPORT, &report)?;
+    run.write_report(&report)?;
     Ok((run.out_dir().to_path_buf(), bench))
 }
 

@@ -5,12 +5,14 @@
 //! - [`checkpoint`]: the one checkpoint format (one atomic safetensors file
 //!   with its description inside);
 //! - [`run`]: run folders (locked, self-describing, never silently reused);
-//! - [`report`]: the `report.json` shape every kind of run writes.
+//! - [`report`]: the `report.json` shape every kind of run writes;
+//! - [`tensorboard`]: TensorBoard event files mirroring each run's log.
 pub mod checkpoint;
 pub mod error;
 pub mod optim;
 pub mod report;
 pub mod run;
+pub mod tensorboard;
 pub mod trainer;
 
 pub use error::{Result, TrainError};

@@ -556,13 +556,43 @@ impl RunDir {
         Ok(write_json_atomic(&self.out_file(name), value)?)
     }
 
+    /// Writes `report.json` and adds its figures (PNG grids, charts) to the
+    /// folder's TensorBoard events as images, at the last step logged.
+    pub fn write_report(&self, report: &crate::report::Report) -> Result<()> {
+        self.write_json(crate::report::REPORT, report)?;
+        let step = self
+            .metrics()
+            .iter()
+            .filter_map(|l| crate::tensorboard::scalars_of(l).0)
+            .max()
+            .unwrap_or(0);
+        let images: Vec<(String, PathBuf)> = report
+            .figures
+            .iter()
+            .filter(|f| f.file.ends_with(".png"))
+            .map(|f| {
+                let tag = f.file.trim_end_matches(".png").to_string();
+                (tag, self.out_file(&f.file))
+            })
+            .collect();
+        crate::tensorboard::add_images(&self.out, step, &images)
+    }
+
     /// Appends one JSON line to `metrics.jsonl` (written and synced as one
     /// `write`, so a crash leaves at most a torn last line).
+    /// The line is also an event of the folder's TensorBoard file
+    /// ([`crate::tensorboard`]).
     pub fn log<T: Serialize>(&self, value: &T) -> Result<()> {
         let path = self.out_file(METRICS);
-        let mut line = serde_json::to_string(value)
-            .map_err(|e| TrainError::file(&path, format!("cannot serialise a line: {e}")))?;
+        let bad =
+            |e: serde_json::Error| TrainError::file(&path, format!("cannot serialise a line: {e}"));
+        // The line keeps its fields' order; the event reads them by name.
+        let mut line = serde_json::to_string(value).map_err(bad)?;
+        let value = serde_json::to_value(value).map_err(bad)?;
         line.push('\n');
+        let position = std::fs::read(&path)
+            .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+            .unwrap_or(0);
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -570,21 +600,26 @@ impl RunDir {
             .map_err(|e| TrainError::io(&path, e))?;
         f.write_all(line.as_bytes())
             .and_then(|_| f.sync_data())
-            .map_err(|e| TrainError::io(&path, e))
+            .map_err(|e| TrainError::io(&path, e))?;
+        crate::tensorboard::append(&self.out, &value, position)
     }
 
     /// Replaces `metrics.jsonl` with these lines (atomically): a resumed
     /// run's log is made to agree with its checkpoint, each finished epoch
-    /// once and nothing after it.
+    /// once and nothing after it. The TensorBoard file is rewritten too.
     pub fn rewrite_metrics<T: Serialize>(&self, lines: &[T]) -> Result<()> {
         let path = self.out_file(METRICS);
+        let bad =
+            |e: serde_json::Error| TrainError::file(&path, format!("cannot serialise a line: {e}"));
         let mut text = String::new();
+        let mut values = Vec::with_capacity(lines.len());
         for l in lines {
-            text += &serde_json::to_string(l)
-                .map_err(|e| TrainError::file(&path, format!("cannot serialise a line: {e}")))?;
+            text += &serde_json::to_string(l).map_err(bad)?;
             text.push('\n');
+            values.push(serde_json::to_value(l).map_err(bad)?);
         }
-        Ok(write_atomic(&path, |w| w.write_all(text.as_bytes()))?)
+        write_atomic(&path, |w| w.write_all(text.as_bytes()))?;
+        crate::tensorboard::rewrite(&self.out, &values)
     }
 
     /// The lines of `metrics.jsonl` that parse (a torn last line does not).

@@ -326,6 +326,10 @@ pub struct EpochRecord {
     /// What happened besides training (a rollback after a NaN).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<String>,
+    /// When the epoch ended, in seconds since 1970 (TensorBoard's wall
+    /// time; absent in logs of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_time: Option<f64>,
 }
 
 /// The trainer's state, saved in every checkpoint.
@@ -1101,6 +1105,10 @@ pub fn train_observed<M: Trainable>(
             items_per_second: epoch_items as f64 / secs.max(1e-9),
             best: is_best,
             events: std::mem::take(&mut events),
+            wall_time: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()
+                .map(|d| d.as_secs_f64()),
         };
         state.records.push(record.clone());
         save_epoch(

@@ -734,7 +734,7 @@ pub fn run_supervised(
         );
         r.curve("criterion", "mean-cosine criterion", "iteration", "");
     }
-    run.write_json(embedlab_train::report::REPORT, &r)?;
+    run.write_report(&r)?;
     eprintln!("run folder: {}", run.path.display());
     Ok(report)
 }

@@ -493,7 +493,7 @@ pub fn run_unsupervised(
         );
     }
     r.metric("time", report.seconds, "s", Better::Lower);
-    run.write_json(embedlab_train::report::REPORT, &r)?;
+    run.write_report(&r)?;
     eprintln!("run folder: {}", run.path.display());
     Ok(report)
 }
