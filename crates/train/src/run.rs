@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 pub const RUN_FILE: &str = "run.json";
 pub const METRICS: &str = "metrics.jsonl";
 pub const CONFIG: &str = "config.json";
+/// `env.json`: the machine, libtorch and build a run was made with.
+pub const ENV_FILE: &str = "env.json";
 pub const LOCK: &str = ".lock";
 /// The run-folder format this version writes.
 pub const RUN_FORMAT: u32 = 2;
@@ -89,25 +91,52 @@ fn holder(lock_file: &Path) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+/// Takes the exclusive lock of the file `path` (created if missing) without
+/// waiting: None while another process holds it. The lock lasts as long as
+/// the returned file (a study's claim on one of its runs).
+pub fn claim(path: &Path) -> Result<Option<File>> {
+    match lock_file(path, path) {
+        Ok(f) => Ok(Some(f)),
+        Err(TrainError::Locked { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Who holds the lock of the file `path`, when someone does (found without
+/// creating or changing anything).
+pub fn claimed(path: &Path) -> Option<String> {
+    let f = std::fs::File::open(path).ok()?;
+    match f.try_lock_shared() {
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Some(holder(path).unwrap_or_else(|| "another process".into()))
+        }
+        _ => None,
+    }
+}
+
 /// Takes the folder's lock, or says who holds it.
 fn lock(dir: &Path) -> Result<File> {
-    let p = dir.join(LOCK);
+    lock_file(&dir.join(LOCK), dir)
+}
+
+/// Takes the lock of the file `p` (for `what`), or says who holds it.
+fn lock_file(p: &Path, what: &Path) -> Result<File> {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .read(true)
         .write(true)
-        .open(&p)
-        .map_err(|e| TrainError::io(&p, e))?;
+        .open(p)
+        .map_err(|e| TrainError::io(p, e))?;
     match f.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
             return Err(TrainError::Locked {
-                path: dir.to_path_buf(),
-                holder: holder(&p),
+                path: what.to_path_buf(),
+                holder: holder(p),
             });
         }
-        Err(std::fs::TryLockError::Error(e)) => return Err(TrainError::io(&p, e)),
+        Err(std::fs::TryLockError::Error(e)) => return Err(TrainError::io(p, e)),
     }
     // Say who holds it, for the message a second process gets.
     let who = format!(
@@ -227,6 +256,7 @@ pub fn check_overwrite(path: &Path, kind: &str, inputs: &[&Path]) -> Result<Vec<
     }
     let info = match read_info(path) {
         Ok(i) => i,
+        Err(_) if never_started(&present) => return Ok(present),
         Err(_) => {
             return refuse(format!(
                 "it is not an embedlab run folder (no readable {RUN_FILE}), and --overwrite only replaces run folders; it holds {}",
@@ -254,6 +284,28 @@ pub fn check_overwrite(path: &Path, kind: &str, inputs: &[&Path]) -> Result<Vec<
         }
     }
     Ok(present)
+}
+
+/// Whether `present` is what [`RunDir::create`] leaves when it is stopped
+/// before `run.json` is written: the configuration, the environment, and the
+/// temporary files of those writes — a run that never started, which
+/// `--overwrite` may replace whatever kind it was to be.
+fn never_started(present: &[PathBuf]) -> bool {
+    const FIRST: [&str; 2] = [CONFIG, ENV_FILE];
+    present.iter().all(|p| {
+        let name = p.file_name().map(|n| n.to_string_lossy().to_string());
+        let Some(name) = name.filter(|_| p.is_file()) else {
+            return false;
+        };
+        FIRST.contains(&name.as_str())
+            || FIRST.iter().any(|f| {
+                name.strip_prefix('.')
+                    .and_then(|r| r.strip_prefix(f))
+                    .and_then(|r| r.strip_prefix('.'))
+                    .and_then(|r| r.strip_suffix(".tmp"))
+                    .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+            })
+    })
 }
 
 /// A run folder below `dir` (not `dir` itself), found without following links.
@@ -361,7 +413,7 @@ impl RunDir {
             notes,
         };
         run.write_json(CONFIG, config)?;
-        run.write_json("env.json", &Env::current())?;
+        run.write_json(ENV_FILE, &Env::current())?;
         run.write_json(RUN_FILE, &run.info)?;
         Ok(run)
     }
@@ -444,7 +496,7 @@ impl RunDir {
     /// Saves what this invocation runs on (`env.json`); a resumed run calls
     /// it once its checks have passed, so a refused resume changes nothing.
     pub fn record_env(&self) -> Result<()> {
-        self.write_json("env.json", &Env::current())
+        self.write_json(ENV_FILE, &Env::current())
     }
 
     /// Opens an existing run folder (to evaluate or analyse it), locked
@@ -785,6 +837,20 @@ mod tests {
             vec![std::ffi::OsString::from("thesis.tex")],
             "a refusal writes nothing"
         );
+        // A run stopped before run.json (its config, env and a half-written
+        // temporary): it never started, and --overwrite replaces it; a user
+        // file beside those leftovers makes it a user's folder again.
+        let unborn = d.path().join("unborn");
+        std::fs::create_dir(&unborn).unwrap();
+        std::fs::write(unborn.join(CONFIG), b"{}").unwrap();
+        std::fs::write(unborn.join(".env.json.9874.tmp"), b"{\"ha").unwrap();
+        let r = RunDir::create("vae", Some(&unborn), Reuse::Overwrite, &1).unwrap();
+        assert!(r.file(RUN_FILE).is_file() && !unborn.join(".env.json.9874.tmp").exists());
+        drop(r);
+        std::fs::remove_file(unborn.join(RUN_FILE)).unwrap();
+        std::fs::write(unborn.join(".notes.txt.1.tmp"), b"mine").unwrap();
+        let e = refused(&unborn, &[]);
+        assert!(e.contains("not an embedlab run folder"), "{e}");
         // A symbolic link to a run: never followed.
         let run = d.path().join("run");
         make_run(&run);
