@@ -902,3 +902,63 @@ fn bench_csls_compares_the_bf16_search_with_f32() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("f16"));
 }
+
+#[test]
+fn the_evaluation_search_in_bf16_gives_the_f32_precision() {
+    let d = tempfile::tempdir().unwrap();
+    let (src, tgt, dict) = rotated_pair(d.path(), 600, 16, 0.9);
+    let fit = |precision: &str| {
+        let run = d.path().join(format!("run-{precision}"));
+        let out = embedlab(&[
+            "align",
+            "supervised",
+            "--src",
+            src.to_str().unwrap(),
+            "--tgt",
+            tgt.to_str().unwrap(),
+            "--dict",
+            dict.to_str().unwrap(),
+            "--test-size",
+            "200",
+            "--search-precision",
+            precision,
+            "--out",
+            run.to_str().unwrap(),
+            "--device",
+            "cpu",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let config = embedlab_testkit::json(&run.join("config.json"));
+        assert_eq!(config["search_precision"], precision, "{config}");
+        report(&run)
+    };
+    let (a, b) = (fit("f32"), fit("bf16"));
+    for m in ["NN P@1", "NN P@5", "CSLS P@1", "CSLS P@10"] {
+        assert_eq!(metric(&a, m), metric(&b, m), "{m}");
+    }
+    // Noisy enough that the precision is not trivially 100.
+    assert!(metric(&a, "CSLS P@1") < 100.0, "{a}");
+    let o = embedlab(&[
+        "align",
+        "supervised",
+        "--src",
+        src.to_str().unwrap(),
+        "--tgt",
+        tgt.to_str().unwrap(),
+        "--dict",
+        dict.to_str().unwrap(),
+        "--search-precision",
+        "fp8",
+    ]);
+    // Refused by the argument parser (exit 2), naming the option and its values.
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("--search-precision") && e.contains("bf16"),
+        "{e}"
+    );
+}

@@ -87,6 +87,7 @@ pub fn en_fr_args(data: &Path, reverse: bool, out: PathBuf) -> SupervisedArgs {
         },
         dict,
         dict_test: None,
+        search_precision: crate::words::unsupervised::exact_search(),
         invert_dict: false,
         dict_format: None,
         train_ranks: None,
