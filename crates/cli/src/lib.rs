@@ -61,6 +61,10 @@ enum Cmd {
     Represent(Box<represent::RepresentArgs>),
     /// One self-contained HTML report of run folders (or folders of runs).
     Report(cmd::report::ReportArgs),
+    /// Grids of runs (models × options × seeds) from a TOML file, run N at
+    /// a time and aggregated into one report.
+    #[command(subcommand)]
+    Study(cmd::study::StudyCmd),
     /// Map one language's embeddings onto another's.
     #[command(subcommand)]
     Align(AlignCmd),
@@ -150,9 +154,13 @@ enum BenchCmd {
 
 /// Parses the command line and runs it.
 pub fn run() -> Result<()> {
-    let matches = Cli::command().get_matches();
-    let cli = Cli::from_arg_matches(&matches)?;
     keep_freed_memory();
+    dispatch(&Cli::command().get_matches())
+}
+
+/// Runs parsed command-line matches (a study runs its runs through here).
+pub(crate) fn dispatch(matches: &clap::ArgMatches) -> Result<()> {
+    let cli = Cli::from_arg_matches(matches)?;
     tch::manual_seed(cli.seed);
     if let Some(n) = cli.threads {
         tch::set_num_threads(n);
@@ -173,6 +181,7 @@ pub fn run() -> Result<()> {
             println!("report: {}", report.display());
         }
         Cmd::Report(a) => cmd::report::report(a)?,
+        Cmd::Study(c) => cmd::study::study(c)?,
         Cmd::Represent(a) => {
             let (dir, b) = represent::run(a, cli.seed, device)?;
             let t = represent::table(&b, &a.labels);
@@ -197,14 +206,14 @@ pub fn run() -> Result<()> {
             }
             println!("run folder: {}", dir.display());
         }
-        Cmd::Train(t) => cmd::images::train(t, &matches, cli.seed, device)?,
+        Cmd::Train(t) => cmd::images::train(t, matches, cli.seed, device)?,
         Cmd::Eval(a) => cmd::images::eval(a, device)?,
         Cmd::Score(a) => cmd::images::score(a, device)?,
         Cmd::FlowCheck(a) => cmd::images::flow_check(a, device)?,
         Cmd::Latent(c) => cmd::images::latent(c, device)?,
         Cmd::Align(AlignCmd::Supervised(a)) => cmd::words::supervised(a, device)?,
         Cmd::Align(AlignCmd::Unsupervised(a)) => {
-            cmd::words::unsupervised(a, &matches, cli.seed, device)?
+            cmd::words::unsupervised(a, matches, cli.seed, device)?
         }
         Cmd::Align(AlignCmd::Isomorphism(a)) => cmd::words::isomorphism(a)?,
         Cmd::Translate(a) => cmd::words::translate(a, device)?,

@@ -23,6 +23,7 @@ pub mod opts;
 pub mod progress;
 pub mod represent;
 pub mod steps;
+pub mod study;
 pub mod variations;
 pub mod words;
 

@@ -1,6 +1,7 @@
 //! Argument parsing and printing, one module per group of subcommands.
 pub mod images;
 pub mod report;
+pub mod study;
 pub mod words;
 
 use clap::parser::ValueSource;

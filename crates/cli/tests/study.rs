@@ -1,0 +1,246 @@
+//! `embedlab study`: a grid of tiny runs from a TOML spec, run two at a
+//! time in worker processes and in this process, gives the same results
+//! run by run; finished runs are skipped, an interrupted one is resumed to
+//! the same result; bad specs are refused naming the key, changing nothing.
+use embedlab_testkit::{fails, ok, write_idx_dataset};
+use std::path::Path;
+
+fn embedlab(args: &[&str]) -> std::process::Output {
+    embedlab_testkit::run(env!("CARGO_BIN_EXE_embedlab"), args)
+}
+
+fn spec(data: &Path, extra: &str) -> String {
+    format!(
+        r#"
+[study]
+title = "tiny grid"
+seeds = [1, 2]
+
+[grid]
+model = ["vae", "ae"]
+lr = [0.001, 0.003]
+
+[options]
+data = "{}"
+epochs = 2
+latent = 2
+hidden = 16
+batch-size = 50
+valid = 40
+no-images = true
+iwae-images = 0
+
+[report]
+curves = ["valid.loss"]
+thresholds = [{{ curve = "valid.loss", below = 1e9 }}]
+{extra}"#,
+        data.display()
+    )
+}
+
+/// Each run's test metrics, by run name.
+fn results(study: &Path) -> Vec<(String, Vec<(String, f64)>)> {
+    let mut out = vec![];
+    let mut names: Vec<_> = std::fs::read_dir(study.join("runs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    for n in names {
+        let r: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(study.join("runs").join(&n).join("report.json")).unwrap(),
+        )
+        .unwrap();
+        let m = r["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| {
+                let name = m["name"].as_str().unwrap();
+                !name.starts_with("training") && name != "epochs"
+            })
+            .map(|m| {
+                (
+                    m["name"].as_str().unwrap().to_string(),
+                    m["value"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        out.push((n, m));
+    }
+    out
+}
+
+#[test]
+fn a_study_runs_its_grid_skips_finished_runs_resumes_and_reports() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    write_idx_dataset(&data, 200, 50, 12);
+    let file = d.path().join("tiny.toml");
+    std::fs::write(&file, spec(&data, "")).unwrap();
+    let two = d.path().join("two");
+    let one = d.path().join("one");
+    let o = ok(&embedlab(&[
+        "study",
+        "run",
+        file.to_str().unwrap(),
+        "--jobs",
+        "2",
+        "--out",
+        two.to_str().unwrap(),
+    ]));
+    assert!(o.contains("8 runs: 8 finished"), "{o}");
+    // Two workers ran them.
+    for k in 0..2 {
+        let log = std::fs::read_to_string(two.join(format!("logs/worker-{k}.log"))).unwrap();
+        assert!(log.contains("finished, 0 failed"), "worker {k}: {log}");
+    }
+    ok(&embedlab(&[
+        "study",
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        one.to_str().unwrap(),
+    ]));
+    let r2 = results(&two);
+    assert_eq!(r2.len(), 8);
+    assert_eq!(r2[0].0, "ae-lr0.001-seed1");
+    assert_eq!(
+        r2,
+        results(&one),
+        "two workers and one process give the same runs"
+    );
+    // Run again: nothing to do, nothing rewritten.
+    let attempt = two.join("logs/vae-lr0.003-seed2.json");
+    let before = std::fs::read_to_string(&attempt).unwrap();
+    let o = ok(&embedlab(&[
+        "study",
+        "run",
+        file.to_str().unwrap(),
+        "--jobs",
+        "2",
+        "--out",
+        two.to_str().unwrap(),
+    ]));
+    assert!(o.contains("8 runs: 8 finished"), "{o}");
+    assert_eq!(before, std::fs::read_to_string(&attempt).unwrap());
+    // A run whose report is missing (stopped after training) is
+    // interrupted: resumed, not restarted, to the same result.
+    let run = two.join("runs/vae-lr0.003-seed2");
+    std::fs::remove_file(run.join("report.json")).unwrap();
+    let o = ok(&embedlab(&["study", "status", two.to_str().unwrap()]));
+    assert!(o.contains("interrupted vae-lr0.003-seed2"), "{o}");
+    ok(&embedlab(&[
+        "study",
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        two.to_str().unwrap(),
+    ]));
+    assert_eq!(r2, results(&two));
+    assert_ne!(
+        before,
+        std::fs::read_to_string(&attempt).unwrap(),
+        "it ran again"
+    );
+    // The aggregate: one row per cell, 2/2 finished, the curves drawn.
+    let o = ok(&embedlab(&["study", "report", one.to_str().unwrap()]));
+    assert!(o.contains("vae-lr0.001 | 2/2 | 0/2"), "{o}");
+    let rep: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(one.join("report.json")).unwrap()).unwrap();
+    let cells = rep["details"]["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 4);
+    let vae = cells.iter().find(|c| c["cell"] == "vae-lr0.001").unwrap();
+    let elbo: Vec<f64> = results(&one)
+        .iter()
+        .filter(|(n, _)| n.starts_with("vae-lr0.001-"))
+        .map(|(_, m)| m.iter().find(|(k, _)| k == "test ELBO").unwrap().1)
+        .collect();
+    let mean = elbo.iter().sum::<f64>() / 2.0;
+    assert!((vae["metrics"]["test ELBO"]["mean"].as_f64().unwrap() - mean).abs() < 1e-9);
+    assert_eq!(
+        vae["thresholds"][0][1], 2,
+        "both runs reached the threshold"
+    );
+    assert!(one.join("curve-valid_loss.png").is_file());
+    let html = std::fs::read_to_string(one.join("report.html")).unwrap();
+    assert!(html.contains("tiny grid") && html.contains("vae-lr0.001-seed2"));
+}
+
+#[test]
+fn bad_study_specs_are_refused_naming_the_key() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    write_idx_dataset(&data, 60, 20, 12);
+    let cases = [
+        (
+            "[model.vae.options]\nwidht = 3\n",
+            "[model.vae.options] widht",
+        ),
+        ("[model.gan]\noptions = { hidden = 3 }\n", "[model.gan]"),
+        (
+            "[model.vae.grid]\nbeta = []\n",
+            "[model.vae.grid] beta: an empty list",
+        ),
+        (
+            "[model.vae.options]\nepochs = -3\n",
+            "[model.vae.options] epochs",
+        ),
+        (
+            "[model.vae.options]\nout = \"x\"\n",
+            "[model.vae.options] out",
+        ),
+    ];
+    for (extra, want) in cases {
+        let file = d.path().join("bad.toml");
+        std::fs::write(&file, spec(&data, extra)).unwrap();
+        let out = d.path().join("s");
+        let e = fails(&embedlab(&[
+            "study",
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]));
+        assert!(e.contains(want) && e.contains("bad.toml"), "{want}: {e}");
+        assert!(!out.exists(), "a refused study writes nothing");
+    }
+    let file = d.path().join("typo.toml");
+    std::fs::write(&file, "[study]\nseeds = [1]\n[grdi]\nlr = [1]\n").unwrap();
+    let e = fails(&embedlab(&["study", "run", file.to_str().unwrap()]));
+    assert!(e.contains("typo.toml") && e.contains("grdi"), "{e}");
+    // A study folder made from another spec is not mixed with this one.
+    let file = d.path().join("a.toml");
+    std::fs::write(
+        &file,
+        spec(&data, "")
+            .replace("epochs = 2", "epochs = 1")
+            .replace("seeds = [1, 2]", "seeds = [1]")
+            .replace("lr = [0.001, 0.003]", "lr = [0.001]"),
+    )
+    .unwrap();
+    let out = d.path().join("a");
+    ok(&embedlab(&[
+        "study",
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    std::fs::write(
+        &file,
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .replace("lr = [0.001]", "lr = [0.01]"),
+    )
+    .unwrap();
+    let e = fails(&embedlab(&[
+        "study",
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert!(e.contains("another spec") && e.contains("[grid]"), "{e}");
+}
