@@ -843,19 +843,13 @@ impl Spread {
         if v.is_empty() {
             return None;
         }
-        let n = v.len() as f64;
-        let mean = v.iter().sum::<f64>() / n;
-        let sd = if v.len() > 1 {
-            (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
-        } else {
-            0.0
-        };
+        let (mean, sd, min, max) = embedlab_reports::html::spread(&v);
         Some(Self {
             n: v.len(),
             mean,
             sd,
-            min: v.iter().copied().fold(f64::INFINITY, f64::min),
-            max: v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            min,
+            max,
         })
     }
     fn show(&self, unit: &str) -> String {

@@ -298,7 +298,7 @@ fn column_decimals(vals: impl Iterator<Item = f64>) -> usize {
 }
 
 /// `(mean, sd, min, max)` of the values.
-fn spread(v: &[f64]) -> (f64, f64, f64, f64) {
+pub fn spread(v: &[f64]) -> (f64, f64, f64, f64) {
     let n = v.len() as f64;
     let m = v.iter().sum::<f64>() / n;
     let sd = if v.len() > 1 {
