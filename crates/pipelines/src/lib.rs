@@ -7,6 +7,7 @@
 //! - [`identity`]: the 8-3-8 network;
 //! - [`words`]: supervised and unsupervised word translation, translate and
 //!   export with a saved map, format conversion;
+//! - [`study`], [`slurm`]: grids of runs, here or as a Slurm job array;
 //! - [`steps`]: run many pipelines as recorded steps, each failure kept to itself;
 //! - [`demo`]: the main job on the offline default data;
 //! - [`bench`]: CSLS and loading at scale.
@@ -22,6 +23,7 @@ pub mod memory;
 pub mod opts;
 pub mod progress;
 pub mod represent;
+pub mod slurm;
 pub mod steps;
 pub mod study;
 pub mod variations;

@@ -186,6 +186,18 @@ pub struct StudyConfig {
 }
 
 impl StudyConfig {
+    /// The configuration a study folder made here from `spec_file` holds.
+    pub fn new(spec_file: &Path, spec: Spec, runs: Vec<PlannedRun>) -> Result<Self> {
+        let cwd = std::env::current_dir()
+            .map_err(|e| PipelineError::file(Path::new("."), e.to_string()))?;
+        Ok(StudyConfig {
+            spec,
+            spec_file: embedlab_data::fingerprint::absolute(spec_file),
+            cwd,
+            runs,
+        })
+    }
+
     /// The run of this name.
     pub fn run(&self, name: &str) -> Result<&PlannedRun> {
         self.runs.iter().find(|r| r.name == name).ok_or_else(|| {
@@ -543,14 +555,7 @@ impl Study {
         spec: Spec,
         runs: Vec<PlannedRun>,
     ) -> Result<Self> {
-        let cwd = std::env::current_dir()
-            .map_err(|e| PipelineError::file(Path::new("."), e.to_string()))?;
-        let config = StudyConfig {
-            spec,
-            spec_file: embedlab_data::fingerprint::absolute(spec_file),
-            cwd,
-            runs,
-        };
+        let config = StudyConfig::new(spec_file, spec, runs)?;
         if dir.join(RUN_FILE).is_file() {
             let old = Self::open(dir)?;
             if old.config.spec != config.spec {

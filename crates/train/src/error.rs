@@ -19,6 +19,9 @@ pub enum TrainError {
         value: f64,
         kept: String,
     },
+    /// A stop was asked for ([`crate::interrupt`]) during an epoch.
+    #[error("training stopped by a signal during epoch {epoch}; {kept}")]
+    Interrupted { epoch: usize, kept: String },
     #[error("{}: in use by another embedlab process{}; wait for it to finish or choose another folder", path.display(), holder.as_deref().map(|h| format!(" ({h})")).unwrap_or_default())]
     Locked {
         path: PathBuf,

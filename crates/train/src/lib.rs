@@ -6,9 +6,11 @@
 //!   with its description inside);
 //! - [`run`]: run folders (locked, self-describing, never silently reused);
 //! - [`report`]: the `report.json` shape every kind of run writes;
-//! - [`tensorboard`]: TensorBoard event files mirroring each run's log.
+//! - [`tensorboard`]: TensorBoard event files mirroring each run's log;
+//! - [`interrupt`]: a stop asked for by a signal (checkpoint kept, resumable).
 pub mod checkpoint;
 pub mod error;
+pub mod interrupt;
 pub mod optim;
 pub mod report;
 pub mod run;

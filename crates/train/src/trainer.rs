@@ -539,6 +539,24 @@ struct NonFinite {
     value: f64,
 }
 
+fn interrupted_error(epoch: usize, state: &TrainState, run: &RunDir) -> TrainError {
+    TrainError::Interrupted {
+        epoch: epoch + 1,
+        kept: if state.epochs_done > 0 {
+            format!(
+                "{} keeps its checkpoint after epoch {}: --resume continues from there",
+                run.path.display(),
+                state.epochs_done
+            )
+        } else {
+            format!(
+                "no epoch had finished: --resume {} starts it again",
+                run.path.display()
+            )
+        },
+    }
+}
+
 fn non_finite_error(nf: NonFinite, epoch: usize, state: &TrainState, run: &RunDir) -> TrainError {
     TrainError::NonFinite {
         what: nf.what,
@@ -968,6 +986,9 @@ pub fn train_observed<M: Trainable>(
         if stop.is_some() {
             break;
         }
+        if crate::interrupt::stop_requested() {
+            return Err(interrupted_error(epoch, &state, run).into());
+        }
         let snap = matches!(cfg.on_nan, NanPolicy::Rollback { .. })
             .then(|| snapshot(model.var_store(), &opts));
         tch::manual_seed(epoch_seed(cfg.seed, epoch, state.rollbacks));
@@ -1025,6 +1046,12 @@ pub fn train_observed<M: Trainable>(
                 }
             }
             observer.advanced(taken, status.as_deref());
+            if crate::interrupt::stop_requested() {
+                // The checkpoint of the last finished epoch stays: resuming
+                // repeats this epoch from its start, seeded as it was.
+                observer.epoch_ended();
+                return Err(interrupted_error(epoch, &state, run).into());
+            }
         }
         drop(it);
         observer.epoch_ended();

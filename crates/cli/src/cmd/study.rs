@@ -2,6 +2,7 @@
 //! stands, and report it (the logic is `embedlab_pipelines::study`).
 use anyhow::Result;
 use clap::{Args, CommandFactory, Subcommand};
+use embedlab_pipelines::slurm;
 use embedlab_pipelines::study::{self, ArgProblem, RunFailure, Study};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,6 +20,23 @@ pub enum StudyCmd {
     /// Aggregate a study: per cell, outcomes and metric spreads, in the
     /// study folder's report.json and report.html.
     Report { dir: PathBuf },
+    /// Submit a study's unfinished runs to Slurm as one job array
+    /// (`--slurm`), or run them here as `study run` does (without it).
+    Submit(SubmitArgs),
+    /// One Slurm array task: runs the study's run number
+    /// $SLURM_ARRAY_TASK_ID; on SIGUSR1 (Slurm's warning before the time
+    /// limit) it stops after the current step, keeps the last epoch's
+    /// checkpoint and requeues itself.
+    #[command(hide = true)]
+    Task {
+        dir: PathBuf,
+        /// Seconds to wait, once warned, for the run to stop before
+        /// requeueing anyway.
+        #[arg(long, default_value_t = 60)]
+        grace_seconds: u64,
+        #[arg(long)]
+        retry_failed: bool,
+    },
     /// One worker of `study run --jobs N` (runs the study's runs one after
     /// another in this process until none is left).
     #[command(hide = true)]
@@ -40,6 +58,47 @@ pub struct RunArgs {
     /// Runs at once (each in a worker process with cores/N libtorch
     /// threads); 1 runs them in this process.
     #[arg(long, default_value_t = 1, value_parser = embedlab_pipelines::opts::count(1, 256))]
+    pub jobs: usize,
+    /// Run failed runs again too.
+    #[arg(long)]
+    pub retry_failed: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SubmitArgs {
+    /// The study file (TOML; see docs/studies.md).
+    pub spec: PathBuf,
+    /// The study folder (default studies/<spec name>); on a cluster it
+    /// must be on a file system every node sees.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Submit with sbatch: one array task per unfinished run.
+    #[arg(long)]
+    pub slurm: bool,
+    /// Print the batch script; write and submit nothing.
+    #[arg(long, requires = "slurm")]
+    pub dry_run: bool,
+    /// Wall time of one task, in minutes (default: [study.slurm] minutes, else 60).
+    #[arg(long, requires = "slurm", value_parser = embedlab_pipelines::opts::count(1, 525_600))]
+    pub minutes: Option<usize>,
+    /// Cores of one task (default: [study.slurm] cpus, else 2).
+    #[arg(long, requires = "slurm", value_parser = embedlab_pipelines::opts::count(1, 4096))]
+    pub cpus: Option<usize>,
+    /// Memory of one task in MiB (default: [study.slurm] mem_mb, else 4096).
+    #[arg(long, requires = "slurm", value_parser = embedlab_pipelines::opts::count(64, 16_777_216))]
+    pub mem_mb: Option<usize>,
+    /// The Slurm partition (default: [study.slurm] partition, else the cluster's default).
+    #[arg(long, requires = "slurm")]
+    pub partition: Option<String>,
+    /// Array tasks running at once (`--array=…%M`; default: [study.slurm] max_running, else no cap).
+    #[arg(long, requires = "slurm", value_parser = embedlab_pipelines::opts::count(1, 100_000))]
+    pub max_running: Option<usize>,
+    /// Seconds before the time limit at which Slurm warns a task (SIGUSR1)
+    /// to checkpoint and requeue itself (default: [study.slurm] signal_seconds, else 120).
+    #[arg(long, requires = "slurm", value_parser = embedlab_pipelines::opts::count(0, 86_400))]
+    pub signal_seconds: Option<usize>,
+    /// Without --slurm: runs at once on this machine, as `study run --jobs`.
+    #[arg(long, default_value_t = 1, conflicts_with = "slurm", value_parser = embedlab_pipelines::opts::count(1, 256))]
     pub jobs: usize,
     /// Run failed runs again too.
     #[arg(long)]
@@ -151,6 +210,12 @@ pub fn study(c: &StudyCmd) -> Result<()> {
         StudyCmd::Status { dir } => {
             let cfg = study::read_config(dir)?;
             println!("{}: {}", dir.display(), status_line(dir, &cfg));
+            for j in slurm::submissions(dir) {
+                println!(
+                    "  slurm job {} (array {}, {} runs, submitted {})",
+                    j.job, j.array, j.runs, j.submitted
+                );
+            }
             for r in &cfg.runs {
                 let s = study::state(dir, &r.name);
                 let more = match &s {
@@ -180,6 +245,12 @@ pub fn study(c: &StudyCmd) -> Result<()> {
             println!("report: {}", html.display());
             Ok(())
         }
+        StudyCmd::Submit(a) => submit(a),
+        StudyCmd::Task {
+            dir,
+            grace_seconds,
+            retry_failed,
+        } => task(dir, *grace_seconds, *retry_failed),
         StudyCmd::Work { dir, retry_failed } => {
             let dir = &std::path::absolute(dir)?;
             let cfg = study::read_config(dir)?;
@@ -192,12 +263,186 @@ pub fn study(c: &StudyCmd) -> Result<()> {
     }
 }
 
+fn study_dir(spec: &Path, out: &Option<PathBuf>) -> PathBuf {
+    out.clone()
+        .unwrap_or_else(|| PathBuf::from("studies").join(spec.file_stem().unwrap_or_default()))
+}
+
+fn submit(a: &SubmitArgs) -> Result<()> {
+    if !a.slurm {
+        return run(&RunArgs {
+            spec: a.spec.clone(),
+            out: a.out.clone(),
+            jobs: a.jobs,
+            retry_failed: a.retry_failed,
+        });
+    }
+    let (spec, runs) = study::plan(&a.spec, &check)?;
+    let n = |v: Option<usize>| v.map(|v| v as u32);
+    let over = study::SlurmSpec {
+        minutes: n(a.minutes),
+        cpus: n(a.cpus),
+        mem_mb: n(a.mem_mb),
+        partition: a.partition.clone(),
+        max_running: n(a.max_running),
+        signal_seconds: n(a.signal_seconds),
+    };
+    let res = slurm::Resources::resolve(&spec.study.slurm, &over)?;
+    if !a.dry_run && !on_path("sbatch") {
+        anyhow::bail!(
+            "sbatch is not on PATH: --slurm submits with Slurm's sbatch (install a Slurm client, or leave out --slurm to run the study here)"
+        );
+    }
+    let dir = study_dir(&a.spec, &a.out);
+    let exe = std::env::current_exe()?;
+    // A dry run of a new study makes no folder; an existing one is opened
+    // (so a different spec is refused, as `study run` refuses it).
+    let (dir, cfg, _held) = if a.dry_run && !dir.join(embedlab_train::run::RUN_FILE).exists() {
+        let dir = std::path::absolute(&dir)?;
+        (dir, study::StudyConfig::new(&a.spec, spec, runs)?, None)
+    } else {
+        let s = Study::create_or_open(&dir, &a.spec, spec, runs)?;
+        (std::path::absolute(&dir)?, s.config.clone(), Some(s))
+    };
+    let ids = slurm::pending_ids(&dir, &cfg, a.retry_failed);
+    if ids.is_empty() {
+        println!(
+            "study {}: nothing to submit ({})",
+            dir.display(),
+            status_line(&dir, &cfg)
+        );
+        return Ok(());
+    }
+    let text = slurm::script(&dir, &cfg, &exe, &res, &ids, a.retry_failed);
+    let array = slurm::array_spec(&ids, res.max_running);
+    if a.dry_run {
+        print!("{text}");
+        eprintln!(
+            "(dry run: {} array tasks; nothing written, nothing submitted)",
+            ids.len()
+        );
+        return Ok(());
+    }
+    let sub = slurm::submit(&dir, &text, &array, ids.len())?;
+    println!(
+        "submitted slurm job {} (array {array}: {} of {} runs; script {})",
+        sub.job,
+        ids.len(),
+        cfg.runs.len(),
+        sub.script.display()
+    );
+    println!(
+        "watch: embedlab study status {}   (squeue -j {}); then: embedlab study report {}",
+        dir.display(),
+        sub.job,
+        dir.display()
+    );
+    Ok(())
+}
+
+fn on_path(prog: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| {
+        std::env::split_paths(&p).any(|d| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(d.join(prog))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+/// One Slurm array task (see [`StudyCmd::Task`]).
+fn task(dir: &Path, grace_seconds: u64, retry_failed: bool) -> Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let dir = std::path::absolute(dir)?;
+    let cfg = study::read_config(&dir)?;
+    std::env::set_current_dir(&cfg.cwd)?;
+    let run = slurm::task_run(&cfg)?.clone();
+    // SIGTERM (scancel, a requeue by someone else, the time limit) and
+    // SIGUSR1 (the warning) both stop the run after its current step;
+    // only the warning requeues.
+    let stop = embedlab_train::interrupt::stop_flag();
+    let warned = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGUSR1] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, warned.clone())?;
+    let requeued = Arc::new(AtomicBool::new(false));
+    {
+        // If the run does not stop in time (a long evaluation), requeue
+        // anyway: Slurm ends this instance and the run resumes from its
+        // last checkpoint.
+        let (warned, requeued, dir, name) = (
+            warned.clone(),
+            requeued.clone(),
+            dir.clone(),
+            run.name.clone(),
+        );
+        std::thread::spawn(move || {
+            while !warned.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            std::thread::sleep(Duration::from_secs(grace_seconds));
+            if study::state(&dir, &name) != study::State::Finished
+                && !requeued.swap(true, Ordering::SeqCst)
+            {
+                match slurm::requeue_self() {
+                    Ok(id) => eprintln!("study task: {name} did not stop within {grace_seconds} s of the warning; requeued {id}"),
+                    Err(e) => eprintln!("study task: {e:#}"),
+                }
+            }
+        });
+    }
+    println!(
+        "study task: run {} of {}: {} ({})",
+        cfg.runs
+            .iter()
+            .position(|r| r.name == run.name)
+            .unwrap_or(0),
+        cfg.runs.len(),
+        run.name,
+        study::worker_name()
+    );
+    let exec_logged = |a: &[String], log: &Path| exec(a, Some(log));
+    let w = study::work(
+        &dir,
+        &cfg,
+        Some(&run.name),
+        retry_failed,
+        &exec_logged,
+        &embedlab_train::interrupt::stop_requested,
+    )?;
+    let state = study::state(&dir, &run.name);
+    if warned.load(Ordering::SeqCst) && state != study::State::Finished {
+        if !requeued.swap(true, Ordering::SeqCst) {
+            let id = slurm::requeue_self()?;
+            println!(
+                "study task: warned by Slurm; {} stopped with its last epoch's checkpoint kept; requeued {id}: it resumes when the task starts again",
+                run.name
+            );
+        }
+        return Ok(());
+    }
+    if stop.load(Ordering::SeqCst) && state != study::State::Finished {
+        anyhow::bail!(
+            "{}: stopped by SIGTERM; the run is interrupted and resumes when its task runs again",
+            run.name
+        );
+    }
+    if !w.failed.is_empty() {
+        anyhow::bail!(
+            "{} failed: see {}",
+            run.name,
+            study::log_file(&dir, &run.name).display()
+        );
+    }
+    println!("study task: {} is {}", run.name, state.word());
+    Ok(())
+}
+
 fn run(a: &RunArgs) -> Result<()> {
     let (spec, runs) = study::plan(&a.spec, &check)?;
-    let dir = a
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("studies").join(a.spec.file_stem().unwrap_or_default()));
+    let dir = study_dir(&a.spec, &a.out);
     let s = Study::create_or_open(&dir, &a.spec, spec, runs)?;
     let dir = std::path::absolute(&dir)?;
     println!("study {}: {}", dir.display(), status_line(&dir, &s.config));
