@@ -9,7 +9,7 @@
 #   scripts/slurm-local.sh down DIR   stop the daemons started by `up DIR`
 #
 # Every Slurm command must then see SLURM_CONF=DIR/slurm.conf. The node is
-# this host with its cores and memory, one partition `debug`; processes are
+# this host with its cores (or $SLURM_LOCAL_CPUS) and memory, one partition `debug`; processes are
 # tracked without cgroups (linuxproc), so it runs in a container too.
 # Exits non-zero, saying why, when Slurm cannot be installed or started.
 set -euo pipefail
@@ -89,7 +89,7 @@ munge -n | unmunge >/dev/null || { say "munge does not work (munge -n | unmunge)
 
 stop
 host=$(hostname -s)
-cpus=$(nproc)
+cpus=${SLURM_LOCAL_CPUS:-$(nproc)}
 mem=$(awk '/MemTotal/ { printf "%d", $2 / 1024 * 0.9 }' /proc/meminfo)
 user=$(id -un)
 mkdir -p "$dir/state" "$dir/spool"
@@ -116,6 +116,9 @@ SchedulerType=sched/backfill
 SchedulerParameters=sched_interval=2
 MpiDefault=none
 ReturnToService=2
+# SLURM_LOCAL_CPUS may give the node more cores than it has (a test of the
+# array's concurrency cap needs room above the cap)
+SlurmdParameters=config_overrides
 KillWait=5
 MinJobAge=600
 JobRequeue=1

@@ -301,7 +301,7 @@ pub fn submit(dir: &Path, text: &str, array: &str, runs: usize) -> Result<Submis
 
 /// The array task id this process runs as (`SLURM_ARRAY_TASK_ID`), checked
 /// against the study's runs.
-pub fn task_run<'a>(cfg: &'a StudyConfig) -> Result<&'a study::PlannedRun> {
+pub fn task_run(cfg: &StudyConfig) -> Result<&study::PlannedRun> {
     let v = std::env::var("SLURM_ARRAY_TASK_ID").map_err(|_| {
         PipelineError::Invalid(
             "SLURM_ARRAY_TASK_ID is not set: `study task` is what a Slurm array task runs; here, use `study run`".into(),
