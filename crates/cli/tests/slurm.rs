@@ -213,25 +213,37 @@ iwae-images = 0
         t0.elapsed(),
         slurm(&conf, &["squeue", "-h", "-j", &job, "-o", "%i %T %r"])
     );
-    // Slurm may answer "can not be altered now, try again later" while it
-    // finishes starting the step.
-    for tries in 0.. {
-        let o = Command::new("scancel")
-            .args(["--batch", "--signal=USR1", &format!("{job}_1")])
-            .env("SLURM_CONF", &conf)
-            .output()
-            .unwrap();
-        if o.status.success() {
+    // scancel may block for minutes once the signalled task has requeued
+    // itself (it waits on a job that is gone), or answer "try again later"
+    // while the step starts: it runs in the background, and is sent again
+    // only if the task did not react.
+    let log1 = st.join(format!("logs/slurm-{job}_1.out"));
+    let warned = || std::fs::read_to_string(&log1).is_ok_and(|t| t.contains("warned by Slurm"));
+    let mut senders = vec![];
+    for _ in 0..5 {
+        senders.push(
+            Command::new("scancel")
+                .args(["--batch", "--signal=USR1", &format!("{job}_1")])
+                .env("SLURM_CONF", &conf)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let t = Instant::now();
+        while !warned() && t.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        if warned() {
             break;
         }
-        let e = String::from_utf8_lossy(&o.stderr);
-        assert!(tries < 50 && e.contains("try again later"), "scancel: {e}");
-        std::thread::sleep(Duration::from_millis(200));
     }
-    let log1 = st.join(format!("logs/slurm-{job}_1.out"));
-    wait("task 1 to requeue itself", &|| {
-        std::fs::read_to_string(&log1).is_ok_and(|t| t.contains("warned by Slurm"))
-    });
+    assert!(
+        warned(),
+        "task 1 never reacted to USR1: {:?}",
+        std::fs::read_to_string(&log1)
+    );
+    eprintln!("task 1 requeued itself after {:?}", t0.elapsed());
     // Task 0 preempted from outside: Slurm ends it (SIGTERM) and requeues it.
     wait("run 0's first epoch", &|| epochs(&st, &names[0]) >= 1);
     slurm(&conf, &["scontrol", "requeue", &format!("{job}_0")]);
@@ -278,6 +290,10 @@ iwae-images = 0
     let log = |k: usize| {
         std::fs::read_to_string(st.join(format!("logs/slurm-{job}_{k}.out"))).unwrap_or_default()
     };
+    for mut c in senders {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
     let o = ok(&embedlab(&["study", "status", st_s], &conf));
     assert!(
         o.contains("6 runs: 6 finished"),
