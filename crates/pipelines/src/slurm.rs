@@ -172,7 +172,7 @@ fn job_name(dir: &Path) -> String {
 /// itself anyway (Slurm then ends it, and the run resumes from its last
 /// checkpoint): half the warning.
 pub fn grace_seconds(res: &Resources) -> u32 {
-    res.signal_seconds / 2
+    (res.signal_seconds / 2).max(1)
 }
 
 /// The batch script of one job array over `ids`. The script `exec`s

@@ -32,8 +32,8 @@ pub enum StudyCmd {
         dir: PathBuf,
         /// Seconds to wait, once warned, for the run to stop before
         /// requeueing anyway.
-        #[arg(long, default_value_t = 60)]
-        grace_seconds: u64,
+        #[arg(long, default_value_t = 60, value_parser = embedlab_pipelines::opts::count(1, 86_400))]
+        grace_seconds: usize,
         #[arg(long)]
         retry_failed: bool,
     },
@@ -351,7 +351,7 @@ fn on_path(prog: &str) -> bool {
 }
 
 /// One Slurm array task (see [`StudyCmd::Task`]).
-fn task(dir: &Path, grace_seconds: u64, retry_failed: bool) -> Result<()> {
+fn task(dir: &Path, grace_seconds: usize, retry_failed: bool) -> Result<()> {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     let dir = std::path::absolute(dir)?;
@@ -382,7 +382,7 @@ fn task(dir: &Path, grace_seconds: u64, retry_failed: bool) -> Result<()> {
             while !warned.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(100));
             }
-            std::thread::sleep(Duration::from_secs(grace_seconds));
+            std::thread::sleep(Duration::from_secs(grace_seconds as u64));
             if study::state(&dir, &name) != study::State::Finished
                 && !requeued.swap(true, Ordering::SeqCst)
             {
