@@ -244,3 +244,102 @@ fn bad_study_specs_are_refused_naming_the_key() {
     ]));
     assert!(e.contains("another spec") && e.contains("[grid]"), "{e}");
 }
+
+/// A `study run --jobs 2` killed with SIGKILL while its workers train
+/// (both of them die with it): the next `study run` finds no run left
+/// "running", resumes the interrupted ones and ends, run by run, with the
+/// results of the study run without a kill.
+#[test]
+fn a_killed_study_run_resumes_to_the_same_results() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    write_idx_dataset(&data, 400, 50, 12);
+    let file = d.path().join("tiny.toml");
+    let text = spec(&data, "").replace("epochs = 2", "epochs = 12");
+    std::fs::write(&file, text).unwrap();
+    let reference = d.path().join("reference");
+    ok(&embedlab(&[
+        "study",
+        "run",
+        file.to_str().unwrap(),
+        "--jobs",
+        "2",
+        "--out",
+        reference.to_str().unwrap(),
+    ]));
+    let killed = d.path().join("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_embedlab"))
+        .args(["study", "run", file.to_str().unwrap(), "--jobs", "2"])
+        .arg("--out")
+        .arg(&killed)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once some run has finished an epoch and another is under way.
+    let t0 = Instant::now();
+    let epochs_done = |run: &Path| {
+        std::fs::read_to_string(run.join("metrics.jsonl"))
+            .map(|s| s.lines().filter(|l| l.contains("\"epoch\"")).count())
+            .unwrap_or(0)
+    };
+    loop {
+        let runs: Vec<_> = std::fs::read_dir(killed.join("runs"))
+            .map(|rd| rd.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        let mid = runs
+            .iter()
+            .filter(|r| !r.join("report.json").exists() && epochs_done(r) >= 2)
+            .count();
+        if mid >= 1 && runs.len() >= 2 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(300),
+            "no run got under way"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "it finished first");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The workers die with it (their claims are released).
+    let t0 = Instant::now();
+    loop {
+        let o = ok(&embedlab(&["study", "status", killed.to_str().unwrap()]));
+        if !o.lines().any(|l| l.trim_start().starts_with("running ")) {
+            assert!(o.contains("interrupted"), "{o}");
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "a worker outlived the killed study run:\n{o}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let o = ok(&embedlab(&[
+        "study",
+        "run",
+        file.to_str().unwrap(),
+        "--jobs",
+        "2",
+        "--out",
+        killed.to_str().unwrap(),
+    ]));
+    assert!(o.contains("8 runs: 8 finished"), "{o}");
+    assert_eq!(results(&reference), results(&killed));
+    // A worker's run records the worker's libtorch threads, as a run of
+    // `embedlab --threads 1 train …` would.
+    let env: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(killed.join("runs/vae-lr0.001-seed1/env.json")).unwrap(),
+    )
+    .unwrap();
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(
+        env["libtorch_threads"].as_i64().unwrap() as usize,
+        (cores / 2).max(1),
+        "{env}"
+    );
+}

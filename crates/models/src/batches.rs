@@ -155,11 +155,15 @@ pub fn seeded_permutation(n: usize, seed: u64) -> Vec<usize> {
 }
 
 /// Splits a dataset: `valid` training images (chosen by `seed`) become the
-/// validation set; `train_limit` caps the rest (quick runs).
+/// validation set; `train_limit` caps the rest (quick runs) and
+/// `test_limit` keeps that many test images, evenly spaced through the test
+/// set (MNIST's first and second halves come from different writers, so
+/// its first images alone would be a biased sample).
 pub fn prepare(
     ds: &ImageDataset,
     valid: usize,
     train_limit: Option<usize>,
+    test_limit: Option<usize>,
     seed: u64,
     device: Device,
 ) -> Result<Splits> {
@@ -185,7 +189,10 @@ pub fn prepare(
     Ok(Splits {
         train: Split::from_images(&ds.train.select(t), device),
         valid: Split::from_images(&ds.train.select(v), device),
-        test: Split::from_images(&ds.test, device),
+        test: match test_limit {
+            Some(l) => Split::from_images(&ds.test, device).spread(l as i64),
+            None => Split::from_images(&ds.test, device),
+        },
     })
 }
 
@@ -201,6 +208,34 @@ mod tests {
         assert_eq!(s, (0..100).collect::<Vec<_>>());
         assert_eq!(a, seeded_permutation(100, 7));
         assert_ne!(a, seeded_permutation(100, 8));
+    }
+
+    #[test]
+    fn a_test_limit_keeps_evenly_spaced_test_images() {
+        let set = |n: usize| ImageSet {
+            pixels: (0..n as u8).collect(),
+            labels: (0..n as u8).collect(),
+            n,
+            channels: 1,
+            height: 1,
+            width: 1,
+        };
+        let ds = ImageDataset {
+            name: "t".into(),
+            train: set(20),
+            test: set(10),
+            classes: vec![],
+            source: "t".into(),
+            notes: vec![],
+        };
+        let labels = |l| {
+            let s = prepare(&ds, 5, None, l, 1, Device::Cpu).unwrap();
+            Vec::<i64>::try_from(&s.test.y).unwrap()
+        };
+        assert_eq!(labels(Some(4)), [0, 2, 5, 7]);
+        assert_eq!(labels(Some(10)), (0..10).collect::<Vec<_>>());
+        assert_eq!(labels(Some(50)), (0..10).collect::<Vec<_>>());
+        assert_eq!(labels(None), (0..10).collect::<Vec<_>>());
     }
 
     #[test]

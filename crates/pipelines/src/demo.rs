@@ -225,6 +225,7 @@ fn images_part(a: &DemoArgs, root: &Path, seed: i64, device: Device, steps: &mut
             data: data.to_path_buf(),
             valid: None,
             train_limit: None,
+            test_limit: None,
         },
         optim: OptimArgs {
             epochs,

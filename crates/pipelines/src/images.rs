@@ -111,6 +111,10 @@ pub struct DataArgs {
     /// Use at most this many training images (quick runs).
     #[arg(long, value_parser = crate::opts::count(1, 100_000_000))]
     pub train_limit: Option<usize>,
+    /// Score on the first this many test images only (quick runs, studies:
+    /// the metrics name how many they used).
+    #[arg(long, value_parser = crate::opts::count(1, 100_000_000))]
+    pub test_limit: Option<usize>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -233,6 +237,9 @@ pub struct DataConfig {
     pub name: String,
     pub valid: usize,
     pub train_limit: Option<usize>,
+    /// The first this many test images score the run (absent: all).
+    #[serde(default)]
+    pub test_limit: Option<usize>,
     pub train_images: i64,
     pub valid_images: i64,
     pub test_images: i64,
@@ -269,6 +276,7 @@ impl RunConfig {
             ds,
             self.data.valid,
             self.data.train_limit,
+            self.data.test_limit,
             self.train.seed as u64,
             device,
         )?)
@@ -412,6 +420,7 @@ pub fn train_new(req: &TrainRequest, device: Device) -> Result<TrainOutcome> {
             name: ds.name.clone(),
             valid,
             train_limit: req.data.train_limit,
+            test_limit: req.data.test_limit,
             train_images: 0,
             valid_images: 0,
             test_images: 0,
