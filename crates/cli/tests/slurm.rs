@@ -11,7 +11,7 @@
 //! for a plain `cargo test`, run by `make test`. When Slurm cannot be
 //! started the test fails saying why; EMBEDLAB_SKIP_SLURM=1 turns that
 //! into a loud skip.
-use embedlab_testkit::{ok, write_idx_dataset};
+use embedlab_testkit::{ok, study_results, write_idx_dataset};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -55,41 +55,6 @@ fn epochs(study: &Path, run: &str) -> usize {
     std::fs::read_to_string(study.join("runs").join(run).join("metrics.jsonl"))
         .map(|t| t.lines().count())
         .unwrap_or(0)
-}
-
-/// Each run's test metrics (not its timings), by run name.
-fn results(study: &Path) -> Vec<(String, Vec<(String, f64)>)> {
-    let mut names: Vec<_> = std::fs::read_dir(study.join("runs"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .collect();
-    names.sort();
-    names
-        .into_iter()
-        .map(|n| {
-            let r: serde_json::Value = serde_json::from_str(
-                &std::fs::read_to_string(study.join("runs").join(&n).join("report.json")).unwrap(),
-            )
-            .unwrap();
-            let m = r["metrics"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|m| {
-                    let name = m["name"].as_str().unwrap();
-                    !name.starts_with("training") && name != "epochs"
-                })
-                .map(|m| {
-                    (
-                        m["name"].as_str().unwrap().to_string(),
-                        m["value"].as_f64().unwrap(),
-                    )
-                })
-                .collect();
-            (n, m)
-        })
-        .collect()
 }
 
 #[test]
@@ -335,7 +300,11 @@ iwae-images = 0
         &["study", "run", spec_s, "--out", here.to_str().unwrap()],
         &conf,
     ));
-    assert_eq!(results(&st), results(&here), "Slurm and local runs differ");
+    assert_eq!(
+        study_results(&st),
+        study_results(&here),
+        "Slurm and local runs differ"
+    );
     let o = ok(&embedlab(&["study", "report", st_s], &conf));
     assert!(o.contains("report:"), "{o}");
 }

@@ -2,11 +2,24 @@
 //! time in worker processes and in this process, gives the same results
 //! run by run; finished runs are skipped, an interrupted one is resumed to
 //! the same result; bad specs are refused naming the key, changing nothing.
-use embedlab_testkit::{fails, ok, write_idx_dataset};
+use embedlab_testkit::{fails, ok, study_results, write_idx_dataset};
 use std::path::Path;
 
 fn embedlab(args: &[&str]) -> std::process::Output {
     embedlab_testkit::run(env!("CARGO_BIN_EXE_embedlab"), args)
+}
+
+/// `embedlab study run FILE --jobs J --out DIR`, which must succeed; its output.
+fn study_run(file: &Path, jobs: usize, out: &Path) -> String {
+    ok(&embedlab(&[
+        "study",
+        "run",
+        file.to_str().unwrap(),
+        "--jobs",
+        &jobs.to_string(),
+        "--out",
+        out.to_str().unwrap(),
+    ]))
 }
 
 fn spec(data: &Path, extra: &str) -> String {
@@ -38,40 +51,6 @@ thresholds = [{{ curve = "valid.loss", below = 1e9 }}]
     )
 }
 
-/// Each run's test metrics, by run name.
-fn results(study: &Path) -> Vec<(String, Vec<(String, f64)>)> {
-    let mut out = vec![];
-    let mut names: Vec<_> = std::fs::read_dir(study.join("runs"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .collect();
-    names.sort();
-    for n in names {
-        let r: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(study.join("runs").join(&n).join("report.json")).unwrap(),
-        )
-        .unwrap();
-        let m = r["metrics"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|m| {
-                let name = m["name"].as_str().unwrap();
-                !name.starts_with("training") && name != "epochs"
-            })
-            .map(|m| {
-                (
-                    m["name"].as_str().unwrap().to_string(),
-                    m["value"].as_f64().unwrap(),
-                )
-            })
-            .collect();
-        out.push((n, m));
-    }
-    out
-}
-
 #[test]
 fn a_study_runs_its_grid_skips_finished_runs_resumes_and_reports() {
     let d = tempfile::tempdir().unwrap();
@@ -81,48 +60,26 @@ fn a_study_runs_its_grid_skips_finished_runs_resumes_and_reports() {
     std::fs::write(&file, spec(&data, "")).unwrap();
     let two = d.path().join("two");
     let one = d.path().join("one");
-    let o = ok(&embedlab(&[
-        "study",
-        "run",
-        file.to_str().unwrap(),
-        "--jobs",
-        "2",
-        "--out",
-        two.to_str().unwrap(),
-    ]));
+    let o = study_run(&file, 2, &two);
     assert!(o.contains("8 runs: 8 finished"), "{o}");
     // Two workers ran them.
     for k in 0..2 {
         let log = std::fs::read_to_string(two.join(format!("logs/worker-{k}.log"))).unwrap();
         assert!(log.contains("finished, 0 failed"), "worker {k}: {log}");
     }
-    ok(&embedlab(&[
-        "study",
-        "run",
-        file.to_str().unwrap(),
-        "--out",
-        one.to_str().unwrap(),
-    ]));
-    let r2 = results(&two);
+    study_run(&file, 1, &one);
+    let r2 = study_results(&two);
     assert_eq!(r2.len(), 8);
     assert_eq!(r2[0].0, "ae-lr0.001-seed1");
     assert_eq!(
         r2,
-        results(&one),
+        study_results(&one),
         "two workers and one process give the same runs"
     );
     // Run again: nothing to do, nothing rewritten.
     let attempt = two.join("logs/vae-lr0.003-seed2.json");
     let before = std::fs::read_to_string(&attempt).unwrap();
-    let o = ok(&embedlab(&[
-        "study",
-        "run",
-        file.to_str().unwrap(),
-        "--jobs",
-        "2",
-        "--out",
-        two.to_str().unwrap(),
-    ]));
+    let o = study_run(&file, 2, &two);
     assert!(o.contains("8 runs: 8 finished"), "{o}");
     assert_eq!(before, std::fs::read_to_string(&attempt).unwrap());
     // A run whose report is missing (stopped after training) is
@@ -131,14 +88,8 @@ fn a_study_runs_its_grid_skips_finished_runs_resumes_and_reports() {
     std::fs::remove_file(run.join("report.json")).unwrap();
     let o = ok(&embedlab(&["study", "status", two.to_str().unwrap()]));
     assert!(o.contains("interrupted vae-lr0.003-seed2"), "{o}");
-    ok(&embedlab(&[
-        "study",
-        "run",
-        file.to_str().unwrap(),
-        "--out",
-        two.to_str().unwrap(),
-    ]));
-    assert_eq!(r2, results(&two));
+    study_run(&file, 1, &two);
+    assert_eq!(r2, study_results(&two));
     assert_ne!(
         before,
         std::fs::read_to_string(&attempt).unwrap(),
@@ -152,7 +103,7 @@ fn a_study_runs_its_grid_skips_finished_runs_resumes_and_reports() {
     let cells = rep["details"]["cells"].as_array().unwrap();
     assert_eq!(cells.len(), 4);
     let vae = cells.iter().find(|c| c["cell"] == "vae-lr0.001").unwrap();
-    let elbo: Vec<f64> = results(&one)
+    let elbo: Vec<f64> = study_results(&one)
         .iter()
         .filter(|(n, _)| n.starts_with("vae-lr0.001-"))
         .map(|(_, m)| m.iter().find(|(k, _)| k == "test ELBO").unwrap().1)
@@ -166,6 +117,35 @@ fn a_study_runs_its_grid_skips_finished_runs_resumes_and_reports() {
     assert!(one.join("curve-valid_loss.png").is_file());
     let html = std::fs::read_to_string(one.join("report.html")).unwrap();
     assert!(html.contains("tiny grid") && html.contains("vae-lr0.001-seed2"));
+    // The cluster projection: 8 tasks, each with its peak memory; the wall
+    // time on 4 one-task nodes is at most that on 1, and at least the
+    // longest task.
+    let a: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(one.join("logs/vae-lr0.001-seed1.json")).unwrap(),
+    )
+    .unwrap();
+    let peak = a["peak_rss_mib"].as_f64().unwrap();
+    assert!(peak > 50.0 && peak < 100_000.0, "{a}");
+    let o = ok(&embedlab(&[
+        "study",
+        "project",
+        one.to_str().unwrap(),
+        "--scale",
+        "10",
+        "--nodes",
+        "1,4",
+        "--cpus-per-node",
+        "1",
+    ]));
+    assert!(
+        o.contains("8 of 8 runs finished") && o.contains("8 array tasks"),
+        "{o}"
+    );
+    assert!(o.contains("| vae | 4 |") && o.contains("| ae | 4 |"), "{o}");
+    assert!(
+        o.contains("MiB |") && o.contains("submit with: --cpus"),
+        "{o}"
+    );
 }
 
 #[test]
@@ -221,13 +201,7 @@ fn bad_study_specs_are_refused_naming_the_key() {
     )
     .unwrap();
     let out = d.path().join("a");
-    ok(&embedlab(&[
-        "study",
-        "run",
-        file.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]));
+    study_run(&file, 1, &out);
     std::fs::write(
         &file,
         std::fs::read_to_string(&file)
@@ -260,15 +234,7 @@ fn a_killed_study_run_resumes_to_the_same_results() {
     let text = spec(&data, "").replace("epochs = 2", "epochs = 12");
     std::fs::write(&file, text).unwrap();
     let reference = d.path().join("reference");
-    ok(&embedlab(&[
-        "study",
-        "run",
-        file.to_str().unwrap(),
-        "--jobs",
-        "2",
-        "--out",
-        reference.to_str().unwrap(),
-    ]));
+    study_run(&file, 2, &reference);
     let killed = d.path().join("killed");
     let mut child = Command::new(env!("CARGO_BIN_EXE_embedlab"))
         .args(["study", "run", file.to_str().unwrap(), "--jobs", "2"])
@@ -319,17 +285,9 @@ fn a_killed_study_run_resumes_to_the_same_results() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let o = ok(&embedlab(&[
-        "study",
-        "run",
-        file.to_str().unwrap(),
-        "--jobs",
-        "2",
-        "--out",
-        killed.to_str().unwrap(),
-    ]));
+    let o = study_run(&file, 2, &killed);
     assert!(o.contains("8 runs: 8 finished"), "{o}");
-    assert_eq!(results(&reference), results(&killed));
+    assert_eq!(study_results(&reference), study_results(&killed));
     // A worker's run records the worker's libtorch threads, as a run of
     // `embedlab --threads 1 train …` would.
     let env: serde_json::Value = serde_json::from_str(

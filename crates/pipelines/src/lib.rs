@@ -22,6 +22,7 @@ pub mod images;
 pub mod memory;
 pub mod opts;
 pub mod progress;
+pub mod projection;
 pub mod represent;
 pub mod slurm;
 pub mod steps;

@@ -172,6 +172,18 @@ pub fn span(s: &str) -> Result<f64, String> {
     }
 }
 
+/// A budget multiple: in [1, 1e6].
+pub fn scale(s: &str) -> Result<f64, String> {
+    let v = number(s)?;
+    if (1.0..=1e6).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{v} is out of range: give a number in [1, 1000000]"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -661,6 +661,24 @@ pub struct Attempt {
     pub ended: String,
     /// Where it ran (host, Slurm job and task).
     pub worker: String,
+    /// The process's peak resident memory during the run (MiB; Linux's
+    /// VmHWM, reset before the run), what a Slurm task of it needs.
+    #[serde(default)]
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// Resets this process's peak resident memory (Linux: `clear_refs` 5), so
+/// that [`peak_rss_mib`] measures what follows; false where it cannot.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", b"5").is_ok()
+}
+
+/// This process's peak resident memory since start or the last reset, MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 pub fn run_dir(study: &Path, run: &str) -> PathBuf {
@@ -803,6 +821,7 @@ pub fn work(
             continue;
         }
         let args = command_line(study, cfg, r);
+        let reset = reset_peak_rss();
         let t0 = std::time::Instant::now();
         let res = exec(&args, &log_file(study, &r.name));
         let ok = res.is_ok();
@@ -821,6 +840,7 @@ pub fn work(
             seconds: t0.elapsed().as_secs_f64(),
             ended: chrono::Local::now().to_rfc3339(),
             worker: worker_name(),
+            peak_rss_mib: if reset { peak_rss_mib() } else { None },
         };
         embedlab_data::atomic::write_json_atomic(&attempt_file(study, &r.name), &a)?;
         if ok {
@@ -1188,4 +1208,26 @@ pub fn report(study: &Study) -> Result<Report> {
     rep.details = serde_json::json!({ "cells": cells, "spec": cfg.spec });
     study.dir.write_report(&rep)?;
     Ok(rep)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_peak_memory_of_a_run_is_what_it_touched_after_the_reset() {
+        // 300 MiB touched, then freed: the peak sees it ...
+        let big = vec![1u8; 300 << 20];
+        assert_eq!(
+            big.iter().step_by(4096).map(|&b| b as usize).sum::<usize>(),
+            (300 << 20) / 4096
+        );
+        drop(big);
+        let before = peak_rss_mib().unwrap();
+        assert!(before >= 300.0, "{before}");
+        // ... and a reset forgets it.
+        assert!(reset_peak_rss());
+        let after = peak_rss_mib().unwrap();
+        assert!(after < before - 250.0, "{before} → {after}");
+    }
 }

@@ -289,3 +289,40 @@ pub fn cargo_metadata(root: &Path, cargo_home: Option<&Path>) -> Output {
     }
     c.output().expect("run cargo metadata")
 }
+
+/// Each finished run of a study folder with its metrics from
+/// `report.json` (not its timings), by run name: what must be equal however
+/// the study was run (in one process, by workers, as Slurm tasks).
+pub fn study_results(study: &Path) -> Vec<(String, Vec<(String, f64)>)> {
+    let mut names: Vec<_> = std::fs::read_dir(study.join("runs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|n| {
+            let r: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(study.join("runs").join(&n).join("report.json")).unwrap(),
+            )
+            .unwrap();
+            let m = r["metrics"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|m| {
+                    let name = m["name"].as_str().unwrap();
+                    !name.starts_with("training") && name != "epochs"
+                })
+                .map(|m| {
+                    (
+                        m["name"].as_str().unwrap().to_string(),
+                        m["value"].as_f64().unwrap(),
+                    )
+                })
+                .collect();
+            (n, m)
+        })
+        .collect()
+}

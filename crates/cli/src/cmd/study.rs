@@ -20,6 +20,10 @@ pub enum StudyCmd {
     /// Aggregate a study: per cell, outcomes and metric spreads, in the
     /// study folder's report.json and report.html.
     Report { dir: PathBuf },
+    /// What the study would cost as a Slurm array at a larger budget, from
+    /// what its finished runs cost here: tasks, per-task time and peak
+    /// memory, wall time on N nodes (reads the folder; changes nothing).
+    Project(ProjectArgs),
     /// Submit a study's unfinished runs to Slurm as one job array
     /// (`--slurm`), or run them here as `study run` does (without it).
     Submit(SubmitArgs),
@@ -62,6 +66,22 @@ pub struct RunArgs {
     /// Run failed runs again too.
     #[arg(long)]
     pub retry_failed: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ProjectArgs {
+    /// The study folder.
+    pub dir: PathBuf,
+    /// The budget as a multiple of the measured one: each run's training
+    /// time is multiplied by it, its loading and scoring kept.
+    #[arg(long, default_value_t = 10.0, value_parser = embedlab_pipelines::opts::scale)]
+    pub scale: f64,
+    /// Node counts to project the wall time for.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 4, 16, 64], value_parser = embedlab_pipelines::opts::count(1, 100_000))]
+    pub nodes: Vec<usize>,
+    /// Cores of one node (each task takes the cores its run had here).
+    #[arg(long, default_value_t = 32, value_parser = embedlab_pipelines::opts::count(1, 100_000))]
+    pub cpus_per_node: usize,
 }
 
 #[derive(Args, Debug)]
@@ -246,6 +266,7 @@ pub fn study(c: &StudyCmd) -> Result<()> {
             Ok(())
         }
         StudyCmd::Submit(a) => submit(a),
+        StudyCmd::Project(a) => project(a),
         StudyCmd::Task {
             dir,
             grace_seconds,
@@ -506,5 +527,89 @@ fn run(a: &RunArgs) -> Result<()> {
     }
     println!("study {}: {}", dir.display(), status_line(&dir, &s.config));
     println!("next: embedlab study report {}", dir.display());
+    Ok(())
+}
+
+fn hms(s: f64) -> String {
+    let s = s.round() as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, s % 3600 / 60)
+    } else {
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
+}
+
+fn project(a: &ProjectArgs) -> Result<()> {
+    use embedlab_pipelines::projection::{by_model, makespan, tasks};
+    let cfg = study::read_config(&a.dir)?;
+    let t = tasks(&a.dir, &cfg);
+    if t.is_empty() {
+        anyhow::bail!(
+            "{}: no finished run to measure (study status says where its runs stand)",
+            a.dir.display()
+        );
+    }
+    let threads = t.iter().filter_map(|t| t.threads).max().unwrap_or(1).max(1) as usize;
+    println!(
+        "{}: {} of {} runs finished here ({} libtorch thread(s) a run); at {}× their training budget:",
+        a.dir.display(),
+        t.len(),
+        cfg.runs.len(),
+        threads,
+        a.scale
+    );
+    println!(
+        "| model | tasks | time a task here, mean (max) | at {}×, mean (max) | peak memory |",
+        a.scale
+    );
+    println!("|---|---|---|---|---|");
+    for c in by_model(&t, a.scale) {
+        println!(
+            "| {} | {} | {} ({}) | {} ({}) | {} |",
+            c.model,
+            c.tasks,
+            hms(c.seconds_mean),
+            hms(c.seconds_max),
+            hms(c.scaled_mean),
+            hms(c.scaled_max),
+            c.peak_rss_mib.map_or("–".into(), |m| format!("{m:.0} MiB"))
+        );
+    }
+    // The runs not finished here cost what the mean finished run of their
+    // model costs (or the overall mean).
+    let mean_all = t.iter().map(|x| x.scaled(a.scale)).sum::<f64>() / t.len() as f64;
+    let costs = by_model(&t, a.scale);
+    let times: Vec<f64> = cfg
+        .runs
+        .iter()
+        .map(|r| match t.iter().find(|x| x.run == r.name) {
+            Some(x) => x.scaled(a.scale),
+            None => costs
+                .iter()
+                .find(|c| Some(&c.model) == r.model.as_ref())
+                .map_or(mean_all, |c| c.scaled_mean),
+        })
+        .collect();
+    let total: f64 = times.iter().sum();
+    let slots = (a.cpus_per_node / threads).max(1);
+    println!(
+        "{} array tasks, {} task-hours at {}× ({} core-hours); {} tasks a node of {} cores:",
+        times.len(),
+        format_args!("{:.1}", total / 3600.0),
+        a.scale,
+        format_args!("{:.1}", total * threads as f64 / 3600.0),
+        slots,
+        a.cpus_per_node
+    );
+    for n in &a.nodes {
+        println!("  {n:>5} node(s): {}", hms(makespan(&times, n * slots)));
+    }
+    let longest = times.iter().copied().fold(0.0, f64::max);
+    let mem = t.iter().filter_map(|x| x.peak_rss_mib).fold(0.0, f64::max);
+    println!(
+        "submit with: --cpus {threads} --minutes {} --mem-mb {} (the longest task + 25%, the largest peak + 50%)",
+        ((longest * 1.25) / 60.0).ceil().max(1.0) as u64,
+        if mem > 0.0 { (mem * 1.5).ceil() as u64 } else { 4096 }
+    );
     Ok(())
 }
