@@ -509,6 +509,7 @@ fn family_configs() -> Vec<(&'static str, Vec<u8>)> {
                     name: "bars".into(),
                     valid: 2,
                     train_limit: None,
+                    test_limit: None,
                     train_images: 4,
                     valid_images: 2,
                     test_images: 6,
