@@ -48,7 +48,13 @@ pub fn frechet_gaussians(mu1: &Tensor, c1: &Tensor, mu2: &Tensor, c2: &Tensor) -
     let d = (&mu1 - &mu2).square().sum(Kind::Double).double_value(&[]);
     let t1 = c1.trace().double_value(&[]);
     let t2 = c2.trace().double_value(&[]);
-    (d + t1 + t2 - 2.0 * tr_sqrt).max(0.0)
+    let fd = d + t1 + t2 - 2.0 * tr_sqrt;
+    // `f64::max` would turn a NaN into 0, a perfect score.
+    if fd.is_nan() {
+        f64::NAN
+    } else {
+        fd.max(0.0)
+    }
 }
 
 /// Fréchet distance between the feature sets `a` and `b` (rows).
@@ -167,6 +173,13 @@ mod tests {
 
     fn gaussian(n: i64, d: i64, shift: f64, scale: f64) -> Tensor {
         Tensor::randn([n, d], (Kind::Double, Device::Cpu)) * scale + shift
+    }
+
+    #[test]
+    fn a_non_finite_feature_gives_a_nan_distance_not_zero() {
+        let a = Tensor::from_slice(&[0.0f64, 1.0, 2.0, 3.0, 1.0, 0.5]).reshape([3, 2]);
+        let b = Tensor::from_slice(&[0.0f64, f64::NAN, 2.0, 3.0, 1.0, 0.5]).reshape([3, 2]);
+        assert!(frechet_distance(&a, &b).is_nan());
     }
 
     #[test]

@@ -172,6 +172,18 @@ pub fn draw_samples(
     Ok(Some((Tensor::cat(&out, 0), how)))
 }
 
+/// The rows of `x` whose values are all finite, and how many they are.
+fn finite_rows(x: &Tensor) -> (Tensor, i64) {
+    let keep = x
+        .flatten(1, -1)
+        .isfinite()
+        .all_dim(1, false)
+        .nonzero()
+        .squeeze_dim(1);
+    let n = keep.size()[0];
+    (x.index_select(0, &keep), n)
+}
+
 /// Fréchet distance, precision/recall (k = 3) and class coverage of `fake`
 /// against the first n test images in the scorer's features, each beside
 /// the same metric between two disjoint real sets of n test images (the
@@ -192,6 +204,21 @@ pub fn generative_metrics(
     }
     let _g = tch::no_grad_guard();
     let fake = fake.narrow(0, 0, n).to_device(test.x.device());
+    // Samples with a value that is not finite (a flow's inverse that
+    // overflowed) are no image: counted, and left out of the scores, which
+    // would otherwise turn NaN (and a NaN Fréchet distance read as 0).
+    let (fake, kept) = finite_rows(&fake);
+    let bad = n - kept;
+    if kept < 10 {
+        crate::fail!(
+            "{bad} of {n} samples have values that are not finite (infinite or NaN): there is nothing to score"
+        );
+    }
+    let left_out = if bad > 0 {
+        format!("; {bad} of {n} samples not finite, left out")
+    } else {
+        String::new()
+    };
     let (a, b) = (test.x.narrow(0, 0, n), test.x.narrow(0, n, n));
     let none = test.y.narrow(0, 0, n);
     let feats = |x: &Tensor| encode_all(scorer.features, x, &none, 500);
@@ -199,8 +226,9 @@ pub fn generative_metrics(
     let predict = |x: &Tensor| -> Result<Tensor> {
         let mut out = vec![];
         let mut s = 0;
-        while s < n {
-            let len = 500.min(n - s);
+        let m = x.size()[0];
+        while s < m {
+            let len = 500.min(m - s);
             out.push(
                 scorer
                     .classify
@@ -221,7 +249,7 @@ pub fn generative_metrics(
     let fd = frechet_distance(&fa, &ff);
     let floor = frechet_distance(&fa, &fb);
     let how = format!(
-        "{n} samples vs test images 1–{n}; real floor: test images {}–{} vs 1–{n}; {}",
+        "{kept} samples vs test images 1–{n}; real floor: test images {}–{} vs 1–{n}{left_out}; {}",
         n + 1,
         2 * n,
         scorer.provenance
@@ -234,6 +262,13 @@ pub fn generative_metrics(
         note: Some(note),
     };
     Ok(vec![
+        metric(
+            "non-finite samples",
+            100.0 * bad as f64 / n as f64,
+            "%",
+            Better::Lower,
+            format!("{bad} of {n} samples with an infinite or NaN value"),
+        ),
         metric(
             "FD",
             fd,
@@ -280,4 +315,22 @@ pub fn generative_metrics(
             format!("predicted-label histogram (real: {:.3})", cb.kl_to_uniform),
         ),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_with_a_non_finite_value_are_left_out() {
+        let x = Tensor::from_slice(&[0.5f32, 0.1, f32::NAN, 0.2, 0.3, 0.4, f32::INFINITY, 0.0])
+            .reshape([4, 1, 1, 2]);
+        let (kept, n) = finite_rows(&x);
+        assert_eq!(n, 2);
+        assert_eq!(kept.size(), [2, 1, 1, 2]);
+        assert_eq!(
+            Vec::<f32>::try_from(kept.flatten(0, -1)).unwrap(),
+            [0.5, 0.1, 0.3, 0.4]
+        );
+    }
 }

@@ -46,8 +46,14 @@ pub fn tasks(dir: &Path, cfg: &StudyConfig) -> Vec<Task> {
             .as_ref()
             .and_then(|r| r.metrics.iter().find(|m| m.name == "training time"))
             .map(|m| m.value)
-            .unwrap_or(a.seconds)
-            .min(a.seconds);
+            .unwrap_or(a.seconds);
+        // The last attempt of a resumed run timed only its remainder: count
+        // its whole training beside it (an upper bound).
+        let seconds = if a.seconds < training {
+            training + a.seconds
+        } else {
+            a.seconds
+        };
         let threads = std::fs::read_to_string(d.join(embedlab_train::run::ENV_FILE))
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
@@ -55,7 +61,7 @@ pub fn tasks(dir: &Path, cfg: &StudyConfig) -> Vec<Task> {
         out.push(Task {
             run: r.name.clone(),
             model: r.model.clone().unwrap_or_else(|| r.cell.clone()),
-            seconds: a.seconds,
+            seconds,
             training_seconds: training,
             peak_rss_mib: a.peak_rss_mib,
             threads,

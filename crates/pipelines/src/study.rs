@@ -1068,9 +1068,22 @@ fn read_report(dir: &Path) -> Option<Report> {
 /// thresholds) and the curves drawn per cell; written as the study folder's
 /// `report.json` (with the cells in its details), so that the HTML report
 /// of the study folder shows it above the runs.
-pub fn report(study: &Study) -> Result<Report> {
-    let dir = study.dir.path.as_path();
-    let cfg = &study.config;
+///
+/// It takes the folder's report lock (`claims/.report`), not the study's
+/// own, so that it can be made while `study run` or Slurm tasks work in
+/// the folder: it reads the runs as they stand and writes only its own
+/// files, each atomically.
+pub fn report(dir: &Path, cfg: &StudyConfig) -> Result<Report> {
+    let lock = dir.join(CLAIMS).join(".report");
+    let Some(_lock) = claim(&lock)? else {
+        return Err(PipelineError::file(
+            dir,
+            format!(
+                "another `study report` is writing it ({})",
+                claimed(&lock).unwrap_or_default()
+            ),
+        ));
+    };
     let cells = aggregate(dir, cfg);
     let c = counts(dir, cfg);
     let title = cfg.spec.study.title.clone().unwrap_or_else(|| {
@@ -1197,7 +1210,7 @@ pub fn report(study: &Study) -> Result<Report> {
             key,
         )?;
         let file = format!("curve-{}.png", key.replace(['.', '/'], "_"));
-        embedlab_data::atomic::write_atomic(&study.dir.out_file(&file), |w| {
+        embedlab_data::atomic::write_atomic(&dir.join(&file), |w| {
             std::io::Write::write_all(w, &png)
         })?;
         rep.figure(
@@ -1206,7 +1219,7 @@ pub fn report(study: &Study) -> Result<Report> {
         );
     }
     rep.details = serde_json::json!({ "cells": cells, "spec": cfg.spec });
-    study.dir.write_report(&rep)?;
+    embedlab_data::atomic::write_json_atomic(&dir.join(REPORT), &rep)?;
     Ok(rep)
 }
 

@@ -248,8 +248,8 @@ pub fn study(c: &StudyCmd) -> Result<()> {
             Ok(())
         }
         StudyCmd::Report { dir } => {
-            let s = Study::open(dir)?;
-            let rep = study::report(&s)?;
+            let cfg = study::read_config(dir)?;
+            let rep = study::report(dir, &cfg)?;
             let html = dir.join("report.html");
             embedlab_reports::html::write_report(
                 &html,
