@@ -962,3 +962,28 @@ fn the_evaluation_search_in_bf16_gives_the_f32_precision() {
         "{e}"
     );
 }
+
+/// Output piped into a reader that has gone (`embedlab … | head -1`): the
+/// process ends on SIGPIPE as Unix tools do, without a panic message.
+#[test]
+fn a_closed_output_pipe_ends_quietly() {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::process::ExitStatusExt;
+    let mut fds = [0i32; 2];
+    // SAFETY: a fresh pipe; the read end is closed at once, the write end
+    // handed to the child as its standard output.
+    let write_end = unsafe {
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+        libc::close(fds[0]);
+        std::os::fd::OwnedFd::from_raw_fd(fds[1])
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_embedlab"))
+        .args(["train", "vae", "--help"])
+        .stdout(std::process::Stdio::from(write_end))
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}", out.status);
+}

@@ -96,6 +96,11 @@ fn a_classifier_scores_a_gan_and_a_wae_and_outside_samples() {
         assert!(metric(&r, m).is_finite(), "{m}: {r}");
     }
     assert!(metric(&r, "FD") >= 0.0 && metric(&r, "FD real floor") >= 0.0);
+    assert_eq!(
+        metric(&r, "non-finite samples"),
+        0.0,
+        "a GAN's tanh output is finite"
+    );
     let note = r["metrics"]
         .as_array()
         .unwrap()

@@ -117,6 +117,35 @@ fn a_study_runs_its_grid_skips_finished_runs_resumes_and_reports() {
     assert!(one.join("curve-valid_loss.png").is_file());
     let html = std::fs::read_to_string(one.join("report.html")).unwrap();
     assert!(html.contains("tiny grid") && html.contains("vae-lr0.001-seed2"));
+    // --metrics picks the columns; an unknown one is refused, nothing written.
+    let before = std::fs::read_to_string(one.join("report.json")).unwrap();
+    let e = fails(&embedlab(&[
+        "study",
+        "report",
+        one.to_str().unwrap(),
+        "--metrics",
+        "test ELBO,test ELBOW",
+    ]));
+    assert!(
+        e.contains("--metrics") && e.contains("\"test ELBOW\""),
+        "{e}"
+    );
+    assert_eq!(
+        before,
+        std::fs::read_to_string(one.join("report.json")).unwrap()
+    );
+    let o = ok(&embedlab(&[
+        "study",
+        "report",
+        one.to_str().unwrap(),
+        "--metrics",
+        "test ELBO",
+    ]));
+    let head = o.lines().next().unwrap();
+    assert!(
+        head.ends_with("| test ELBO | time to valid.loss ≤ 1000000000"),
+        "{head}"
+    );
     // The cluster projection: 8 tasks, each with its peak memory; the wall
     // time on 4 one-task nodes is at most that on 1, and at least the
     // longest task.

@@ -1059,6 +1059,15 @@ pub fn aggregate(study: &Path, cfg: &StudyConfig) -> Vec<Cell> {
     cells
 }
 
+/// The metric names of the study's finished runs' reports.
+pub fn metric_names(dir: &Path, cfg: &StudyConfig) -> std::collections::BTreeSet<String> {
+    cfg.runs
+        .iter()
+        .filter_map(|r| read_report(&run_dir(dir, &r.name)))
+        .flat_map(|rep| rep.metrics.into_iter().map(|m| m.name))
+        .collect()
+}
+
 fn read_report(dir: &Path) -> Option<Report> {
     let text = std::fs::read_to_string(dir.join(REPORT)).ok()?;
     serde_json::from_str(&text).ok()

@@ -18,8 +18,15 @@ pub enum StudyCmd {
         dir: PathBuf,
     },
     /// Aggregate a study: per cell, outcomes and metric spreads, in the
-    /// study folder's report.json and report.html.
-    Report { dir: PathBuf },
+    /// study folder's report.json and report.html (it can be made while
+    /// the study runs).
+    Report {
+        dir: PathBuf,
+        /// The metrics to aggregate, in this order, instead of the spec's
+        /// `[report] metrics` (comma-separated report metric names).
+        #[arg(long, value_delimiter = ',')]
+        metrics: Vec<String>,
+    },
     /// What the study would cost as a Slurm array at a larger budget, from
     /// what its finished runs cost here: tasks, per-task time and peak
     /// memory, wall time on N nodes (reads the folder; changes nothing).
@@ -247,8 +254,22 @@ pub fn study(c: &StudyCmd) -> Result<()> {
             }
             Ok(())
         }
-        StudyCmd::Report { dir } => {
-            let cfg = study::read_config(dir)?;
+        StudyCmd::Report { dir, metrics } => {
+            let mut cfg = study::read_config(dir)?;
+            if !metrics.is_empty() {
+                // Checked before anything is written.
+                let have = study::metric_names(dir, &cfg);
+                for m in metrics {
+                    if !have.contains(m) {
+                        anyhow::bail!(
+                            "--metrics: no finished run of {} has a metric {m:?} (theirs: {})",
+                            dir.display(),
+                            have.iter().cloned().collect::<Vec<_>>().join(", ")
+                        );
+                    }
+                }
+                cfg.spec.report.metrics = metrics.clone();
+            }
             let rep = study::report(dir, &cfg)?;
             let html = dir.join("report.html");
             embedlab_reports::html::write_report(
