@@ -898,16 +898,7 @@ impl Spread {
 }
 
 fn num(v: f64) -> String {
-    let a = v.abs();
-    if v.fract() == 0.0 && a < 1e9 {
-        format!("{v:.0}")
-    } else if a >= 100.0 {
-        format!("{v:.1}")
-    } else if a >= 1.0 {
-        format!("{v:.3}")
-    } else {
-        format!("{v:.4}")
-    }
+    embedlab_reports::html::fmt_value(v)
 }
 
 /// One cell of a study: its runs' outcomes and metrics.
