@@ -820,6 +820,13 @@ pub fn work(
         if state(study, &r.name) == State::Finished {
             continue;
         }
+        // The last attempt's record goes: a run killed from now on reads
+        // as interrupted (resumed), not as that attempt's failure.
+        let record = attempt_file(study, &r.name);
+        if record.exists() {
+            std::fs::remove_file(&record)
+                .map_err(|e| PipelineError::file(&record, e.to_string()))?;
+        }
         let args = command_line(study, cfg, r);
         let reset = reset_peak_rss();
         let t0 = std::time::Instant::now();
