@@ -189,9 +189,12 @@ pub fn prepare(
     Ok(Splits {
         train: Split::from_images(&ds.train.select(t), device),
         valid: Split::from_images(&ds.train.select(v), device),
-        test: match test_limit {
-            Some(l) => Split::from_images(&ds.test, device).spread(l as i64),
-            None => Split::from_images(&ds.test, device),
+        test: {
+            let test = Split::from_images(&ds.test, device);
+            match test_limit {
+                Some(l) => test.spread(l as i64),
+                None => test,
+            }
         },
     })
 }

@@ -111,8 +111,8 @@ pub struct DataArgs {
     /// Use at most this many training images (quick runs).
     #[arg(long, value_parser = crate::opts::count(1, 100_000_000))]
     pub train_limit: Option<usize>,
-    /// Score on the first this many test images only (quick runs, studies:
-    /// the metrics name how many they used).
+    /// Score on this many test images only, evenly spaced through the test
+    /// set (quick runs, studies: the metrics name how many they used).
     #[arg(long, value_parser = crate::opts::count(1, 100_000_000))]
     pub test_limit: Option<usize>,
 }
@@ -237,7 +237,7 @@ pub struct DataConfig {
     pub name: String,
     pub valid: usize,
     pub train_limit: Option<usize>,
-    /// The first this many test images score the run (absent: all).
+    /// This many evenly spaced test images score the run (absent: all).
     #[serde(default)]
     pub test_limit: Option<usize>,
     pub train_images: i64,

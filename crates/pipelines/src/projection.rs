@@ -2,9 +2,7 @@
 //! array tasks, each task's time (training scaled by a budget factor, the
 //! rest — loading, scoring — kept as measured) and peak memory, and the
 //! wall time of the array on N nodes.
-use crate::study::{attempt, run_dir, StudyConfig};
-use embedlab_train::report::REPORT;
-use embedlab_train::Report;
+use crate::study::{attempt, read_report, run_dir, StudyConfig};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -39,10 +37,7 @@ pub fn tasks(dir: &Path, cfg: &StudyConfig) -> Vec<Task> {
             continue;
         };
         let d = run_dir(dir, &r.name);
-        let rep: Option<Report> = std::fs::read_to_string(d.join(REPORT))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok());
-        let training = rep
+        let training = read_report(&d)
             .as_ref()
             .and_then(|r| r.metrics.iter().find(|m| m.name == "training time"))
             .map(|m| m.value)

@@ -1066,7 +1066,7 @@ pub fn metric_names(dir: &Path, cfg: &StudyConfig) -> std::collections::BTreeSet
         .collect()
 }
 
-fn read_report(dir: &Path) -> Option<Report> {
+pub(crate) fn read_report(dir: &Path) -> Option<Report> {
     let text = std::fs::read_to_string(dir.join(REPORT)).ok()?;
     serde_json::from_str(&text).ok()
 }

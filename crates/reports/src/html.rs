@@ -264,11 +264,9 @@ fn data_uri(png: &[u8]) -> String {
     )
 }
 
-/// A number as a table shows it: whole numbers whole, others with four
-/// significant digits or two decimals, whichever says more.
-/// A value for reading: whole numbers bare, then 2–4 decimals by size,
-/// and values under 10⁻³ in scientific notation (so 3.5e-6 does not read
-/// as 0.0000).
+/// A number as a table shows it: whole numbers bare, then 2–4 decimals by
+/// size, and values under 10⁻³ in scientific notation (so 3.5e-6 does not
+/// read as 0.0000).
 pub fn fmt_value(v: f64) -> String {
     if v != 0.0 && v.abs() < 1e-3 {
         return format!("{v:.2e}");

@@ -584,7 +584,8 @@ fn project(a: &ProjectArgs) -> Result<()> {
         a.scale
     );
     println!("|---|---|---|---|---|");
-    for c in by_model(&t, a.scale) {
+    let costs = by_model(&t, a.scale);
+    for c in &costs {
         println!(
             "| {} | {} | {} ({}) | {} ({}) | {} |",
             c.model,
@@ -599,7 +600,6 @@ fn project(a: &ProjectArgs) -> Result<()> {
     // The runs not finished here cost what the mean finished run of their
     // model costs (or the overall mean).
     let mean_all = t.iter().map(|x| x.scaled(a.scale)).sum::<f64>() / t.len() as f64;
-    let costs = by_model(&t, a.scale);
     let times: Vec<f64> = cfg
         .runs
         .iter()
