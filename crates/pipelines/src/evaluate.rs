@@ -4,7 +4,9 @@
 use crate::progress::bar;
 use crate::Result;
 use clap::Args;
-use embedlab_metrics::generative::{coverage, frechet_distance, precision_recall};
+use embedlab_metrics::generative::{
+    confidence, coverage, frechet_distance, precision_recall, Confidence, CONFIDENT,
+};
 use embedlab_models::batches::Split;
 use embedlab_models::capabilities::{encode_all, Classify, Encode};
 use embedlab_models::capabilities::{labels_if, DensityKind, ImageModel};
@@ -223,27 +225,28 @@ pub fn generative_metrics(
     let none = test.y.narrow(0, 0, n);
     let feats = |x: &Tensor| encode_all(scorer.features, x, &none, 500);
     let (fa, fb, ff) = (feats(&a)?, feats(&b)?, feats(&fake)?);
-    let predict = |x: &Tensor| -> Result<Tensor> {
-        let mut out = vec![];
+    let classes = scorer.classify.classes();
+    // Predicted classes and the confident-sample counts, 500 images at a time.
+    let read = |x: &Tensor| -> Result<(Tensor, Confidence)> {
+        let mut labels = vec![];
+        let mut sure = Confidence {
+            confident: 0,
+            n: 0,
+            per_class: vec![0; classes as usize],
+        };
         let mut s = 0;
         let m = x.size()[0];
         while s < m {
             let len = 500.min(m - s);
-            out.push(
-                scorer
-                    .classify
-                    .logits(&x.narrow(0, s, len))?
-                    .argmax(1, false),
-            );
+            let (pred, c) = confidence(&scorer.classify.logits(&x.narrow(0, s, len))?, CONFIDENT);
+            labels.push(pred);
+            sure.add(&c);
             s += len;
         }
-        Ok(Tensor::cat(&out, 0))
+        Ok((Tensor::cat(&labels, 0), sure))
     };
-    let classes = scorer.classify.classes();
-    let (cf, cb) = (
-        coverage(&predict(&fake)?, classes),
-        coverage(&predict(&b)?, classes),
-    );
+    let ((lf, sf), (lb, sb)) = (read(&fake)?, read(&b)?);
+    let (cf, cb) = (coverage(&lf, classes), coverage(&lb, classes));
     let (p, r) = precision_recall(&fa, &ff, 3);
     let (pb, rb) = precision_recall(&fa, &fb, 3);
     let fd = frechet_distance(&fa, &ff);
@@ -303,8 +306,33 @@ pub fn generative_metrics(
             &format!("of {}", cf.classes),
             Better::Higher,
             format!(
-                "predicted for ≥ ¼ of a fair share of {n} samples (real: {})",
-                cb.classes_hit
+                "predicted for ≥ ¼ of a fair share of {kept} samples (real: {}); samples per class: {}",
+                cb.classes_hit,
+                per_class(&cf.histogram)
+            ),
+        ),
+        metric(
+            "confident samples",
+            100.0 * sf.rate(),
+            "%",
+            Better::Higher,
+            format!(
+                "{} of {kept} samples classified with probability ≥ {CONFIDENT} (real test images: {:.1}%); per class: {}",
+                sf.confident,
+                100.0 * sb.rate(),
+                per_class(&sf.per_class)
+            ),
+        ),
+        metric(
+            "confident real",
+            100.0 * sb.rate(),
+            "%",
+            Better::Neither,
+            format!(
+                "{} of {n} test images ({}–{}) classified with probability ≥ {CONFIDENT}",
+                sb.confident,
+                n + 1,
+                2 * n
             ),
         ),
         metric(
@@ -315,6 +343,16 @@ pub fn generative_metrics(
             format!("predicted-label histogram (real: {:.3})", cb.kl_to_uniform),
         ),
     ])
+}
+
+/// "0: 12, 1: 40, …": a count per class, for a metric's note.
+fn per_class(counts: &[i64]) -> String {
+    counts
+        .iter()
+        .enumerate()
+        .map(|(c, k)| format!("{c}: {k}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

@@ -160,6 +160,13 @@ pub struct OptimArgs {
     /// The learning-rate factor of each NaN rollback.
     #[arg(long, default_value_t = Self::default().rollback_factor, value_parser = crate::opts::open_unit)]
     pub rollback_factor: f64,
+    /// Keep an exponential moving average of the model's weights with this
+    /// decay (e.g. 0.999; a GAN's generator, not its discriminator): the
+    /// validation, the kept weights and so every sample and test metric use
+    /// the average. Its decay is min(DECAY, (1+t)/(10+t)) at step t.
+    #[arg(long, value_parser = crate::opts::open_unit)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ema: Option<f64>,
 }
 
 impl Default for OptimArgs {
@@ -175,6 +182,7 @@ impl Default for OptimArgs {
             patience: None,
             nan_rollbacks: None,
             rollback_factor: 0.5,
+            ema: None,
         }
     }
 }
@@ -385,11 +393,21 @@ pub fn train_new(req: &TrainRequest, device: Device) -> Result<TrainOutcome> {
         device,
     )?;
     // The run's configuration: each of the family's optimizer groups with
-    // the options' clipping and schedule.
+    // the options' clipping and schedule, and the weight average on every
+    // group but the adversaries.
+    let adversaries = model_cfg.adversaries()?;
     let groups = family
         .optimizers(&model_cfg.config, &req.model.options, req.optim.lr)?
         .into_iter()
-        .map(|(g, o)| (g, req.optim.shape(o)))
+        .map(|(g, o)| {
+            let o = req.optim.shape(o);
+            let o = if adversaries.contains(&g.as_str()) {
+                o
+            } else {
+                o.with_ema(req.optim.ema)
+            };
+            (g, o)
+        })
         .collect();
     drop(classifier);
     let rollbacks = match req.optim.nan_rollbacks {

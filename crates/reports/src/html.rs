@@ -771,16 +771,23 @@ nav a{margin-right:1em}#render-check{font-size:.8em;color:#777;margin-top:3em}";
 
 /// Counts, after loading, the images that decoded and the tables that were
 /// laid out; the result goes on `<body>` (data-images-ok, data-images,
-/// data-tables-ok, data-tables) and in the page footer.
+/// data-tables-ok, data-tables) and in the page footer. It also counts the
+/// tables that stick out of the page (data-tables-overflowing: none should,
+/// a wide table scrolls within its own box) and those that scroll
+/// (data-tables-scrolling).
 const CHECK: &str = "window.addEventListener('load',function(){var im=Array.prototype.slice.call(document.images);\
 var ok=im.filter(function(i){return i.complete&&i.naturalWidth>0;}).length;\
 var tb=Array.prototype.slice.call(document.querySelectorAll('table'));\
 var ds=Array.prototype.slice.call(document.querySelectorAll('details'));var was=ds.map(function(d){return d.open;});\
 ds.forEach(function(d){d.open=true;});\
 var tok=tb.filter(function(t){return t.rows.length>0&&t.getBoundingClientRect().width>0;}).length;\
+var pw=document.documentElement.clientWidth;\
+var wide=tb.filter(function(t){return t.getBoundingClientRect().right>pw+1;}).length;\
+var scr=tb.filter(function(t){return t.scrollWidth>t.clientWidth+1;}).length;\
 ds.forEach(function(d,i){d.open=was[i];});\
 var b=document.body;b.setAttribute('data-images-ok',ok);b.setAttribute('data-images',im.length);\
 b.setAttribute('data-tables-ok',tok);b.setAttribute('data-tables',tb.length);\
+b.setAttribute('data-tables-overflowing',wide);b.setAttribute('data-tables-scrolling',scr);\
 document.getElementById('render-check').textContent=ok+' of '+im.length+' images and '+tok+' of '+tb.length+' tables rendered.';});";
 
 fn slug(s: &str) -> String {

@@ -74,6 +74,25 @@ pub fn write_idx_dataset(dir: &Path, n_train: u32, n_test: u32, size: usize) {
     }
 }
 
+/// An image folder of grayscale PNG bars: `train/class-<c>/<i>.png` and
+/// `test/class-<c>/<i>.png`, 4 classes, `size`×`size` pixels.
+pub fn write_image_folder(dir: &Path, n_train: u32, n_test: u32, size: usize) {
+    for (split, n, seed) in [("train", n_train, 1), ("test", n_test, 2)] {
+        let (px, lab) = bars(n, size, seed);
+        for i in 0..n as usize {
+            let folder = dir.join(split).join(format!("class-{}", lab[i]));
+            std::fs::create_dir_all(&folder).unwrap();
+            let img = image::GrayImage::from_raw(
+                size as u32,
+                size as u32,
+                px[i * size * size..(i + 1) * size * size].to_vec(),
+            )
+            .unwrap();
+            img.save(folder.join(format!("{i:05}.png"))).unwrap();
+        }
+    }
+}
+
 /// CIFAR-10 binary batches of 32×32×3 bars (colour by class):
 /// `data_batch_1..=batches` of `per_batch` records and `test_batch`.
 pub fn write_cifar(dir: &Path, batches: usize, per_batch: u32, test: u32) {

@@ -71,6 +71,12 @@ pub struct OptimConfig {
     pub clip_norm: Option<f64>,
     /// Steps this group takes in each round (a critic's 5 per generator step).
     pub steps: usize,
+    /// Keep an exponential moving average of the group's parameters with
+    /// this decay (e.g. 0.999), used for validation and for the weights a
+    /// run keeps (best.safetensors: sampling and evaluation); see
+    /// [`Optimizer::swap_average`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ema: Option<f64>,
 }
 
 impl OptimConfig {
@@ -89,6 +95,7 @@ impl OptimConfig {
             weight_decay: 0.0,
             clip_norm: None,
             steps: 1,
+            ema: None,
         }
     }
     /// Plain SGD, one step a round.
@@ -117,6 +124,10 @@ impl OptimConfig {
         self.clip_norm = c;
         self
     }
+    pub fn with_ema(mut self, decay: Option<f64>) -> Self {
+        self.ema = decay;
+        self
+    }
 
     /// Checks every number; `what` names the group in the message.
     pub fn check(&self, what: &str) -> Result<()> {
@@ -139,6 +150,13 @@ impl OptimConfig {
         }
         if !(self.warmup_epochs.is_finite() && self.warmup_epochs >= 0.0) {
             return bad(format!("warm-up {} epochs must be ≥ 0", self.warmup_epochs));
+        }
+        if let Some(d) = self.ema {
+            if !(d > 0.0 && d < 1.0) {
+                return bad(format!(
+                    "weight-average decay {d} must be in (0, 1), e.g. 0.999 (leave it out for no average)"
+                ));
+            }
         }
         if let Some(c) = self.clip_norm {
             if !finite_pos(c) {
@@ -226,6 +244,8 @@ pub struct Optimizer {
     params: Vec<(String, Tensor)>,
     /// Per parameter: Adam's two moments, or SGD's momentum buffer.
     slots: Vec<Vec<Tensor>>,
+    /// Per parameter, its moving average (empty without `cfg.ema`).
+    average: Vec<Tensor>,
     allow_fused: bool,
 }
 
@@ -497,6 +517,10 @@ impl Optimizer {
                 Algorithm::Sgd { .. } => vec![],
             })
             .collect();
+        let average = match cfg.ema {
+            Some(_) => params.iter().map(|(_, p)| p.detach().copy()).collect(),
+            None => vec![],
+        };
         Self {
             group: group.to_string(),
             cfg: cfg.clone(),
@@ -504,7 +528,52 @@ impl Optimizer {
             step: 0,
             params,
             slots,
+            average,
             allow_fused: true,
+        }
+    }
+
+    /// The decay of the moving average at step `t` (1-based): the
+    /// configured decay, or less early on — min(d, (1 + t) / (10 + t)), the
+    /// warm-up of TensorFlow's `ExponentialMovingAverage(num_updates=…)`,
+    /// so that a short run's average is not dominated by its first steps.
+    pub fn average_decay(d: f64, t: i64) -> f64 {
+        d.min((1 + t) as f64 / (10 + t) as f64)
+    }
+
+    /// After a step: the average starts at the weights after the first
+    /// step, then a ← d_t · a + (1 − d_t) · θ.
+    fn update_average(&mut self) {
+        let Some(d) = self.cfg.ema else { return };
+        let _g = tch::no_grad_guard();
+        let d = Self::average_decay(d, self.step);
+        for ((_, p), a) in self.params.iter().zip(&mut self.average) {
+            if self.step == 1 {
+                a.copy_(p);
+            } else {
+                let _ = a.lerp_(p, 1.0 - d);
+            }
+        }
+    }
+
+    /// Whether the group keeps a moving average that holds at least one step.
+    pub fn has_average(&self) -> bool {
+        self.cfg.ema.is_some() && self.step > 0
+    }
+
+    /// Exchanges the parameters' values with their moving averages (in
+    /// place: the model's variables hold the average after one call, and
+    /// their own values again after a second). Does nothing for a group
+    /// without an average or before its first step.
+    pub fn swap_average(&mut self) {
+        if !self.has_average() {
+            return;
+        }
+        let _g = tch::no_grad_guard();
+        for ((_, p), a) in self.params.iter_mut().zip(&mut self.average) {
+            let keep = p.detach().copy();
+            p.copy_(a);
+            a.copy_(&keep);
         }
     }
 
@@ -649,6 +718,7 @@ impl Optimizer {
                 }
             }
         }
+        self.update_average();
         match norm {
             Some(n) => n,
             None if fused_all => Tensor::from(fused_sq.sqrt()),
@@ -683,6 +753,9 @@ impl Optimizer {
                 out.push((format!("opt/{g}/{slot}/{n}"), t.shallow_clone()));
             }
         }
+        for ((n, _), a) in self.params.iter().zip(&self.average) {
+            out.push((format!("opt/{g}/ema/{n}"), a.shallow_clone()));
+        }
         out
     }
 
@@ -704,6 +777,13 @@ impl Optimizer {
                     Some(t) if t.size() == dst.size() => dst.copy_(t),
                     _ => missing.push(key),
                 }
+            }
+        }
+        for ((n, _), dst) in self.params.iter().zip(&mut self.average) {
+            let key = format!("opt/{g}/ema/{n}");
+            match named.get(&key) {
+                Some(t) if t.size() == dst.size() => dst.copy_(t),
+                _ => missing.push(key),
             }
         }
         missing
@@ -853,6 +933,65 @@ mod tests {
             missing.contains(&"opt/generator/m/w".to_string()),
             "{missing:?}"
         );
+    }
+
+    /// SGD on sum(p) moves p by −lr a step (θ_t = θ_0 − t·lr): the average
+    /// against the rule written out, its state saved and restored, and the
+    /// swap exchanging values both ways.
+    #[test]
+    fn the_weight_average_follows_its_rule_and_is_saved_and_swapped() {
+        let p = Tensor::from_slice(&[1.0f64, -2.0]).set_requires_grad(true);
+        let cfg = OptimConfig::sgd(0.1).with_ema(Some(0.5));
+        let mut opt = Optimizer::new("g", vec![("p".into(), p.shallow_clone())], &cfg);
+        assert!(!opt.has_average());
+        let theta = |t: i64| [1.0 - 0.1 * t as f64, -2.0 - 0.1 * t as f64];
+        let mut want = [0.0f64; 2];
+        for t in 1..=6i64 {
+            let mut g = opt.gradients(&p.sum(Kind::Double)).unwrap();
+            let _ = opt.step(&mut g);
+            let d = 0.5f64.min((1 + t) as f64 / (10 + t) as f64);
+            for (w, th) in want.iter_mut().zip(theta(t)) {
+                *w = if t == 1 { th } else { d * *w + (1.0 - d) * th };
+            }
+            let got: Vec<f64> = Vec::try_from(&opt.average[0]).unwrap();
+            for (a, b) in got.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-12, "step {t}: {got:?} vs {want:?}");
+            }
+        }
+        assert_eq!(Optimizer::average_decay(0.999, 1), 2.0 / 11.0);
+        assert_eq!(Optimizer::average_decay(0.999, 100_000), 0.999);
+        // Saved and restored with the rest of the state.
+        let saved: HashMap<String, Tensor> = opt
+            .state()
+            .into_iter()
+            .map(|(n, t)| (n, t.copy()))
+            .collect();
+        assert!(saved.contains_key("opt/g/ema/p"));
+        let q = Tensor::zeros([2], (Kind::Double, Device::Cpu)).set_requires_grad(true);
+        let mut back = Optimizer::new("g", vec![("p".into(), q.shallow_clone())], &cfg);
+        assert!(back.load_state(&saved).is_empty());
+        assert!(back.average[0].equal(&opt.average[0]));
+        let no_average: HashMap<String, Tensor> = opt
+            .state()
+            .into_iter()
+            .filter(|(n, _)| n != "opt/g/ema/p")
+            .collect();
+        let mut c = Optimizer::new("g", vec![("p".into(), q.shallow_clone())], &cfg);
+        assert_eq!(c.load_state(&no_average), ["opt/g/ema/p"]);
+        // The swap: the variables hold the average, then their own values.
+        let own: Vec<f64> = Vec::try_from(&p.detach()).unwrap();
+        let average = opt.average[0].copy();
+        opt.swap_average();
+        assert!(p.detach().equal(&average));
+        opt.swap_average();
+        assert_eq!(Vec::<f64>::try_from(&p.detach()).unwrap(), own);
+        // Out of range is refused by name.
+        let e = OptimConfig::adam(1e-3)
+            .with_ema(Some(1.0))
+            .check("generator")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("generator: weight-average decay 1"), "{e}");
     }
 
     #[test]

@@ -16,7 +16,9 @@
 //! bit), sums each group's loss parts by name, logs each group's gradient
 //! norm, validates (without gradients unless the model asks), keeps the
 //! best epoch by the model's selection metric, and writes one atomic
-//! checkpoint. A non-finite loss either stops the run, keeping the last
+//! checkpoint. A group whose optimizer keeps a weight average
+//! (`OptimConfig::ema`) is validated and kept (best.safetensors) with the
+//! average; it trains on its own weights, and the checkpoint holds both. A non-finite loss either stops the run, keeping the last
 //! good checkpoint, or rolls back to the epoch's start with a smaller
 //! learning rate (a bounded number of times, each logged).
 use crate::checkpoint::{self, WeightsMeta, BEST, CHECKPOINT};
@@ -883,6 +885,14 @@ fn epoch_means(
     (train_m, norms)
 }
 
+/// Exchanges every averaging group's parameters with their moving
+/// averages (a second call exchanges them back).
+fn swap_averages(opts: &mut [Optimizer]) {
+    for o in opts {
+        o.swap_average();
+    }
+}
+
 /// Writes a finished epoch: the best weights first (when it is the best),
 /// then the checkpoint that says which epoch is best — a kill between the
 /// two leaves best.safetensors one epoch ahead, and the resumed run
@@ -891,7 +901,7 @@ fn epoch_means(
 fn save_epoch(
     run: &RunDir,
     vs: &nn::VarStore,
-    opts: &[Optimizer],
+    opts: &mut [Optimizer],
     kind: &str,
     model_cfg: &serde_json::Value,
     cfg: &TrainConfig,
@@ -899,7 +909,10 @@ fn save_epoch(
     is_best: bool,
 ) -> Result<()> {
     if is_best {
-        checkpoint::save_weights(
+        // The kept weights are the averages of the groups that keep one;
+        // the checkpoint (for resuming) holds both.
+        swap_averages(opts);
+        let saved = checkpoint::save_weights(
             &run.file(BEST),
             vs,
             &WeightsMeta {
@@ -908,7 +921,9 @@ fn save_epoch(
                 model: model_cfg.clone(),
                 epoch: state.epochs_done,
             },
-        )?;
+        );
+        swap_averages(opts);
+        saved?;
     }
     let mut tensors = checkpoint::model_tensors(vs);
     for o in opts {
@@ -1065,12 +1080,16 @@ pub fn train_observed<M: Trainable>(
             // Validation draws (binarisation, posterior samples) are the
             // same every epoch, so epochs compare on equal terms.
             tch::manual_seed(epoch_seed(cfg.seed, 0, 0) ^ 0x5eed);
-            valid_m = if model.eval_needs_grad() {
-                model.validate(valid)?
+            // Groups that keep a weight average are validated with it.
+            swap_averages(&mut opts);
+            let v = if model.eval_needs_grad() {
+                model.validate(valid)
             } else {
                 let _g = tch::no_grad_guard();
-                model.validate(valid)?
+                model.validate(valid)
             };
+            swap_averages(&mut opts);
+            valid_m = v?;
             if let Selection::Min(k) | Selection::Max(k) = &selection {
                 match valid_m.get(k) {
                     Some(v) if v.is_finite() => {}
@@ -1141,7 +1160,7 @@ pub fn train_observed<M: Trainable>(
         save_epoch(
             run,
             model.var_store(),
-            &opts,
+            &mut opts,
             &kind,
             &model_cfg,
             cfg,

@@ -263,6 +263,94 @@ fn a_two_group_gan_covers_the_modes_of_a_mixture_and_resumes_exactly() {
     assert!(e.contains("already has 6 epochs"), "{e}");
 }
 
+/// The generator keeps a weight average: the kept weights (best.safetensors)
+/// are the average, the checkpoint holds both, the model trains on its own
+/// weights, and a resumed run ends bit-identical, average included.
+#[test]
+fn a_weight_average_is_kept_checkpointed_and_resumed_exactly() {
+    let _g = one_at_a_time();
+    let d = tempfile::tempdir().unwrap();
+    let data = Mixture { n: 4000 };
+    let with_average = |epochs| {
+        let mut c = gan_config(epochs);
+        let gen = c.groups.remove("gen").unwrap().with_ema(Some(0.99));
+        c.groups.insert("gen".into(), gen);
+        c
+    };
+    let fresh = |name: &str, epochs: usize, resume: bool| {
+        tch::manual_seed(if resume { 777 } else { 3 });
+        let mut m = Wgan::new();
+        let p = d.path().join(name);
+        let run = if resume {
+            RunDir::resume(&p, "test").unwrap()
+        } else {
+            run_dir(&p)
+        };
+        train(
+            &mut m,
+            &data,
+            &data,
+            &with_average(epochs),
+            &run,
+            resume,
+            &mut |_| {},
+        )
+        .unwrap();
+        m
+    };
+    let whole = fresh("whole", 4, false);
+    let _ = fresh("resumed", 2, false);
+    let resumed = fresh("resumed", 4, true);
+    for ((n, x), (_, y)) in checkpoint::variables(&whole.vs)
+        .iter()
+        .zip(checkpoint::variables(&resumed.vs).iter())
+    {
+        assert!(x.equal(y), "{n} differs after resume");
+    }
+    let read = |run: &str, file: &str| {
+        checkpoint::read::<serde_json::Value>(&d.path().join(run).join(file))
+            .unwrap()
+            .1
+    };
+    let (best, ckpt) = (
+        read("whole", "best.safetensors"),
+        read("whole", "checkpoint.safetensors"),
+    );
+    let (best_r, ckpt_r) = (
+        read("resumed", "best.safetensors"),
+        read("resumed", "checkpoint.safetensors"),
+    );
+    let mut averaged = 0;
+    for (name, t) in checkpoint::variables(&whole.vs) {
+        let kept = &best[&format!("model/{name}")];
+        assert!(
+            kept.equal(&best_r[&format!("model/{name}")]),
+            "{name}: kept weights differ after resume"
+        );
+        assert!(
+            t.equal(&ckpt[&format!("model/{name}")]),
+            "{name}: the checkpoint holds the model's own weights"
+        );
+        if name.starts_with("gen") {
+            let avg = &ckpt[&format!("opt/gen/ema/{name}")];
+            assert!(avg.equal(&ckpt_r[&format!("opt/gen/ema/{name}")]));
+            assert!(
+                kept.equal(avg),
+                "{name}: best.safetensors holds the average"
+            );
+            assert!(
+                !kept.equal(&t),
+                "{name}: the average differs from the last weights"
+            );
+            averaged += 1;
+        } else {
+            assert!(kept.equal(&t), "{name}: the critic keeps no average");
+            assert!(!ckpt.contains_key(&format!("opt/critic/ema/{name}")));
+        }
+    }
+    assert_eq!(averaged, 6, "three layers' weights and biases");
+}
+
 // ------------------------------------------------------------ buffers
 
 /// A linear model with BatchNorm statistics and a hand-kept step counter:

@@ -122,6 +122,7 @@ impl FamilyDef for Gans {
     /// 0.999) for DCGAN and SN-GAN (Radford et al.; Miyato et al.), lr
     /// 1e-4, betas (0.5, 0.9) and 5 critic steps a generator step for
     /// WGAN-GP (Gulrajani et al.); then the options' overrides.
+    const ADVERSARIES: &'static [&'static str] = &["disc"];
     fn optimizers(c: &GanConfig, o: &GanArgs, lr: Option<f64>) -> Vec<(String, OptimConfig)> {
         let wgan = c.kind == GanKind::WganGp;
         let lr = lr.unwrap_or(if wgan { 1e-4 } else { 2e-4 });

@@ -98,6 +98,10 @@ pub trait FamilyDef: Send + Sync + 'static {
     fn generates(_c: &Self::Config) -> bool {
         true
     }
+    /// Its optimizer groups that only train against the model (a GAN's
+    /// discriminator, a WAE's latent critic): `--ema` averages every other
+    /// group's weights, never these.
+    const ADVERSARIES: &'static [&'static str] = &[];
 }
 
 /// A family as generic code sees it: configurations as JSON values.
@@ -131,6 +135,7 @@ pub trait Family: Send + Sync {
     fn memory(&self, cfg: &serde_json::Value, batch: i64) -> Result<Option<Subject>>;
     fn init_batch(&self, cfg: &serde_json::Value) -> Result<u64>;
     fn generates(&self, cfg: &serde_json::Value) -> Result<bool>;
+    fn adversaries(&self) -> &'static [&'static str];
 }
 
 /// The [`Family`] of a [`FamilyDef`].
@@ -206,6 +211,9 @@ impl<F: FamilyDef> Family for Def<F> {
     }
     fn generates(&self, cfg: &serde_json::Value) -> Result<bool> {
         Ok(F::generates(&typed(F::TAG, cfg)?))
+    }
+    fn adversaries(&self) -> &'static [&'static str] {
+        F::ADVERSARIES
     }
 }
 
@@ -296,6 +304,9 @@ impl ModelConfig {
     }
     pub fn generates(&self) -> Result<bool> {
         self.family()?.generates(&self.config)
+    }
+    pub fn adversaries(&self) -> Result<&'static [&'static str]> {
+        Ok(self.family()?.adversaries())
     }
 }
 

@@ -93,6 +93,7 @@ impl FamilyDef for Waes {
     fn build(c: &WaeConfig, device: Device) -> Result<Box<dyn ImageFamily>> {
         Ok(Box::new(Wae::new(c.clone(), device)?))
     }
+    const ADVERSARIES: &'static [&'static str] = &["zdisc"];
     fn optimizers(c: &WaeConfig, _o: &WaeArgs, lr: Option<f64>) -> Vec<(String, OptimConfig)> {
         let adam = || OptimConfig::adam(lr.unwrap_or(1e-3));
         let mut g = vec![("model".to_string(), adam())];
