@@ -638,6 +638,9 @@ fn evaluate_and_analyse(
     report.metrics.extend(training_flags(dir)?);
     report.curve("valid.loss", "validation loss", "epoch", "nats/image");
     report.curve("valid.bpd", "validation bits/dim", "epoch", "bits/dim");
+    // Quality against time: what a budget buys on this machine.
+    report.curve("valid.loss", "validation loss", "minutes", "nats/image");
+    report.curve("valid.bpd", "validation bits/dim", "minutes", "bits/dim");
     report.curve(
         "valid.diversity",
         "sample diversity (pairwise distance / real images')",

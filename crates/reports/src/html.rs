@@ -685,7 +685,7 @@ fn curves(h: &mut Html, id: &str, runs: &[&Run]) {
             }
         }
     }
-    let mut constants = vec![];
+    let mut constants: Vec<String> = vec![];
     for (n, (key, label, x, unit)) in declared.iter().enumerate() {
         let series: Vec<Series> = runs
             .iter()
@@ -709,6 +709,13 @@ fn curves(h: &mut Html, id: &str, runs: &[&Run]) {
             });
         let points = series.iter().map(|s| s.points.len()).max().unwrap_or(0);
         if hi - lo <= 1e-12 * hi.abs().max(1.0) || points < 2 {
+            // Said once, whatever it was plotted against.
+            if constants
+                .iter()
+                .any(|c| c.starts_with(&format!("{label}: ")))
+            {
+                continue;
+            }
             constants.push(format!(
                 "{label}: {}{} ({})",
                 fmt_value(lo),
@@ -718,7 +725,7 @@ fn curves(h: &mut Html, id: &str, runs: &[&Run]) {
                     format!(" {unit}")
                 },
                 if points < 2 {
-                    format!("one {x}")
+                    "one point".to_string()
                 } else {
                     format!("the same at every {x}")
                 }
@@ -994,9 +1001,10 @@ mod tests {
         let mut rep = Report::new("flow-of-the-future", "Normalizing flows", "a new family");
         rep.metric("bits/dim", 1.23, "bits/dim", Better::Lower);
         rep.curve("valid.loss", "validation loss", "epoch", "");
+        rep.curve("valid.loss", "validation loss", "minutes", "");
         r.write_json(REPORT, &rep).unwrap();
         for e in 1..=3 {
-            r.log(&serde_json::json!({"epoch": e, "valid": {"loss": 4.0 - e as f64}}))
+            r.log(&serde_json::json!({"epoch": e, "minutes": 0.5 * e as f64, "valid": {"loss": 4.0 - e as f64}}))
                 .unwrap();
         }
         // A run that did not finish, one with a corrupt report, one with a binary config.
@@ -1071,6 +1079,11 @@ mod tests {
         assert!(
             html.contains("held-out P@1 (%) by iteration: en-fr-seed1, en-fr-seed2"),
             "runs overlaid on one chart"
+        );
+        assert!(
+            html.contains("validation loss by epoch: novel")
+                && html.contains("validation loss by minutes: novel"),
+            "a curve against epochs and against minutes of training"
         );
         assert!(html.contains("data:image/png;base64,"), "curve embedded");
         for bad in ["src=\"http", "href=\"http", "<link", "@import", "url(http"] {

@@ -332,6 +332,11 @@ pub struct EpochRecord {
     /// time; absent in logs of older versions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wall_time: Option<f64>,
+    /// Minutes of training (the epochs' steps, over every invocation of
+    /// the run) when the epoch ended: the x axis of quality against time
+    /// (absent in logs of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minutes: Option<f64>,
 }
 
 /// The trainer's state, saved in every checkpoint.
@@ -1155,6 +1160,7 @@ pub fn train_observed<M: Trainable>(
                 .duration_since(std::time::UNIX_EPOCH)
                 .ok()
                 .map(|d| d.as_secs_f64()),
+            minutes: Some(state.train_seconds / 60.0),
         };
         state.records.push(record.clone());
         save_epoch(

@@ -242,6 +242,16 @@ fn a_two_group_gan_covers_the_modes_of_a_mixture_and_resumes_exactly() {
             .collect::<Vec<_>>(),
         (1..=6).collect::<Vec<_>>()
     );
+    // Minutes of training go on across the resume (quality against time).
+    let minutes: Vec<f64> = run_b
+        .metrics()
+        .iter()
+        .map(|l| l["minutes"].as_f64().unwrap())
+        .collect();
+    assert!(
+        minutes[0] > 0.0 && minutes.windows(2).all(|w| w[1] > w[0]),
+        "{minutes:?}"
+    );
     // Changed optimizer settings are refused; fewer epochs than done too.
     let mut changed = gan_config(7);
     changed.groups.get_mut("critic").unwrap().steps = 3;
