@@ -11,7 +11,8 @@ fn embedlab(args: &[&str]) -> Output {
     embedlab_testkit::run(env!("CARGO_BIN_EXE_embedlab"), args)
 }
 
-fn classifier(data: &Path, out: &Path) {
+/// Trains the small classifier of these tests; returns what it printed.
+fn classifier(data: &Path, out: &Path) -> String {
     ok(&embedlab(&[
         "--seed",
         "1",
@@ -33,7 +34,7 @@ fn classifier(data: &Path, out: &Path) {
         "40",
         "--out",
         out.to_str().unwrap(),
-    ]));
+    ]))
 }
 
 #[test]
@@ -255,29 +256,7 @@ fn a_folder_of_png_images_trains_and_scores_like_any_data_set() {
     let data = d.path().join("pngs");
     embedlab_testkit::write_image_folder(&data, 400, 200, 12);
     let cls = d.path().join("cls");
-    let o = embedlab(&[
-        "--seed",
-        "1",
-        "train",
-        "classifier",
-        "--data",
-        data.to_str().unwrap(),
-        "--width",
-        "8",
-        "--features",
-        "16",
-        "--epochs",
-        "8",
-        "--lr",
-        "0.003",
-        "--batch-size",
-        "32",
-        "--valid",
-        "40",
-        "--out",
-        cls.to_str().unwrap(),
-    ]);
-    let err = ok(&o);
+    let err = classifier(&data, &cls);
     assert!(
         err.contains("pngs: 400 training, 200 test images of 1×12×12, 4 classes"),
         "{err}"
