@@ -80,9 +80,14 @@ fn a_classifier_scores_a_gan_and_a_wae_and_outside_samples() {
             out.to_str().unwrap().into(),
         ]
     };
-    let args = common("wgan-gp", &gan, "1");
+    let mut args = common("wgan-gp", &gan, "1");
+    args.extend(["--ema".to_string(), "0.99".to_string()]);
     let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
     ok(&embedlab(&a));
+    // The weight average is the generator's, never the critic's.
+    let groups = &json(&gan.join("config.json"))["train"]["groups"];
+    assert_eq!(groups["gen"]["ema"], 0.99, "{groups}");
+    assert!(groups["disc"].get("ema").is_none(), "{groups}");
     let r = report(&gan);
     for m in [
         "FD",
