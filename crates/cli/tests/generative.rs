@@ -298,6 +298,46 @@ fn a_folder_of_png_images_trains_and_scores_like_any_data_set() {
     let r = report(&vae);
     assert!(metric(&r, "FD").is_finite(), "{r}");
     assert!(metric(&r, "confident samples").is_finite(), "{r}");
+    // Another size asked for: every image scaled and cropped to it, and
+    // the run's evaluation reads them at that size again.
+    let sized = d.path().join("sized");
+    let out = ok(&embedlab(&[
+        "train",
+        "ae",
+        "--data",
+        data.to_str().unwrap(),
+        "--image-size",
+        "8x10",
+        "--epochs",
+        "1",
+        "--no-images",
+        "--out",
+        sized.to_str().unwrap(),
+    ]));
+    assert!(out.contains("test images of 1×8×10"), "{out}");
+    assert_eq!(
+        json(&sized.join("config.json"))["data"]["image_size"],
+        serde_json::json!([8, 10])
+    );
+    let out = ok(&embedlab(&["eval", sized.to_str().unwrap()]));
+    assert!(out.contains("rec. MSE"), "{out}");
+    // On a data set with a size of its own, another size is refused.
+    let idx = d.path().join("idx");
+    write_idx_dataset(&idx, 40, 20, 12);
+    let e = fails(&embedlab(&[
+        "train",
+        "ae",
+        "--data",
+        idx.to_str().unwrap(),
+        "--image-size",
+        "8",
+        "--out",
+        d.path().join("no").to_str().unwrap(),
+    ]));
+    assert!(
+        e.contains("idx") && e.contains("applies to folders of PNG/JPEG images only"),
+        "{e}"
+    );
     // A broken image is named, and nothing is written.
     std::fs::write(data.join("train/class-0/zz.png"), b"not a png").unwrap();
     let bad = d.path().join("bad");

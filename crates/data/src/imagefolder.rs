@@ -18,9 +18,10 @@
 //! - channels: 1 when every image is grayscale, else 3 (a grayscale image is
 //!   repeated over the three channels; alpha is dropped; 16-bit samples are
 //!   reduced to 8 bits);
-//! - size: the most common height × width of all images (ties: the larger
-//!   area); an image of another size is scaled, keeping its aspect ratio
-//!   (bilinear), until it covers that size, then centre-cropped to it;
+//! - size: the one asked for (`--image-size`), else the most common
+//!   height × width of all images (ties: the larger area); an image of
+//!   another size is scaled, keeping its aspect ratio (bilinear), until it
+//!   covers that size, then centre-cropped to it;
 //! - the decoded images are kept in `DIR/.embedlab-images.cache`, keyed by
 //!   every image's name, size and modification time: a second load reads
 //!   no image file, and a changed, added or removed image rebuilds it. A
@@ -165,9 +166,12 @@ fn list(root: &Path, classes: Option<&[String]>) -> Result<(Vec<String>, Vec<Ite
 
 /// The key of the cache: the rules and every image's name, size and
 /// modification time.
-fn cache_key(root: &Path, items: &[&Item]) -> Result<String> {
+fn cache_key(root: &Path, items: &[&Item], size: Option<(usize, usize)>) -> Result<String> {
     let mut h = blake3::Hasher::new();
     h.update(&RULES.to_le_bytes());
+    if let Some((a, b)) = size {
+        h.update(format!("size {a}x{b}").as_bytes());
+    }
     for it in items {
         let m = std::fs::metadata(&it.path).map_err(|e| DataError::io(&it.path, e))?;
         let rel = it.path.strip_prefix(root).unwrap_or(&it.path);
@@ -356,8 +360,9 @@ fn read_cache(path: &Path, key: &str, source: &Path) -> Option<ImageDataset> {
     })
 }
 
-/// Reads an image folder (see the module's rules).
-pub fn read_image_folder(dir: &Path) -> Result<ImageDataset> {
+/// Reads an image folder (see the module's rules), every image at `size`
+/// (height, width) when it is given, else at the most common size.
+pub fn read_image_folder(dir: &Path, size: Option<(usize, usize)>) -> Result<ImageDataset> {
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
@@ -409,7 +414,7 @@ pub fn read_image_folder(dir: &Path) -> Result<ImageDataset> {
         ));
     }
     let all: Vec<&Item> = train_items.iter().chain(&test_items).collect();
-    let key = cache_key(dir, &all)?;
+    let key = cache_key(dir, &all, size)?;
     let cache = dir.join(CACHE);
     if let Some(ds) = read_cache(&cache, &key, dir) {
         return Ok(ds);
@@ -423,14 +428,27 @@ pub fn read_image_folder(dir: &Path) -> Result<ImageDataset> {
     for h in &heads {
         *sizes.entry((h.height, h.width)).or_default() += 1;
     }
-    let (&(height, width), &common) = sizes
-        .iter()
-        .max_by_key(|(&(h, w), &n)| (n, h as u64 * w as u64))
-        .expect("at least one image");
-    let others = all.len() - common;
+    let (height, width, why) = match size {
+        Some((h, w)) => {
+            if !(1..=MAX_SIDE as usize).contains(&h) || !(1..=MAX_SIDE as usize).contains(&w) {
+                return Err(DataError::Invalid(format!(
+                    "image size {h}×{w}: each side must be 1 to {MAX_SIDE}"
+                )));
+            }
+            (h as u32, w as u32, "the size asked for")
+        }
+        None => {
+            let (&(h, w), _) = sizes
+                .iter()
+                .max_by_key(|(&(h, w), &n)| (n, h as u64 * w as u64))
+                .expect("at least one image");
+            (h, w, "the most common size")
+        }
+    };
+    let others = all.len() - sizes.get(&(height, width)).copied().unwrap_or(0);
     if others > 0 {
         notes.push(format!(
-            "{others} of {} images are not {height}×{width} (the most common size): scaled, aspect kept (bilinear), to cover {height}×{width} and centre-cropped",
+            "{others} of {} images are not {height}×{width} ({why}): scaled, aspect kept (bilinear), to cover {height}×{width} and centre-cropped",
             all.len()
         ));
     }
@@ -558,7 +576,7 @@ mod tests {
                 .save(r.join(format!("c/{i}.png")))
                 .unwrap();
         }
-        let ds = read_image_folder(r).unwrap();
+        let ds = read_image_folder(r, None).unwrap();
         assert_eq!(ds.train.channels, 3);
         // c/0.png is the first training image of class 0 ("c").
         assert_eq!(
@@ -600,7 +618,7 @@ mod tests {
         });
         // 8×8 of one value: scaled to 4×4, the value stays.
         gray(&r.join("train/a/big.png"), 8, 8, |_, _| 200);
-        let ds = read_image_folder(r).unwrap();
+        let ds = read_image_folder(r, None).unwrap();
         assert_eq!((ds.train.height, ds.train.width), (4, 4));
         // Sorted names: 0 1 2 3 big tall.
         let img = |k: usize| &ds.train.pixels[k * 16..(k + 1) * 16];
@@ -617,12 +635,41 @@ mod tests {
     }
 
     #[test]
+    fn an_asked_size_applies_to_every_image_and_keys_the_cache() {
+        let d = tempfile::tempdir().unwrap();
+        tree(d.path());
+        let native = read_image_folder(d.path(), None).unwrap();
+        let small = read_image_folder(d.path(), Some((3, 4))).unwrap();
+        assert_eq!((small.train.height, small.train.width), (3, 4));
+        assert_eq!(small.train.pixels.len(), 6 * 12);
+        assert!(
+            small
+                .notes
+                .iter()
+                .any(|n| n.starts_with("10 of 10 images are not 3×4 (the size asked for)")),
+            "{:?}",
+            small.notes
+        );
+        // Not the native size's cache, and back at the native size not the small one's.
+        assert!(!small
+            .notes
+            .iter()
+            .any(|n| n.contains("read from the cache")));
+        let again = read_image_folder(d.path(), None).unwrap();
+        assert_eq!(again.train.pixels, native.train.pixels);
+        let e = read_image_folder(d.path(), Some((0, 4)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("each side must be 1 to 4096"), "{e}");
+    }
+
+    #[test]
     fn bad_files_empty_classes_and_unknown_test_classes_are_named() {
         let d = tempfile::tempdir().unwrap();
         tree(d.path());
         let bad = d.path().join("train/cat/broken.png");
         std::fs::write(&bad, b"\x89PNG but then nothing").unwrap();
-        let e = read_image_folder(d.path()).unwrap_err().to_string();
+        let e = read_image_folder(d.path(), None).unwrap_err().to_string();
         assert!(
             e.contains("broken.png") && e.contains("not a readable"),
             "{e}"
@@ -631,7 +678,7 @@ mod tests {
 
         std::fs::create_dir_all(d.path().join("train/dog")).unwrap();
         std::fs::write(d.path().join("train/dog/notes.txt"), "x").unwrap();
-        let e = read_image_folder(d.path()).unwrap_err().to_string();
+        let e = read_image_folder(d.path(), None).unwrap_err().to_string();
         assert!(
             e.contains("train/dog") && e.contains("holds no PNG or JPEG"),
             "{e}"
@@ -639,7 +686,7 @@ mod tests {
         std::fs::remove_dir_all(d.path().join("train/dog")).unwrap();
 
         gray(&d.path().join("test/emu/0.png"), 5, 6, |_, _| 1);
-        let e = read_image_folder(d.path()).unwrap_err().to_string();
+        let e = read_image_folder(d.path(), None).unwrap_err().to_string();
         assert!(
             e.contains("test/emu") && e.contains("not one of the training set's 2 classes"),
             "{e}"
@@ -647,12 +694,12 @@ mod tests {
         std::fs::remove_dir_all(d.path().join("test/emu")).unwrap();
 
         std::fs::remove_dir_all(d.path().join("test")).unwrap();
-        let e = read_image_folder(d.path()).unwrap_err().to_string();
+        let e = read_image_folder(d.path(), None).unwrap_err().to_string();
         assert!(e.contains("without a test/"), "{e}");
 
         let few = tempfile::tempdir().unwrap();
         gray(&few.path().join("a/0.png"), 2, 2, |_, _| 1);
-        let e = read_image_folder(few.path()).unwrap_err().to_string();
+        let e = read_image_folder(few.path(), None).unwrap_err().to_string();
         assert!(e.contains("no class has 5 images"), "{e}");
     }
 
@@ -669,7 +716,7 @@ mod tests {
                 .save(r.join(format!("p/{i}.png")))
                 .unwrap();
         }
-        let ds = read_image_folder(r).unwrap();
+        let ds = read_image_folder(r, None).unwrap();
         assert_eq!(ds.train.channels, 1);
         let (jpeg, png) = (&ds.train.pixels[..64], &ds.train.pixels[4 * 64..5 * 64]);
         assert!(jpeg.iter().all(|&v| v.abs_diff(100) <= 3), "{jpeg:?}");
@@ -685,10 +732,10 @@ mod tests {
     fn the_cache_is_read_back_and_rebuilt_when_an_image_changes() {
         let d = tempfile::tempdir().unwrap();
         tree(d.path());
-        let first = read_image_folder(d.path()).unwrap();
+        let first = read_image_folder(d.path(), None).unwrap();
         assert!(d.path().join(CACHE).is_file());
         assert!(first.notes.iter().any(|n| n.contains("decoded and cached")));
-        let again = read_image_folder(d.path()).unwrap();
+        let again = read_image_folder(d.path(), None).unwrap();
         assert!(again
             .notes
             .iter()
@@ -709,7 +756,7 @@ mod tests {
             .unwrap()
             .set_modified(later)
             .unwrap();
-        let changed = read_image_folder(d.path()).unwrap();
+        let changed = read_image_folder(d.path(), None).unwrap();
         assert!(!changed
             .notes
             .iter()
@@ -719,7 +766,7 @@ mod tests {
         let c = d.path().join(CACHE);
         let b = std::fs::read(&c).unwrap();
         std::fs::write(&c, &b[..b.len() - 3]).unwrap();
-        let rebuilt = read_image_folder(d.path()).unwrap();
+        let rebuilt = read_image_folder(d.path(), None).unwrap();
         assert!(rebuilt
             .notes
             .iter()

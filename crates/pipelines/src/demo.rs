@@ -226,6 +226,7 @@ fn images_part(a: &DemoArgs, root: &Path, seed: i64, device: Device, steps: &mut
             valid: None,
             train_limit: None,
             test_limit: None,
+            image_size: None,
         },
         optim: OptimArgs {
             epochs,

@@ -4,7 +4,7 @@
 use crate::images::RunConfig;
 use crate::{PipelineError, Result};
 use clap::{Args, ValueEnum};
-use embedlab_data::{load_image_dataset, ImageDataset};
+use embedlab_data::ImageDataset;
 use embedlab_models::flow::{
     BaseDist, BlockCheck, Estimator, Flow, FlowConfig, FlowKind, Layout, ResidualConfig,
 };
@@ -213,7 +213,7 @@ fn load_flow(dir: &Path, device: Device) -> Result<(RunDir, RunConfig, Flow, Ima
             ),
         ));
     };
-    let ds = load_image_dataset(&cfg.data.path)?;
+    let ds = cfg.data.load()?;
     let mut flow = Flow::new(fc?, device)?;
     load_best(
         flow.var_store(),

@@ -7,7 +7,7 @@ use crate::evaluate::{test_metrics, EvalOpts};
 use crate::progress::spinner;
 use crate::{PipelineError, Result};
 use clap::{Args, ValueEnum};
-use embedlab_data::{load_image_dataset, ImageDataset};
+use embedlab_data::{load_image_dataset_sized, ImageDataset};
 use embedlab_models::batches::{prepare, Split, Splits};
 use embedlab_models::capabilities::ImageModel;
 use embedlab_models::ModelError;
@@ -100,10 +100,18 @@ where
 /// Which images, and how they are split.
 #[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct DataArgs {
-    /// An MNIST-format IDX folder, a CIFAR-10 binary folder, or an image
-    /// CSV (.csv/.csv.gz; every fifth row is the test set).
+    /// An MNIST-format IDX folder, a CIFAR-10 binary folder, a folder of
+    /// PNG/JPEG images in class folders (train/<class>/… and
+    /// test/<class>/…, or <class>/… with every fifth image held out), or an
+    /// image CSV (.csv/.csv.gz; every fifth row is the test set).
     #[arg(long, default_value = "data/fashion-mnist")]
     pub data: PathBuf,
+    /// An image folder's images at this size, N or HxW: each is scaled
+    /// (aspect kept) to cover it and centre-cropped (default: the most
+    /// common size among them).
+    #[arg(long, value_parser = crate::opts::image_size)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_size: Option<(usize, usize)>,
     /// Training images held out for validation, which choose the best
     /// epoch (default 5000, or 10% of sets under 50,000).
     #[arg(long, value_parser = crate::opts::count(1, 100_000_000))]
@@ -248,9 +256,19 @@ pub struct DataConfig {
     /// This many evenly spaced test images score the run (absent: all).
     #[serde(default)]
     pub test_limit: Option<usize>,
+    /// An image folder's images at this size (absent: their own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_size: Option<(usize, usize)>,
     pub train_images: i64,
     pub valid_images: i64,
     pub test_images: i64,
+}
+
+impl DataConfig {
+    /// The run's images, as it read them.
+    pub fn load(&self) -> Result<ImageDataset> {
+        Ok(load_image_dataset_sized(&self.path, self.image_size)?)
+    }
 }
 
 impl RunConfig {
@@ -299,10 +317,10 @@ fn default_valid(n: usize) -> usize {
     }
 }
 
-/// Loads an image dataset, saying what it found.
-pub fn load_data(path: &Path) -> Result<ImageDataset> {
+/// Loads an image dataset (an image folder's at `size`), saying what it found.
+pub fn load_data(path: &Path, size: Option<(usize, usize)>) -> Result<ImageDataset> {
     let sp = spinner(format!("reading {}", path.display()));
-    let ds = load_image_dataset(path)?;
+    let ds = load_image_dataset_sized(path, size)?;
     sp.finish_and_clear();
     eprintln!(
         "{}: {} training, {} test images of {}×{}×{}, {} classes",
@@ -364,7 +382,7 @@ pub fn train_new(req: &TrainRequest, device: Device) -> Result<TrainOutcome> {
     if let Some(out) = &req.out.out {
         RunDir::check_target(out, KIND, reuse, &inputs)?;
     }
-    let ds = load_data(&req.data.data)?;
+    let ds = load_data(&req.data.data, req.data.image_size)?;
     let family = req.model.family()?;
     let model_cfg = req.model.config(&ds)?;
     if ds.train.n < 2 {
@@ -439,6 +457,7 @@ pub fn train_new(req: &TrainRequest, device: Device) -> Result<TrainOutcome> {
             valid,
             train_limit: req.data.train_limit,
             test_limit: req.data.test_limit,
+            image_size: req.data.image_size,
             train_images: 0,
             valid_images: 0,
             test_images: 0,
@@ -540,7 +559,7 @@ pub fn resume(
         cfg.train.patience = patience;
     }
     cfg.check_data()?;
-    let ds = load_data(&cfg.data.path)?;
+    let ds = load_data(&cfg.data.path, cfg.data.image_size)?;
     let splits = cfg.splits(&ds, device)?;
     let model = build_model(&cfg, device)?;
     run.record_env()?;
@@ -880,7 +899,7 @@ pub fn score_file(
 ) -> Result<Vec<embedlab_train::Metric>> {
     let c = ClassifierRun::load(classifier, device)?;
     c.cfg.check_data()?;
-    let ds = load_image_dataset(&c.cfg.data.path)?;
+    let ds = c.cfg.data.load()?;
     let splits = c.cfg.splits(&ds, device)?;
     let m = embedlab_data::npy::read_npy_array(samples)?;
     let [ch, h, w] = c.shape;
@@ -1027,7 +1046,7 @@ pub fn require_weights(dir: &Path) -> Result<()> {
 pub fn load_run(dir: &Path, device: Device) -> Result<LoadedRun> {
     let (run, cfg) = open_run(dir)?;
     require_weights(dir)?;
-    let ds = load_image_dataset(&cfg.data.path)?;
+    let ds = cfg.data.load()?;
     let splits = cfg.splits(&ds, device)?;
     crate::memory::check_for_images(&cfg.model, cfg.train.batch_size, ds.train.n as u64, device)?;
     let model = crate::memory::guard(|| cfg.model.build(device))?;
@@ -1053,7 +1072,7 @@ pub fn eval(
     if let Some(other) = on {
         // Another image set's test images through the same model (e.g. a
         // Fashion-MNIST flow's likelihood of MNIST digits).
-        let ds = load_data(other)?;
+        let ds = load_data(other, r.cfg.data.image_size)?;
         let test = Split::from_images(&ds.test, device);
         let (a, b) = (test.x.size(), r.splits.test.x.size());
         if a[1..] != b[1..] {

@@ -184,6 +184,22 @@ pub fn scale(s: &str) -> Result<f64, String> {
     }
 }
 
+/// An image size: `N` (N × N) or `HxW`, each side 1 to 4096.
+pub fn image_size(s: &str) -> Result<(usize, usize), String> {
+    let side = |t: &str| -> Result<usize, String> {
+        match t.trim().parse::<usize>() {
+            Ok(v) if (1..=4096).contains(&v) => Ok(v),
+            _ => Err(format!(
+                "{s:?} is not an image size: give N or HxW (e.g. 32 or 28x28), each side 1 to 4096"
+            )),
+        }
+    };
+    match s.split_once(['x', 'X', '×']) {
+        Some((h, w)) => Ok((side(h)?, side(w)?)),
+        None => side(s).map(|v| (v, v)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,5 +216,15 @@ mod tests {
         assert!(below_half("0.5").is_err());
         assert_eq!(non_negative("0"), Ok(0.0));
         assert!(span("NaN").unwrap_err().contains("not a finite number"));
+    }
+
+    #[test]
+    fn image_sizes_are_n_or_h_by_w() {
+        assert_eq!(image_size("32"), Ok((32, 32)));
+        assert_eq!(image_size("28x24"), Ok((28, 24)));
+        assert_eq!(image_size("64×48"), Ok((64, 48)));
+        for bad in ["0", "-1", "x", "3x", "4097", "nan", "1e3", "2x0"] {
+            assert!(image_size(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -365,7 +365,9 @@ pub fn run(a: &RepresentArgs, seed: i64, device: Device) -> Result<(PathBuf, Ben
         }
         loaded.push((dir.clone(), r));
     }
-    let ds = load_data(&a.data)?;
+    // An image folder's images at the size the runs read them.
+    let size = loaded.iter().find_map(|(_, r)| r.cfg.data.image_size);
+    let ds = load_data(&a.data, size)?;
     let classes = ds.classes.len() as i64;
     let (train, test) = images(&ds, a, device);
     let factors = read_factors(&a.data)?;

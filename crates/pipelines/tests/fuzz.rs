@@ -510,6 +510,7 @@ fn family_configs() -> Vec<(&'static str, Vec<u8>)> {
                     valid: 2,
                     train_limit: None,
                     test_limit: None,
+                    image_size: None,
                     train_images: 4,
                     valid_images: 2,
                     test_images: 6,
