@@ -28,7 +28,7 @@
 //!   folder that cannot be written to is decoded every time (noted).
 use crate::atomic::write_atomic;
 use crate::error::{DataError, Result};
-use crate::images::{ImageDataset, ImageSet};
+use crate::images::{ImageDataset, ImageSet, MAX_SIDE};
 use image::{DynamicImage, ImageDecoder, ImageReader};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -41,8 +41,6 @@ pub const CACHE: &str = ".embedlab-images.cache";
 const MAGIC: &[u8; 16] = b"EMBEDLAB-IMAGES\n";
 /// Bumped whenever the decoding rules change, so that old caches rebuild.
 const RULES: u32 = 1;
-/// The largest image side decoded (a larger one is named, not decoded).
-const MAX_SIDE: u32 = 4096;
 /// Labels are bytes.
 const MAX_CLASSES: usize = 256;
 
@@ -202,8 +200,9 @@ fn reader(path: &Path) -> Result<ImageReader<std::io::BufReader<std::fs::File>>>
         .with_guessed_format()
         .map_err(|e| DataError::io(path, e))?;
     let mut limits = image::Limits::default();
-    limits.max_image_width = Some(MAX_SIDE);
-    limits.max_image_height = Some(MAX_SIDE);
+    // A larger image is named, not decoded.
+    limits.max_image_width = Some(MAX_SIDE as u32);
+    limits.max_image_height = Some(MAX_SIDE as u32);
     r.limits(limits);
     Ok(r)
 }
@@ -306,7 +305,9 @@ fn write_cache(path: &Path, key: &str, ds: &ImageDataset) -> Result<()> {
 /// The cached dataset when the cache exists and was made from these very
 /// files under these rules; None otherwise (a corrupt cache is rebuilt).
 fn read_cache(path: &Path, key: &str, source: &Path) -> Option<ImageDataset> {
-    let mut f = std::io::BufReader::new(std::fs::File::open(path).ok()?);
+    let file = std::fs::File::open(path).ok()?;
+    let file_len = file.metadata().ok()?.len();
+    let mut f = std::io::BufReader::new(file);
     let mut magic = [0u8; 16];
     f.read_exact(&mut magic).ok()?;
     if &magic != MAGIC {
@@ -315,7 +316,7 @@ fn read_cache(path: &Path, key: &str, source: &Path) -> Option<ImageDataset> {
     let mut len = [0u8; 8];
     f.read_exact(&mut len).ok()?;
     let len = u64::from_le_bytes(len);
-    if len > 1 << 30 {
+    if len > file_len {
         return None;
     }
     let mut json = vec![0u8; len as usize];
@@ -324,9 +325,16 @@ fn read_cache(path: &Path, key: &str, source: &Path) -> Option<ImageDataset> {
     if head.rules != RULES || head.key != key {
         return None;
     }
+    // The file is exactly its header and the sizes it announces (a
+    // truncated or padded cache is not trusted), checked before anything
+    // of that size is allocated.
     let dim = head.channels * head.height * head.width;
+    let body = (head.train.checked_add(head.test)?).checked_mul(dim.checked_add(1)?)?;
+    if (MAGIC.len() as u64 + 8 + len).checked_add(body as u64)? != file_len {
+        return None;
+    }
     let mut set = |n: usize| -> Option<ImageSet> {
-        let mut pixels = vec![0u8; n.checked_mul(dim)?];
+        let mut pixels = vec![0u8; n * dim];
         f.read_exact(&mut pixels).ok()?;
         let mut labels = vec![0u8; n];
         f.read_exact(&mut labels).ok()?;
@@ -341,10 +349,6 @@ fn read_cache(path: &Path, key: &str, source: &Path) -> Option<ImageDataset> {
     };
     let train = set(head.train)?;
     let test = set(head.test)?;
-    let mut rest = [0u8; 1];
-    if f.read(&mut rest).ok()? != 0 {
-        return None;
-    }
     let mut notes = head.notes;
     notes.push(format!(
         "decoded images read from the cache {}",
@@ -430,7 +434,7 @@ pub fn read_image_folder(dir: &Path, size: Option<(usize, usize)>) -> Result<Ima
     }
     let (height, width, why) = match size {
         Some((h, w)) => {
-            if !(1..=MAX_SIDE as usize).contains(&h) || !(1..=MAX_SIDE as usize).contains(&w) {
+            if !(1..=MAX_SIDE).contains(&h) || !(1..=MAX_SIDE).contains(&w) {
                 return Err(DataError::Invalid(format!(
                     "image size {h}×{w}: each side must be 1 to {MAX_SIDE}"
                 )));

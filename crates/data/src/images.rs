@@ -68,7 +68,7 @@ impl ImageSet {
 }
 
 /// The largest image side (or channel count) accepted.
-const MAX_SIDE: usize = 4096;
+pub const MAX_SIDE: usize = 4096;
 
 /// A dataset: training and test images, class names, and where it came from.
 #[derive(Clone, Debug)]

@@ -194,15 +194,6 @@ impl Confidence {
             self.confident as f64 / self.n as f64
         }
     }
-
-    /// Adds the counts of another batch of the same classifier.
-    pub fn add(&mut self, other: &Confidence) {
-        self.confident += other.confident;
-        self.n += other.n;
-        for (a, b) in self.per_class.iter_mut().zip(&other.per_class) {
-            *a += b;
-        }
-    }
 }
 
 /// The confidence of `logits` (rows: images, columns: `classes` classes)
@@ -374,9 +365,5 @@ mod tests {
         assert_eq!(c.per_class, [1, 1, 1]);
         assert_eq!((c.confident, c.n), (3, 5));
         assert!((c.rate() - 0.6).abs() < 1e-12);
-        let mut sum = c.clone();
-        sum.add(&c);
-        assert_eq!((sum.confident, sum.n), (2 * c.confident, 10));
-        assert_eq!(sum.rate(), c.rate());
     }
 }

@@ -226,24 +226,18 @@ pub fn generative_metrics(
     let feats = |x: &Tensor| encode_all(scorer.features, x, &none, 500);
     let (fa, fb, ff) = (feats(&a)?, feats(&b)?, feats(&fake)?);
     let classes = scorer.classify.classes();
-    // Predicted classes and the confident-sample counts, 500 images at a time.
+    // Predicted classes and the confident-sample counts, from the logits
+    // of 500 images at a time.
     let read = |x: &Tensor| -> Result<(Tensor, Confidence)> {
-        let mut labels = vec![];
-        let mut sure = Confidence {
-            confident: 0,
-            n: 0,
-            per_class: vec![0; classes as usize],
-        };
+        let mut logits = vec![];
         let mut s = 0;
         let m = x.size()[0];
         while s < m {
             let len = 500.min(m - s);
-            let (pred, c) = confidence(&scorer.classify.logits(&x.narrow(0, s, len))?, CONFIDENT);
-            labels.push(pred);
-            sure.add(&c);
+            logits.push(scorer.classify.logits(&x.narrow(0, s, len))?);
             s += len;
         }
-        Ok((Tensor::cat(&labels, 0), sure))
+        Ok(confidence(&Tensor::cat(&logits, 0), CONFIDENT))
     };
     let ((lf, sf), (lb, sb)) = (read(&fake)?, read(&b)?);
     let (cf, cb) = (coverage(&lf, classes), coverage(&lb, classes));

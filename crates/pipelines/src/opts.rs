@@ -184,13 +184,15 @@ pub fn scale(s: &str) -> Result<f64, String> {
     }
 }
 
-/// An image size: `N` (N × N) or `HxW`, each side 1 to 4096.
+/// An image size: `N` (N × N) or `HxW`, each side 1 to the data layer's
+/// largest (4096).
 pub fn image_size(s: &str) -> Result<(usize, usize), String> {
+    use embedlab_data::images::MAX_SIDE;
     let side = |t: &str| -> Result<usize, String> {
         match t.trim().parse::<usize>() {
-            Ok(v) if (1..=4096).contains(&v) => Ok(v),
+            Ok(v) if (1..=MAX_SIDE).contains(&v) => Ok(v),
             _ => Err(format!(
-                "{s:?} is not an image size: give N or HxW (e.g. 32 or 28x28), each side 1 to 4096"
+                "{s:?} is not an image size: give N or HxW (e.g. 32 or 28x28), each side 1 to {MAX_SIDE}"
             )),
         }
     };

@@ -685,7 +685,9 @@ fn curves(h: &mut Html, id: &str, runs: &[&Run]) {
             }
         }
     }
-    let mut constants: Vec<String> = vec![];
+    let mut constants = vec![];
+    // A constant quantity is said once, whatever it was plotted against.
+    let mut said: BTreeSet<&str> = BTreeSet::new();
     for (n, (key, label, x, unit)) in declared.iter().enumerate() {
         let series: Vec<Series> = runs
             .iter()
@@ -709,11 +711,7 @@ fn curves(h: &mut Html, id: &str, runs: &[&Run]) {
             });
         let points = series.iter().map(|s| s.points.len()).max().unwrap_or(0);
         if hi - lo <= 1e-12 * hi.abs().max(1.0) || points < 2 {
-            // Said once, whatever it was plotted against.
-            if constants
-                .iter()
-                .any(|c| c.starts_with(&format!("{label}: ")))
-            {
+            if !said.insert(label.as_str()) {
                 continue;
             }
             constants.push(format!(
