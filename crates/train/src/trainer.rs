@@ -181,6 +181,18 @@ pub trait Trainable {
         &mut self,
         valid: &Self::Data,
     ) -> std::result::Result<BTreeMap<String, f64>, Self::Error>;
+    /// Checks of the training dynamics after an epoch (a discriminator's
+    /// accuracy, mode collapse), merged into the validation metrics. They
+    /// run on the weights being trained, before [`Trainable::validate`]
+    /// and with the same seed: a weight average (`OptimConfig::ema`) is
+    /// what samples and test metrics use, but a critic judges the
+    /// generator it trains against, not its average.
+    fn training_checks(
+        &mut self,
+        _valid: &Self::Data,
+    ) -> std::result::Result<BTreeMap<String, f64>, Self::Error> {
+        Ok(BTreeMap::new())
+    }
     /// Whether validation needs gradients (e.g. vector–Jacobian products).
     fn eval_needs_grad(&self) -> bool {
         false
@@ -1085,6 +1097,10 @@ pub fn train_observed<M: Trainable>(
             // Validation draws (binarisation, posterior samples) are the
             // same every epoch, so epochs compare on equal terms.
             tch::manual_seed(epoch_seed(cfg.seed, 0, 0) ^ 0x5eed);
+            let checks = {
+                let _g = tch::no_grad_guard();
+                model.training_checks(valid)?
+            };
             // Groups that keep a weight average are validated with it.
             swap_averages(&mut opts);
             let v = if model.eval_needs_grad() {
@@ -1095,6 +1111,7 @@ pub fn train_observed<M: Trainable>(
             };
             swap_averages(&mut opts);
             valid_m = v?;
+            valid_m.extend(checks);
             if let Selection::Min(k) | Selection::Max(k) = &selection {
                 match valid_m.get(k) {
                     Some(v) if v.is_finite() => {}

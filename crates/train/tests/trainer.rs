@@ -135,16 +135,33 @@ impl Trainable for Wgan {
             Losses::single(-self.critic.forward(&self.sample(n)).mean(Kind::Float))
         })
     }
+    /// The sum of the generator's weights as training sees them…
+    fn training_checks(&mut self, _v: &Mixture) -> Result<BTreeMap<String, f64>, TrainError> {
+        Ok([("trained_sum".to_string(), gen_sum(&self.vs))].into())
+    }
+    /// …and as validation does (the average, when it keeps one).
     fn validate(&mut self, _v: &Mixture) -> Result<BTreeMap<String, f64>, TrainError> {
-        Ok([(
-            "modes".to_string(),
-            modes_covered(&self.sample(2000)) as f64,
-        )]
+        Ok([
+            (
+                "modes".to_string(),
+                modes_covered(&self.sample(2000)) as f64,
+            ),
+            ("validated_sum".to_string(), gen_sum(&self.vs)),
+        ]
         .into())
     }
     fn selection(&self) -> Selection {
         Selection::Last
     }
+}
+
+/// The sum of every generator weight, in double precision.
+fn gen_sum(vs: &nn::VarStore) -> f64 {
+    vs.variables()
+        .iter()
+        .filter(|(n, _)| n.starts_with("gen"))
+        .map(|(_, t)| t.sum(Kind::Double).double_value(&[]))
+        .sum()
 }
 
 /// Modes holding at least 2% of the samples within 4σ… generous: 0.25.
@@ -359,6 +376,36 @@ fn a_weight_average_is_kept_checkpointed_and_resumed_exactly() {
         }
     }
     assert_eq!(averaged, 6, "three layers' weights and biases");
+    // The last epoch's training checks saw the generator's own weights,
+    // its validation the average.
+    let last: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(d.path().join("whole/metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("\"epoch\""))
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    let sum_of = |prefix: &str| -> f64 {
+        ckpt.iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(_, t)| t.sum(Kind::Double).double_value(&[]))
+            .sum()
+    };
+    let (own, average) = (sum_of("model/gen"), sum_of("opt/gen/ema/gen"));
+    assert!((own - average).abs() > 1e-6, "{own} vs {average}");
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
+    let trained = last["valid"]["trained_sum"].as_f64().unwrap();
+    let validated = last["valid"]["validated_sum"].as_f64().unwrap();
+    assert!(
+        close(trained, own),
+        "training checks saw {trained}, not the weights {own}"
+    );
+    assert!(
+        close(validated, average),
+        "validation saw {validated}, not the average {average}"
+    );
 }
 
 // ------------------------------------------------------------ buffers
