@@ -22,6 +22,10 @@
 //!   height × width of all images (ties: the larger area); an image of
 //!   another size is scaled, keeping its aspect ratio (bilinear), until it
 //!   covers that size, then centre-cropped to it;
+//! - the test images are ordered by turns, one of each class (in name
+//!   order within a class) before the next of any: the first n test images
+//!   then hold every class in proportion, as the generative metrics, which
+//!   read the first n, need;
 //! - the decoded images are kept in `DIR/.embedlab-images.cache`, keyed by
 //!   every image's name, size and modification time: a second load reads
 //!   no image file, and a changed, added or removed image rebuilds it. A
@@ -364,6 +368,24 @@ fn read_cache(path: &Path, key: &str, source: &Path) -> Option<ImageDataset> {
     })
 }
 
+/// `items` reordered by turns over the classes: the first of each class,
+/// then the second of each, and so on (a class that runs out is skipped).
+fn by_turns(items: Vec<Item>, classes: usize) -> Vec<Item> {
+    let mut queues: Vec<std::collections::VecDeque<Item>> =
+        (0..classes).map(|_| Default::default()).collect();
+    let n = items.len();
+    for it in items {
+        queues[it.label as usize].push_back(it);
+    }
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        for q in &mut queues {
+            out.extend(q.pop_front());
+        }
+    }
+    out
+}
+
 /// Reads an image folder (see the module's rules), every image at `size`
 /// (height, width) when it is given, else at the most common size.
 pub fn read_image_folder(dir: &Path, size: Option<(usize, usize)>) -> Result<ImageDataset> {
@@ -412,6 +434,7 @@ pub fn read_image_folder(dir: &Path, size: Option<(usize, usize)>) -> Result<Ima
             (classes, train, test, s)
         }
     };
+    let test_items = by_turns(test_items, classes.len());
     if skipped > 0 {
         notes.push(format!(
             "{skipped} files in the class folders are not .png/.jpg/.jpeg and were skipped"
@@ -548,10 +571,12 @@ mod tests {
             (1, 5, 6)
         );
         assert_eq!(ds.train.labels, [0, 0, 0, 1, 1, 1]);
-        assert_eq!(ds.test.labels, [0, 0, 1, 1]);
+        // The test images by turns over the classes.
+        assert_eq!(ds.test.labels, [0, 1, 0, 1]);
         // train/cat/1.png, pixel (y 2, x 3): 100 + 10 + 15.
         let dim = 30;
         assert_eq!(ds.train.pixels[4 * dim + 2 * 6 + 3], 125);
+        assert_eq!(ds.test.pixels[dim], 100, "test/cat/0.png is second");
         assert_eq!(ds.test.pixels[3 * dim], 110);
         assert!(
             ds.notes
