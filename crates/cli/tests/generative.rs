@@ -167,12 +167,55 @@ fn a_classifier_scores_a_gan_and_a_wae_and_outside_samples() {
         "2",
     ]));
     assert_eq!(report(&gan)["details"]["training"]["epochs_done"], 2);
+    // Every epoch, before and after the resume, scored its samples against
+    // validation images (--epoch-samples, 1000 by default: all 40 here).
+    assert_eq!(cfg["eval"]["epoch_samples"], 1000, "{cfg}");
+    let epochs: Vec<serde_json::Value> = std::fs::read_to_string(gan.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|l: &serde_json::Value| l.get("epoch").is_some())
+        .collect();
+    assert_eq!(epochs.len(), 2);
+    for e in &epochs {
+        let v = &e["valid"];
+        let f = |k: &str| v[k].as_f64().unwrap_or_else(|| panic!("no valid.{k}: {e}"));
+        assert!(f("fd") >= 0.0 && f("fd").is_finite(), "{e}");
+        for k in ["confident", "precision", "recall"] {
+            assert!((0.0..=100.0).contains(&f(k)), "{k}: {e}");
+        }
+        assert!((0.0..=10.0).contains(&f("classes")), "{e}");
+        assert_eq!(f("nonfinite"), 0.0, "{e}");
+        // The critic's checks are still there, beside the sample scores.
+        assert!(v["d_acc"].is_number(), "{e}");
+    }
+    // Too few validation images to score an epoch: refused before any
+    // folder is made, naming the option.
+    let few = d.path().join("few");
+    let mut args = common("dcgan", &few, "1");
+    let at = args.iter().position(|a| a == "--valid").unwrap();
+    args[at + 1] = "5".into();
+    args.extend(["--epoch-samples", "5"].map(String::from));
+    let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    let e = fails(&embedlab(&a));
+    assert!(
+        e.contains("--epoch-samples") && e.contains("--valid"),
+        "{e}"
+    );
+    assert!(!few.exists(), "a refused run leaves no folder");
 
     // A WAE encodes too: reconstruction error and its penalty are reported.
     let wae = d.path().join("wae");
-    let args = common("wae-mmd", &wae, "2");
+    let mut args = common("wae-mmd", &wae, "2");
+    args.extend(["--epoch-samples", "0"].map(String::from));
     let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
     ok(&embedlab(&a));
+    assert!(
+        !std::fs::read_to_string(wae.join("metrics.jsonl"))
+            .unwrap()
+            .contains("\"fd\""),
+        "--epoch-samples 0 scores no epoch"
+    );
     let r = report(&wae);
     assert!(
         metric(&r, "rec. MSE") < 0.5 && metric(&r, "MMD to prior").is_finite(),

@@ -237,6 +237,7 @@ fn images_part(a: &DemoArgs, root: &Path, seed: i64, device: Device, steps: &mut
             iwae_images: 200,
             classifier: (data == fashion.as_path()).then(|| classifier.clone()),
             gen_samples: 2000,
+            epoch_samples: crate::evaluate::DEFAULT_EPOCH_SAMPLES,
         },
         analysis: AnalysisOpts::default(),
         out: OutArgs {

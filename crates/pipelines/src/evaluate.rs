@@ -37,7 +37,19 @@ pub struct EvalOpts {
     #[arg(long, default_value_t = 5000, value_parser = crate::opts::int(100, 1_000_000))]
     #[serde(default = "default_gen_samples")]
     pub gen_samples: i64,
+    /// With --classifier: after every epoch, this many samples scored
+    /// against validation images (Fréchet distance, confident-sample rate,
+    /// classes covered, precision/recall as `valid.fd`, `valid.confident`,
+    /// … in metrics.jsonl, charted against epochs and minutes); 0: only the
+    /// test-set score at the end.
+    #[arg(long, default_value_t = DEFAULT_EPOCH_SAMPLES, value_parser = crate::opts::int(0, 1_000_000))]
+    #[serde(default)]
+    pub epoch_samples: i64,
 }
+
+/// Samples scored after every epoch when a classifier is given (runs made
+/// before the option read 0: none).
+pub const DEFAULT_EPOCH_SAMPLES: i64 = 1000;
 
 fn default_gen_samples() -> i64 {
     5000
@@ -50,6 +62,7 @@ impl Default for EvalOpts {
             iwae_images: 500,
             classifier: None,
             gen_samples: default_gen_samples(),
+            epoch_samples: DEFAULT_EPOCH_SAMPLES,
         }
     }
 }
@@ -212,9 +225,17 @@ pub fn generative_metrics(
     let (fake, kept) = finite_rows(&fake);
     let bad = n - kept;
     if kept < 10 {
-        crate::fail!(
-            "{bad} of {n} samples have values that are not finite (infinite or NaN): there is nothing to score"
-        );
+        // A result, not an error: a flow whose inverse overflows everywhere
+        // has finished training, and the study counts what it produced.
+        return Ok(vec![Metric {
+            name: "non-finite samples".into(),
+            value: 100.0 * bad as f64 / n as f64,
+            unit: "%".into(),
+            better: Better::Lower,
+            note: Some(format!(
+                "{bad} of {n} samples with an infinite or NaN value: fewer than 10 finite, so no other score"
+            )),
+        }]);
     }
     let left_out = if bad > 0 {
         format!("; {bad} of {n} samples not finite, left out")
@@ -364,5 +385,46 @@ mod tests {
             Vec::<f32>::try_from(kept.flatten(0, -1)).unwrap(),
             [0.5, 0.1, 0.3, 0.4]
         );
+    }
+
+    /// A sampler whose every sample overflowed has still finished: its
+    /// score says so (100% non-finite) instead of failing the run.
+    #[test]
+    fn samples_that_are_all_non_finite_are_a_score_not_an_error() {
+        use embedlab_models::classifier::{Classifier, ClassifierConfig};
+        tch::manual_seed(0);
+        let c = Classifier::new(
+            ClassifierConfig {
+                width: 4,
+                features: 8,
+                dropout: 0.0,
+                channels: 1,
+                height: 8,
+                width_px: 8,
+                classes: 3,
+            },
+            tch::Device::Cpu,
+        )
+        .unwrap();
+        let scorer = Scorer {
+            features: &c,
+            classify: &c,
+            provenance: "untrained".into(),
+        };
+        let test = Split {
+            x: Tensor::rand([40, 1, 8, 8], (Kind::Float, tch::Device::Cpu)),
+            y: Tensor::arange(40, (Kind::Int64, tch::Device::Cpu)).remainder(3),
+        };
+        let mut fake = Tensor::rand([20, 1, 8, 8], (Kind::Float, tch::Device::Cpu));
+        let _ = fake.narrow(0, 0, 15).fill_(f64::NAN);
+        let m = generative_metrics(&fake, &test, &scorer, 20).unwrap();
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert_eq!(m[0].name, "non-finite samples");
+        assert_eq!(m[0].value, 75.0);
+        // With 10 finite samples, all the scores are there.
+        let _ = fake.narrow(0, 0, 10).fill_(0.5);
+        let m = generative_metrics(&fake, &test, &scorer, 20).unwrap();
+        assert_eq!(m[0].value, 25.0);
+        assert!(m.iter().any(|x| x.name == "FD" && x.value.is_finite()));
     }
 }

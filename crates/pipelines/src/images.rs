@@ -5,6 +5,7 @@
 use crate::analysis::{Analysis, AnalysisOpts};
 use crate::evaluate::{test_metrics, EvalOpts};
 use crate::progress::spinner;
+use crate::quality::{EpochQuality, Tracked};
 use crate::{PipelineError, Result};
 use clap::{Args, ValueEnum};
 use embedlab_data::{load_image_dataset_sized, ImageDataset};
@@ -38,6 +39,7 @@ pub trait ImageFamily: ImageModel {
         cfg: &TrainConfig,
         run: &RunDir,
         resume: bool,
+        quality: Option<&EpochQuality>,
         on_epoch: &mut dyn FnMut(&EpochRecord),
     ) -> Result<TrainSummary>;
     /// Loads the run's best weights.
@@ -69,17 +71,29 @@ where
         cfg: &TrainConfig,
         run: &RunDir,
         resume: bool,
+        quality: Option<&EpochQuality>,
         on_epoch: &mut dyn FnMut(&EpochRecord),
     ) -> Result<TrainSummary> {
-        Ok(embedlab_train::trainer::train_observed(
-            self,
-            &splits.train,
-            &splits.valid,
-            cfg,
-            run,
-            resume,
-            &mut crate::progress::Terminal::new(on_epoch),
-        )?)
+        let observer = &mut crate::progress::Terminal::new(on_epoch);
+        let (train, valid) = (&splits.train, &splits.valid);
+        Ok(match quality {
+            Some(quality) => embedlab_train::trainer::train_observed(
+                &mut Tracked {
+                    model: self,
+                    quality,
+                    train,
+                },
+                train,
+                valid,
+                cfg,
+                run,
+                resume,
+                observer,
+            )?,
+            None => embedlab_train::trainer::train_observed(
+                self, train, valid, cfg, run, resume, observer,
+            )?,
+        })
     }
     fn load_best(&self, dir: &Path) -> Result<()> {
         load_best(
@@ -355,8 +369,12 @@ fn print_epoch(r: &EpochRecord) {
         .get("loss")
         .map(|v| format!("  valid loss {v:.3}"))
         .unwrap_or_default();
+    let samples = match (r.valid.get("fd"), r.valid.get("confident")) {
+        (Some(fd), Some(c)) => format!("  samples: FD {fd:.1}, {c:.1}% confident"),
+        _ => String::new(),
+    };
     eprintln!(
-        "epoch {:>3}: train loss {}{valid}{}  ({:.1} s, {:.0} images/s)",
+        "epoch {:>3}: train loss {}{valid}{samples}{}  ({:.1} s, {:.0} images/s)",
         r.epoch,
         train.join(", "),
         if r.best { " *" } else { "" },
@@ -427,7 +445,6 @@ pub fn train_new(req: &TrainRequest, device: Device) -> Result<TrainOutcome> {
             (g, o)
         })
         .collect();
-    drop(classifier);
     let rollbacks = match req.optim.nan_rollbacks {
         Some(r) => r,
         None => model_cfg.default_rollbacks()?,
@@ -472,9 +489,25 @@ pub fn train_new(req: &TrainRequest, device: Device) -> Result<TrainOutcome> {
     // So is the model: what building it refuses (a size its layers cannot
     // take) leaves no folder either.
     let model = build_model(&cfg, device)?;
+    let quality = epoch_quality(classifier, &cfg, &splits)?;
     let run = RunDir::create_with_inputs(KIND, req.out.out.as_deref(), reuse, &cfg, &inputs)?;
     crate::progress::show_notes(&run);
-    run_training(run, cfg, model, ds, splits, false, device)
+    run_training(run, cfg, model, ds, splits, quality, false, device)
+}
+
+/// The per-epoch scorer of a run scored by a classifier with
+/// `--epoch-samples` above 0 (checked before any folder is written).
+fn epoch_quality(
+    classifier: Option<ClassifierRun>,
+    cfg: &RunConfig,
+    splits: &Splits,
+) -> Result<Option<EpochQuality>> {
+    match classifier {
+        Some(c) if cfg.eval.epoch_samples > 0 && cfg.model.generates()? => Ok(Some(
+            EpochQuality::new(c, &splits.valid, cfg.eval.epoch_samples)?,
+        )),
+        _ => Ok(None),
+    }
 }
 
 /// The run's model, its weights drawn from the run's seed.
@@ -562,16 +595,29 @@ pub fn resume(
     let ds = load_data(&cfg.data.path, cfg.data.image_size)?;
     let splits = cfg.splits(&ds, device)?;
     let model = build_model(&cfg, device)?;
+    let classifier = match &cfg.eval.classifier {
+        Some(c) if cfg.eval.epoch_samples > 0 => Some(check_classifier(
+            c,
+            &cfg.model,
+            &ds,
+            &cfg.data.path,
+            device,
+        )?),
+        _ => None,
+    };
+    let quality = epoch_quality(classifier, &cfg, &splits)?;
     run.record_env()?;
-    run_training(run, cfg, model, ds, splits, true, device)
+    run_training(run, cfg, model, ds, splits, quality, true, device)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_training(
     run: RunDir,
     mut cfg: RunConfig,
     mut model: Box<dyn ImageFamily>,
     ds: ImageDataset,
     splits: Splits,
+    quality: Option<EpochQuality>,
     resume: bool,
     device: Device,
 ) -> Result<TrainOutcome> {
@@ -586,7 +632,15 @@ fn run_training(
         device,
         run.path.display()
     );
-    let summary = model.train_on(&splits, &cfg.train, &run, resume, &mut print_epoch)?;
+    let summary = model.train_on(
+        &splits,
+        &cfg.train,
+        &run,
+        resume,
+        quality.as_ref(),
+        &mut print_epoch,
+    )?;
+    drop(quality);
     model.load_best(&run.path)?;
     let report = evaluate_and_analyse(
         &run.path,
@@ -660,6 +714,21 @@ fn evaluate_and_analyse(
     // Quality against time: what a budget buys on this machine.
     report.curve("valid.loss", "validation loss", "minutes", "nats/image");
     report.curve("valid.bpd", "validation bits/dim", "minutes", "bits/dim");
+    // The samples scored after every epoch (--epoch-samples).
+    for x in ["epoch", "minutes"] {
+        report.curve(
+            "valid.fd",
+            "Fréchet distance of the epoch's samples (validation images)",
+            x,
+            "",
+        );
+        report.curve(
+            "valid.confident",
+            "confident samples (classifier probability ≥ 0.9)",
+            x,
+            "%",
+        );
+    }
     report.curve(
         "valid.diversity",
         "sample diversity (pairwise distance / real images')",

@@ -23,6 +23,7 @@ pub mod memory;
 pub mod opts;
 pub mod progress;
 pub mod projection;
+pub mod quality;
 pub mod represent;
 pub mod slurm;
 pub mod steps;
