@@ -216,6 +216,20 @@ fn a_classifier_scores_a_gan_and_a_wae_and_outside_samples() {
             .contains("\"fd\""),
         "--epoch-samples 0 scores no epoch"
     );
+    // Scoring every epoch draws from the generator between epochs, yet
+    // training is untouched: the same weights, byte for byte.
+    let scored = d.path().join("wae-scored");
+    let args = common("wae-mmd", &scored, "2");
+    let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    ok(&embedlab(&a));
+    assert!(std::fs::read_to_string(scored.join("metrics.jsonl"))
+        .unwrap()
+        .contains("\"fd\""));
+    assert_eq!(
+        std::fs::read(scored.join("best.safetensors")).unwrap(),
+        std::fs::read(wae.join("best.safetensors")).unwrap(),
+        "scoring the epochs changed training"
+    );
     let r = report(&wae);
     assert!(
         metric(&r, "rec. MSE") < 0.5 && metric(&r, "MMD to prior").is_finite(),
