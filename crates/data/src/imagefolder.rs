@@ -26,10 +26,13 @@
 //!   order within a class) before the next of any: the first n test images
 //!   then hold every class in proportion, as the generative metrics, which
 //!   read the first n, need;
-//! - the decoded images are kept in `DIR/.embedlab-images.cache`, keyed by
-//!   every image's name, size and modification time: a second load reads
-//!   no image file, and a changed, added or removed image rebuilds it. A
-//!   folder that cannot be written to is decoded every time (noted).
+//! - the decoded images are kept in a cache outside the folder (see
+//!   [`cache_root`]: `~/.cache/embedlab/images/`, one file per folder,
+//!   named by its absolute path's hash), keyed by every image's name, size
+//!   and modification time: a second load reads no image file, and a
+//!   changed, added or removed image rebuilds it. The image folder itself
+//!   is never written (it may be read-only, or shared); without a writable
+//!   cache the images are decoded every time (noted).
 use crate::atomic::write_atomic;
 use crate::error::{DataError, Result};
 use crate::images::{ImageDataset, ImageSet, MAX_SIDE};
@@ -40,8 +43,33 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-/// The file name of the decoded-image cache inside the image folder.
-pub const CACHE: &str = ".embedlab-images.cache";
+/// The environment variable naming the folder of decoded-image caches.
+pub const CACHE_ENV: &str = "EMBEDLAB_IMAGE_CACHE";
+
+/// The folder of decoded-image caches: `$EMBEDLAB_IMAGE_CACHE`, else
+/// `$XDG_CACHE_HOME/embedlab/images`, else `$HOME/.cache/embedlab/images`
+/// (None when none is set). The unit tests use a folder under the system's
+/// temporary folder.
+pub fn cache_root() -> Option<PathBuf> {
+    if cfg!(test) {
+        return Some(std::env::temp_dir().join("embedlab-test-image-cache"));
+    }
+    let set = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    set(CACHE_ENV)
+        .or_else(|| set("XDG_CACHE_HOME").map(|c| c.join("embedlab/images")))
+        .or_else(|| set("HOME").map(|h| h.join(".cache/embedlab/images")))
+}
+
+/// The cache file of the image folder `dir` (None without a cache root).
+pub fn cache_file(dir: &Path) -> Option<PathBuf> {
+    let abs = crate::fingerprint::absolute(dir);
+    let h = blake3::hash(abs.as_os_str().as_encoded_bytes()).to_hex();
+    cache_root().map(|r| r.join(format!("{}.cache", &h[..32])))
+}
 const MAGIC: &[u8; 16] = b"EMBEDLAB-IMAGES\n";
 /// Bumped whenever the decoding rules change, so that old caches rebuild.
 const RULES: u32 = 1;
@@ -294,6 +322,9 @@ fn write_cache(path: &Path, key: &str, ds: &ImageDataset) -> Result<()> {
     };
     let json = serde_json::to_vec(&head)
         .map_err(|e| DataError::format(path, format!("cannot serialise: {e}")))?;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
+    }
     write_atomic(path, |w| {
         w.write_all(MAGIC)?;
         w.write_all(&(json.len() as u64).to_le_bytes())?;
@@ -442,8 +473,8 @@ pub fn read_image_folder(dir: &Path, size: Option<(usize, usize)>) -> Result<Ima
     }
     let all: Vec<&Item> = train_items.iter().chain(&test_items).collect();
     let key = cache_key(dir, &all, size)?;
-    let cache = dir.join(CACHE);
-    if let Some(ds) = read_cache(&cache, &key, dir) {
+    let cache = cache_file(dir);
+    if let Some(ds) = cache.as_ref().and_then(|c| read_cache(c, &key, dir)) {
         return Ok(ds);
     }
     let heads: Vec<Header> = all
@@ -512,11 +543,17 @@ pub fn read_image_folder(dir: &Path, size: Option<(usize, usize)>) -> Result<Ima
         source: dir.to_path_buf(),
         notes,
     };
-    match write_cache(&cache, &key, &ds) {
-        Ok(()) => ds.notes.push(format!(
+    let written = match &cache {
+        Some(c) => write_cache(c, &key, &ds).map(|()| c),
+        None => Err(DataError::Invalid(format!(
+            "no cache folder: set {CACHE_ENV}, XDG_CACHE_HOME or HOME"
+        ))),
+    };
+    match written {
+        Ok(c) => ds.notes.push(format!(
             "{} images decoded and cached in {}",
             all.len(),
-            cache.display()
+            c.display()
         )),
         Err(e) => ds.notes.push(format!(
             "{} images decoded; not cached ({e}): they will be decoded again next time",
@@ -762,7 +799,14 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         tree(d.path());
         let first = read_image_folder(d.path(), None).unwrap();
-        assert!(d.path().join(CACHE).is_file());
+        let c = cache_file(d.path()).unwrap();
+        assert!(c.is_file());
+        assert!(
+            !std::fs::read_dir(d.path())
+                .unwrap()
+                .any(|e| e.unwrap().path().is_file()),
+            "nothing is written into the image folder"
+        );
         assert!(first.notes.iter().any(|n| n.contains("decoded and cached")));
         let again = read_image_folder(d.path(), None).unwrap();
         assert!(again
@@ -792,7 +836,6 @@ mod tests {
             .any(|n| n.contains("read from the cache")));
         assert_eq!(changed.train.pixels[0], 99);
         // A truncated cache is not trusted: rebuilt.
-        let c = d.path().join(CACHE);
         let b = std::fs::read(&c).unwrap();
         std::fs::write(&c, &b[..b.len() - 3]).unwrap();
         let rebuilt = read_image_folder(d.path(), None).unwrap();

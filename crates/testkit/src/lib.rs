@@ -209,6 +209,12 @@ pub fn run(bin: &str, args: &[&str]) -> Output {
 pub fn run_in(bin: &str, dir: &Path, args: &[&str]) -> Output {
     Command::new(bin)
         .current_dir(dir)
+        // Decoded image folders are cached under the temporary folder, not
+        // the user's ~/.cache (each test's folder has its own cache file).
+        .env(
+            "EMBEDLAB_IMAGE_CACHE",
+            std::env::temp_dir().join("embedlab-test-image-cache"),
+        )
         .args(["--threads", "1"])
         .args(args)
         .output()
