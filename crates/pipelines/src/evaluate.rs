@@ -188,7 +188,7 @@ pub fn draw_samples(
 }
 
 /// The rows of `x` whose values are all finite, and how many they are.
-fn finite_rows(x: &Tensor) -> (Tensor, i64) {
+pub fn finite_rows(x: &Tensor) -> (Tensor, i64) {
     let keep = x
         .flatten(1, -1)
         .isfinite()

@@ -4,7 +4,7 @@
 //! `valid.confident`, … in metrics.jsonl and the report's curves), the
 //! curve a user reads to choose a budget. Written against the capabilities
 //! and the trainer; it names no family.
-use crate::evaluate::draw_samples;
+use crate::evaluate::{draw_samples, finite_rows};
 use crate::images::ClassifierRun;
 use crate::Result;
 use embedlab_metrics::generative::{
@@ -66,13 +66,7 @@ impl EpochQuality {
         let Some((fake, _)) = draw_samples(m, &mut codes, self.n, 1.0, self.real.device())? else {
             return Ok(out);
         };
-        let keep = fake
-            .flatten(1, -1)
-            .isfinite()
-            .all_dim(1, false)
-            .nonzero()
-            .squeeze_dim(1);
-        let kept = keep.size()[0];
+        let (fake, kept) = finite_rows(&fake);
         out.insert(
             "nonfinite".into(),
             100.0 * (self.n - kept) as f64 / self.n as f64,
@@ -80,7 +74,6 @@ impl EpochQuality {
         if kept < MIN_EPOCH_SAMPLES {
             return Ok(out);
         }
-        let fake = fake.index_select(0, &keep);
         let model = &self.classifier.model;
         let features = model.encoder().expect("a classifier encodes");
         let classify = model.classifier().expect("a classifier classifies");
