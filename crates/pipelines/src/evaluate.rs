@@ -415,7 +415,7 @@ mod tests {
             x: Tensor::rand([40, 1, 8, 8], (Kind::Float, tch::Device::Cpu)),
             y: Tensor::arange(40, (Kind::Int64, tch::Device::Cpu)).remainder(3),
         };
-        let mut fake = Tensor::rand([20, 1, 8, 8], (Kind::Float, tch::Device::Cpu));
+        let fake = Tensor::rand([20, 1, 8, 8], (Kind::Float, tch::Device::Cpu));
         let _ = fake.narrow(0, 0, 15).fill_(f64::NAN);
         let m = generative_metrics(&fake, &test, &scorer, 20).unwrap();
         assert_eq!(m.len(), 1, "{m:?}");

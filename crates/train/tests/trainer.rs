@@ -382,8 +382,7 @@ fn a_weight_average_is_kept_checkpointed_and_resumed_exactly() {
         std::fs::read_to_string(d.path().join("whole/metrics.jsonl"))
             .unwrap()
             .lines()
-            .filter(|l| l.contains("\"epoch\""))
-            .last()
+            .rfind(|l| l.contains("\"epoch\""))
             .unwrap(),
     )
     .unwrap();
