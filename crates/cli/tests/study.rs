@@ -114,7 +114,21 @@ fn a_study_runs_its_grid_skips_finished_runs_resumes_and_reports() {
         vae["thresholds"][0][1], 2,
         "both runs reached the threshold"
     );
+    // Each curve against epochs and against training minutes.
     assert!(one.join("curve-valid_loss.png").is_file());
+    assert!(one.join("curve-valid_loss-minutes.png").is_file());
+    assert!(
+        rep["figures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["caption"]
+                .as_str()
+                .unwrap()
+                .contains("against training minutes")),
+        "{}",
+        rep["figures"]
+    );
     let html = std::fs::read_to_string(one.join("report.html")).unwrap();
     assert!(html.contains("tiny grid") && html.contains("vae-lr0.001-seed2"));
     // --metrics picks the columns; an unknown one is refused, nothing written.
@@ -134,13 +148,29 @@ fn a_study_runs_its_grid_skips_finished_runs_resumes_and_reports() {
         before,
         std::fs::read_to_string(one.join("report.json")).unwrap()
     );
+    // So is a curve no run logged (--curves replaces the spec's).
+    let e = fails(&embedlab(&[
+        "study",
+        "report",
+        one.to_str().unwrap(),
+        "--curves",
+        "valid.los",
+    ]));
+    assert!(e.contains("--curves") && e.contains("\"valid.los\""), "{e}");
+    assert_eq!(
+        before,
+        std::fs::read_to_string(one.join("report.json")).unwrap()
+    );
     let o = ok(&embedlab(&[
         "study",
         "report",
         one.to_str().unwrap(),
         "--metrics",
         "test ELBO",
+        "--curves",
+        "valid.rec",
     ]));
+    assert!(one.join("curve-valid_rec-minutes.png").is_file());
     let head = o.lines().next().unwrap();
     assert!(
         head.ends_with("| test ELBO | time to valid.loss ≤ 1000000000"),

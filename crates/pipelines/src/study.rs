@@ -1066,6 +1066,14 @@ pub fn metric_names(dir: &Path, cfg: &StudyConfig) -> std::collections::BTreeSet
         .collect()
 }
 
+/// Whether some run of the study has logged the series `key` (e.g.
+/// `valid.fd`) in its metrics.jsonl.
+pub fn has_series(dir: &Path, cfg: &StudyConfig, key: &str) -> bool {
+    cfg.runs
+        .iter()
+        .any(|r| !series(&run_dir(dir, &r.name), key).is_empty())
+}
+
 pub(crate) fn read_report(dir: &Path) -> Option<Report> {
     let text = std::fs::read_to_string(dir.join(REPORT)).ok()?;
     serde_json::from_str(&text).ok()
@@ -1186,44 +1194,65 @@ pub fn report(dir: &Path, cfg: &StudyConfig) -> Result<Report> {
             curves.push(t.curve.clone());
         }
     }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     for key in &curves {
-        let mut lines = vec![];
+        // Per cell, epoch by epoch: the runs' training minutes so far and
+        // their values.
+        let mut per_cell = vec![];
         for cell in &cells {
-            // Mean over the cell's runs, epoch by epoch.
-            let mut by_epoch: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+            let mut by_epoch: BTreeMap<u64, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
             for r in cfg.runs.iter().filter(|r| r.cell == cell.cell) {
-                for (e, _, y) in series(&run_dir(dir, &r.name), key) {
-                    by_epoch.entry(e as u64).or_default().push(y);
+                for (e, t, y) in series(&run_dir(dir, &r.name), key) {
+                    let (ts, ys) = by_epoch.entry(e as u64).or_default();
+                    ts.push(t / 60.0);
+                    ys.push(y);
                 }
             }
-            let points: Vec<(f64, f64)> = by_epoch
-                .iter()
-                .map(|(e, v)| (*e as f64, v.iter().sum::<f64>() / v.len() as f64))
-                .collect();
-            if !points.is_empty() {
-                lines.push(embedlab_reports::plot::Series {
-                    name: cell.cell.clone(),
-                    points,
-                });
+            if !by_epoch.is_empty() {
+                per_cell.push((cell.cell.clone(), by_epoch));
             }
         }
-        if lines.is_empty() {
+        if per_cell.is_empty() {
             continue;
         }
-        let png = embedlab_reports::plot::line_chart_png(
-            &lines,
-            &format!("{key}, mean over seeds"),
-            "epoch",
-            key,
-        )?;
-        let file = format!("curve-{}.png", key.replace(['.', '/'], "_"));
-        embedlab_data::atomic::write_atomic(&dir.join(&file), |w| {
-            std::io::Write::write_all(w, &png)
-        })?;
-        rep.figure(
-            file,
-            format!("{key} per epoch, each cell's mean over its finished and running runs"),
-        );
+        // The same means against epochs, and against the mean training
+        // minutes the runs took to get there (what a budget buys).
+        for (x, suffix, what) in [
+            ("epoch", "", "per epoch"),
+            ("training minutes", "-minutes", "against training minutes"),
+        ] {
+            let lines: Vec<_> = per_cell
+                .iter()
+                .map(|(name, by_epoch)| embedlab_reports::plot::Series {
+                    name: name.clone(),
+                    points: by_epoch
+                        .iter()
+                        .map(|(e, (ts, ys))| {
+                            let at = if suffix.is_empty() {
+                                *e as f64
+                            } else {
+                                mean(ts)
+                            };
+                            (at, mean(ys))
+                        })
+                        .collect(),
+                })
+                .collect();
+            let png = embedlab_reports::plot::line_chart_png(
+                &lines,
+                &format!("{key}, mean over seeds"),
+                x,
+                key,
+            )?;
+            let file = format!("curve-{}{suffix}.png", key.replace(['.', '/'], "_"));
+            embedlab_data::atomic::write_atomic(&dir.join(&file), |w| {
+                std::io::Write::write_all(w, &png)
+            })?;
+            rep.figure(
+                file,
+                format!("{key} {what}, each cell's mean over its finished and running runs"),
+            );
+        }
     }
     rep.details = serde_json::json!({ "cells": cells, "spec": cfg.spec });
     embedlab_data::atomic::write_json_atomic(&dir.join(REPORT), &rep)?;

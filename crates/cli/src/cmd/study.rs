@@ -26,6 +26,11 @@ pub enum StudyCmd {
         /// `[report] metrics` (comma-separated report metric names).
         #[arg(long, value_delimiter = ',')]
         metrics: Vec<String>,
+        /// The series of the runs' metrics.jsonl to draw per cell, against
+        /// epochs and training minutes, instead of the spec's `[report]
+        /// curves` (comma-separated, e.g. valid.fd,valid.confident).
+        #[arg(long, value_delimiter = ',')]
+        curves: Vec<String>,
     },
     /// What the study would cost as a Slurm array at a larger budget, from
     /// what its finished runs cost here: tasks, per-task time and peak
@@ -254,8 +259,23 @@ pub fn study(c: &StudyCmd) -> Result<()> {
             }
             Ok(())
         }
-        StudyCmd::Report { dir, metrics } => {
+        StudyCmd::Report {
+            dir,
+            metrics,
+            curves,
+        } => {
             let mut cfg = study::read_config(dir)?;
+            if !curves.is_empty() {
+                for c in curves {
+                    if !study::has_series(dir, &cfg, c) {
+                        anyhow::bail!(
+                            "--curves: no run of {} has logged {c:?} in its metrics.jsonl",
+                            dir.display()
+                        );
+                    }
+                }
+                cfg.spec.report.curves = curves.clone();
+            }
             if !metrics.is_empty() {
                 // Checked before anything is written.
                 let have = study::metric_names(dir, &cfg);
