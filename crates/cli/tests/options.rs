@@ -23,6 +23,12 @@ const DOCUMENTED: &[(&str, &str, &str, &str)] = &[
     ("*", "seed", "-1", "any integer is a seed"),
     ("train *", "iwae-k", "0", "skips the test density"),
     ("train *", "iwae-images", "0", "skips the test density"),
+    (
+        "train *",
+        "epoch-samples",
+        "0",
+        "no samples scored after each epoch",
+    ),
     ("eval", "iwae-k", "0", "skips the test density"),
     ("eval", "iwae-images", "0", "skips the test density"),
     ("train *", "beta", "0", "a VAE without its KL term"),

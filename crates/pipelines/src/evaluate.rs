@@ -37,12 +37,9 @@ pub struct EvalOpts {
     #[arg(long, default_value_t = 5000, value_parser = crate::opts::int(100, 1_000_000))]
     #[serde(default = "default_gen_samples")]
     pub gen_samples: i64,
-    /// With --classifier: after every epoch, this many samples scored
-    /// against validation images (Fréchet distance, confident-sample rate,
-    /// classes covered, precision/recall as `valid.fd`, `valid.confident`,
-    /// … in metrics.jsonl, charted against epochs and minutes); 0: only the
-    /// test-set score at the end.
-    #[arg(long, default_value_t = DEFAULT_EPOCH_SAMPLES, value_parser = crate::opts::int(0, 1_000_000))]
+    /// Samples scored after every epoch of training (`train
+    /// --epoch-samples`; `eval` has no epochs, so no such option).
+    #[arg(skip = DEFAULT_EPOCH_SAMPLES)]
     #[serde(default)]
     pub epoch_samples: i64,
 }

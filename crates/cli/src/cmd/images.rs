@@ -2,7 +2,7 @@
 use anyhow::Result;
 use clap::{ArgMatches, Args, Command, FromArgMatches, Subcommand};
 use embedlab_pipelines::analysis::{AnalysisOpts, MapMethod};
-use embedlab_pipelines::evaluate::EvalOpts;
+use embedlab_pipelines::evaluate::{EvalOpts, DEFAULT_EPOCH_SAMPLES};
 use embedlab_pipelines::family::{self, ModelSpec};
 use embedlab_pipelines::flows;
 use embedlab_pipelines::identity::{self, IdentityArgs};
@@ -79,6 +79,13 @@ pub struct TrainArgs {
     pub optim: OptimArgs,
     #[command(flatten)]
     pub eval: EvalOpts,
+    /// With --classifier: after every epoch, this many samples scored
+    /// against validation images (Fréchet distance, confident-sample rate,
+    /// classes covered, precision/recall as `valid.fd`, `valid.confident`,
+    /// … in metrics.jsonl, charted against epochs and minutes); 0: only the
+    /// test-set score at the end.
+    #[arg(long, default_value_t = DEFAULT_EPOCH_SAMPLES, value_parser = opts::int(0, 1_000_000))]
+    pub epoch_samples: i64,
     #[command(flatten)]
     pub analysis: AnalysisOpts,
     #[command(flatten)]
@@ -152,7 +159,10 @@ pub fn train(t: &TrainCmd, matches: &ArgMatches, seed: i64, device: Device) -> R
                 model,
                 data: a.data,
                 optim: a.optim,
-                eval: a.eval,
+                eval: EvalOpts {
+                    epoch_samples: a.epoch_samples,
+                    ..a.eval
+                },
                 analysis: a.analysis,
                 out: a.out,
                 seed,
