@@ -24,7 +24,8 @@ def entry(cell):
     text = f"{v['mean']:.2f}" + (f" ± {v['sd']:.2f}" if v["n"] > 1 else "")
     notes = [f"n={v['n']}"]
     if "classes covered" in m:
-        notes.append(f"{m['classes covered']['mean']:.1f} classes")
+        c = m["classes covered"]
+        notes.append(f"{c['mean']:.1f} classes" + (f" (n={c['n']})" if c["n"] != v["n"] else ""))
     if "confident samples" in m:
         c = m["confident samples"]
         notes.append(f"{c['mean']:.0f}% conf." + (f" (n={c['n']})" if c["n"] != v["n"] else ""))
