@@ -77,19 +77,24 @@ pub fn line_chart_png(
                 .copied()
                 .filter(|p| p.0.is_finite() && p.1.is_finite())
                 .collect();
+            // Past the palette's ten colours, the marker tells series of
+            // one colour apart: dots, then rings, then wide rings.
+            let (radius, style) = match (i / PALETTE.len()) % 3 {
+                0 => (3, colour.filled()),
+                1 => (4, colour.stroke_width(1)),
+                _ => (6, colour.stroke_width(2)),
+            };
             chart
                 .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))
                 .map_err(|e| err(&e))?
                 .label(s.name.clone())
                 .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
+                    EmptyElement::at((x, y))
+                        + PathElement::new(vec![(0, 0), (18, 0)], colour.stroke_width(2))
+                        + Circle::new((9, 0), radius, style)
                 });
             chart
-                .draw_series(
-                    points
-                        .into_iter()
-                        .map(|p| Circle::new(p, 3, colour.filled())),
-                )
+                .draw_series(points.into_iter().map(|p| Circle::new(p, radius, style)))
                 .map_err(|e| err(&e))?;
         }
         legend_and_present(&mut chart, &root).map_err(|e| err(&e))?;
