@@ -150,6 +150,24 @@ pub fn encode_all(enc: &dyn Encode, x: &Tensor, y: &Tensor, batch: i64) -> Resul
     Ok(Tensor::cat(&out, 0))
 }
 
+/// The logits of every image of `x`, `batch` images at a time, without
+/// gradients (n × classes).
+pub fn logits_all(c: &dyn Classify, x: &Tensor, batch: i64) -> Result<Tensor> {
+    let _g = tch::no_grad_guard();
+    let n = x.size()[0];
+    let mut out = vec![];
+    let mut s = 0;
+    while s < n {
+        let len = batch.min(n - s);
+        out.push(c.logits(&x.narrow(0, s, len))?);
+        s += len;
+    }
+    if out.is_empty() {
+        return Ok(Tensor::zeros([0, c.classes()], (Kind::Float, x.device())));
+    }
+    Ok(Tensor::cat(&out, 0))
+}
+
 /// Raw pixels as a representation (the baseline every learned one is
 /// compared with).
 pub struct Pixels {
@@ -257,5 +275,32 @@ mod tests {
         let p = Pixels { dim: 4 };
         let a = encode_all(&p, &x, &y, 3).unwrap();
         assert!(a.equal(&x.flatten(1, -1)));
+    }
+
+    #[test]
+    fn logits_all_equals_one_pass() {
+        let _l = embedlab_testkit::seeded();
+        tch::manual_seed(0);
+        let c = crate::classifier::Classifier::new(
+            crate::classifier::ClassifierConfig {
+                width: 4,
+                features: 8,
+                dropout: 0.5,
+                channels: 1,
+                height: 8,
+                width_px: 8,
+                classes: 3,
+            },
+            Device::Cpu,
+        )
+        .unwrap();
+        let x = Tensor::rand([7, 1, 8, 8], (Kind::Float, Device::Cpu));
+        let a = logits_all(&c, &x, 3).unwrap();
+        assert_eq!(a.size(), [7, 3]);
+        assert!(a.allclose(&c.logits(&x).unwrap(), 1e-5, 1e-6, false));
+        assert_eq!(
+            logits_all(&c, &x.narrow(0, 0, 0), 3).unwrap().size(),
+            [0, 3]
+        );
     }
 }

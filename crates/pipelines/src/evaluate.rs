@@ -8,7 +8,7 @@ use embedlab_metrics::generative::{
     confidence, coverage, frechet_distance, precision_recall, Confidence, CONFIDENT,
 };
 use embedlab_models::batches::Split;
-use embedlab_models::capabilities::{encode_all, Classify, Encode};
+use embedlab_models::capabilities::{encode_all, logits_all, Classify, Encode};
 use embedlab_models::capabilities::{labels_if, DensityKind, ImageModel};
 use embedlab_models::latent::fitted_samples;
 use embedlab_train::{Better, Metric};
@@ -244,18 +244,9 @@ pub fn generative_metrics(
     let feats = |x: &Tensor| encode_all(scorer.features, x, &none, 500);
     let (fa, fb, ff) = (feats(&a)?, feats(&b)?, feats(&fake)?);
     let classes = scorer.classify.classes();
-    // Predicted classes and the confident-sample counts, from the logits
-    // of 500 images at a time.
+    // Predicted classes and the confident-sample counts.
     let read = |x: &Tensor| -> Result<(Tensor, Confidence)> {
-        let mut logits = vec![];
-        let mut s = 0;
-        let m = x.size()[0];
-        while s < m {
-            let len = 500.min(m - s);
-            logits.push(scorer.classify.logits(&x.narrow(0, s, len))?);
-            s += len;
-        }
-        Ok(confidence(&Tensor::cat(&logits, 0), CONFIDENT))
+        Ok(confidence(&logits_all(scorer.classify, x, 500)?, CONFIDENT))
     };
     let ((lf, sf), (lb, sb)) = (read(&fake)?, read(&b)?);
     let (cf, cb) = (coverage(&lf, classes), coverage(&lb, classes));

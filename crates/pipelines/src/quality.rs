@@ -11,7 +11,7 @@ use embedlab_metrics::generative::{
     confidence, coverage, frechet_distance, precision_recall, CONFIDENT,
 };
 use embedlab_models::batches::Split;
-use embedlab_models::capabilities::{encode_all, ImageModel};
+use embedlab_models::capabilities::{encode_all, logits_all, ImageModel};
 use embedlab_models::ModelError;
 use embedlab_train::{Batch, Group, Losses, Progress, Round, Selection, Trainable};
 use std::collections::BTreeMap;
@@ -79,11 +79,7 @@ impl EpochQuality {
         let classify = model.classifier().expect("a classifier classifies");
         let none = Tensor::zeros([kept], (tch::Kind::Int64, fake.device()));
         let ff = encode_all(features, &fake, &none, 500)?;
-        let mut logits = vec![];
-        for s in (0..kept).step_by(500) {
-            logits.push(classify.logits(&fake.narrow(0, s, 500.min(kept - s)))?);
-        }
-        let (pred, conf) = confidence(&Tensor::cat(&logits, 0), CONFIDENT);
+        let (pred, conf) = confidence(&logits_all(classify, &fake, 500)?, CONFIDENT);
         let (p, r) = precision_recall(&self.real, &ff, 3);
         out.insert("fd".into(), frechet_distance(&self.real, &ff));
         out.insert("precision".into(), 100.0 * p);

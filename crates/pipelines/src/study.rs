@@ -1217,9 +1217,14 @@ pub fn report(dir: &Path, cfg: &StudyConfig) -> Result<Report> {
         }
         // The same means against epochs, and against the mean training
         // minutes the runs took to get there (what a budget buys).
-        for (x, suffix, what) in [
-            ("epoch", "", "per epoch"),
-            ("training minutes", "-minutes", "against training minutes"),
+        for (x, suffix, what, by_minutes) in [
+            ("epoch", "", "per epoch", false),
+            (
+                "training minutes",
+                "-minutes",
+                "against training minutes",
+                true,
+            ),
         ] {
             let lines: Vec<_> = per_cell
                 .iter()
@@ -1228,11 +1233,7 @@ pub fn report(dir: &Path, cfg: &StudyConfig) -> Result<Report> {
                     points: by_epoch
                         .iter()
                         .map(|(e, (ts, ys))| {
-                            let at = if suffix.is_empty() {
-                                *e as f64
-                            } else {
-                                mean(ts)
-                            };
+                            let at = if by_minutes { mean(ts) } else { *e as f64 };
                             (at, mean(ys))
                         })
                         .collect(),
