@@ -605,6 +605,37 @@ fn a_nan_rolls_back_with_a_smaller_learning_rate() {
 }
 
 #[test]
+fn every_flow_starts_far_below_the_ceiling_the_trainer_enforces() {
+    // The trainer treats a training mean above the flow's ceiling as a
+    // NaN; a healthy start must never reach it. Each kind's defaults,
+    // both layouts, initialised from 28 × 28 images of sparse strokes.
+    let _l = one_at_a_time();
+    tch::manual_seed(5);
+    let x = (Tensor::rand([64, 1, 28, 28], (Kind::Float, CPU)) - 0.8).clamp_min(0.0) * 5.0;
+    let x = (x.clamp_max(1.0) * 255.0).round() / 255.0;
+    for kind in [FlowKind::Glow, FlowKind::Realnvp, FlowKind::Iresnet] {
+        for layout in [Layout::Native, Layout::Padded32x3] {
+            let mut cfg = FlowConfig::new(kind, [1, 28, 28], 10);
+            cfg.layout = layout;
+            cfg.init_batch = 64;
+            let f = Flow::new(cfg, CPU).unwrap();
+            f.initialise(&x, None).unwrap();
+            let bpd = tch::no_grad(|| {
+                let nll = f.nll_images(&x, None, Ctx::default()).unwrap();
+                f.bits_per_dim(&nll).mean(Kind::Double).double_value(&[])
+            });
+            eprintln!("{kind:?} {layout:?}: {bpd:.2} bits/dim at initialisation");
+            let ceiling = f.loss_ceiling("model").unwrap();
+            assert_eq!(ceiling, embedlab_models::flow::DIVERGED_BPD);
+            assert!(
+                bpd.is_finite() && bpd < ceiling * 0.75,
+                "{kind:?} {layout:?}: {bpd} bits/dim at initialisation against a ceiling of {ceiling}"
+            );
+        }
+    }
+}
+
+#[test]
 fn a_class_conditional_prior_prefers_the_true_label() {
     let _l = one_at_a_time();
     let tr = data(256, 3);

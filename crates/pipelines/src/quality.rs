@@ -159,6 +159,9 @@ where
         m.extend(scores);
         Ok(m)
     }
+    fn loss_ceiling(&self, group: &str) -> Option<f64> {
+        self.model.loss_ceiling(group)
+    }
     fn eval_needs_grad(&self) -> bool {
         self.model.eval_needs_grad()
     }

@@ -11,12 +11,15 @@ pub enum TrainError {
     Invalid(String),
     #[error("{}: {msg}", path.display())]
     File { path: PathBuf, msg: String },
-    #[error("training stopped: {what} became {value} at epoch {epoch}, step {step}; {kept}")]
+    /// A loss or metric became NaN or infinite, or a loss rose above the
+    /// model's ceiling (`ceiling`: a finite explosion).
+    #[error("training stopped: {what} {} at epoch {epoch}, step {step}; {kept}", became(*.value, *.ceiling))]
     NonFinite {
         what: String,
         epoch: usize,
         step: usize,
         value: f64,
+        ceiling: Option<f64>,
         kept: String,
     },
     /// A stop was asked for ([`crate::interrupt`]) during an epoch.
@@ -27,6 +30,15 @@ pub enum TrainError {
         path: PathBuf,
         holder: Option<String>,
     },
+}
+
+/// What happened to a value: `became NaN`, or `rose to 5.1e5 (above the
+/// model's ceiling of 16)`.
+pub(crate) fn became(value: f64, ceiling: Option<f64>) -> String {
+    match ceiling {
+        Some(c) => format!("rose to {value:.4e} (above the model's ceiling of {c})"),
+        None => format!("became {value}"),
+    }
 }
 
 pub type Result<T> = std::result::Result<T, TrainError>;

@@ -193,6 +193,16 @@ pub trait Trainable {
     ) -> std::result::Result<BTreeMap<String, f64>, Self::Error> {
         Ok(BTreeMap::new())
     }
+    /// The training loss of `group` above which the run has left training
+    /// although every number is finite (a flow's bits/dim far worse than
+    /// uniform noise). The trainer compares the mean loss of every ten
+    /// rounds (and of the epoch's last ones) with it and treats a mean
+    /// above it as it treats a NaN: it stops, or rolls the epoch back with
+    /// a smaller learning rate. None (the default): no ceiling, for losses
+    /// that have no scale of their own (a critic's).
+    fn loss_ceiling(&self, _group: &str) -> Option<f64> {
+        None
+    }
     /// Whether validation needs gradients (e.g. vector–Jacobian products).
     fn eval_needs_grad(&self) -> bool {
         false
@@ -551,11 +561,28 @@ impl Round<'_> {
     }
 }
 
-/// A non-finite value met during an epoch.
+/// A non-finite value met during an epoch, or a loss above the model's
+/// ceiling ([`Trainable::loss_ceiling`]).
 struct NonFinite {
     what: String,
     step: usize,
     value: f64,
+    ceiling: Option<f64>,
+}
+
+impl NonFinite {
+    fn nan(what: String, step: usize, value: f64) -> Self {
+        Self {
+            what,
+            step,
+            value,
+            ceiling: None,
+        }
+    }
+    /// What happened to the value, for messages ([`crate::error::became`]).
+    fn became(&self) -> String {
+        crate::error::became(self.value, self.ceiling)
+    }
 }
 
 fn interrupted_error(epoch: usize, state: &TrainState, run: &RunDir) -> TrainError {
@@ -582,6 +609,7 @@ fn non_finite_error(nf: NonFinite, epoch: usize, state: &TrainState, run: &RunDi
         epoch: epoch + 1,
         step: nf.step,
         value: nf.value,
+        ceiling: nf.ceiling,
         kept: if state.epochs_done > 0 {
             format!(
                 "the last good checkpoint (epoch {}) is kept in {}",
@@ -865,11 +893,7 @@ fn non_finite_variable(vs: &nn::VarStore, rounds: usize) -> Option<NonFinite> {
         .find(|(_, t)| {
             t.is_floating_point() && !bool::try_from(t.isfinite().all()).unwrap_or(false)
         })
-        .map(|(n, _)| NonFinite {
-            what: format!("variable `{n}`"),
-            step: rounds,
-            value: f64::NAN,
-        })
+        .map(|(n, _)| NonFinite::nan(format!("variable `{n}`"), rounds, f64::NAN))
 }
 
 /// The epoch's mean training metrics and gradient norms, by group.
@@ -1006,6 +1030,7 @@ pub fn train_observed<M: Trainable>(
         state.initialised = true;
     }
     let selection = model.selection();
+    let ceilings: Vec<Option<f64>> = groups.iter().map(|g| model.loss_ceiling(&g.name)).collect();
     let n_batches = data.items().div_ceil(cfg.batch_size as usize).max(1);
     let started = Instant::now();
     let mut items_done = 0i64;
@@ -1029,6 +1054,7 @@ pub fn train_observed<M: Trainable>(
         let t0 = Instant::now();
         let mut acc: Vec<Acc> = groups.iter().map(|_| Acc::default()).collect();
         let mut it = data.epoch(cfg.batch_size);
+        let mut windows: Vec<Window> = groups.iter().map(|_| Window::default()).collect();
         let mut rounds = 0usize;
         let mut taken_total = 0usize;
         let mut failure: Option<NonFinite> = None;
@@ -1063,7 +1089,7 @@ pub fn train_observed<M: Trainable>(
             rounds += 1;
             let mut status = None;
             if rounds.is_multiple_of(10) {
-                if let Some(nf) = first_non_finite(&groups, &acc, rounds) {
+                if let Some(nf) = check_losses(&groups, &acc, &mut windows, &ceilings, rounds) {
                     failure = Some(nf);
                     observer.advanced(taken, None);
                     break;
@@ -1088,7 +1114,7 @@ pub fn train_observed<M: Trainable>(
         drop(it);
         observer.epoch_ended();
         if failure.is_none() {
-            failure = first_non_finite(&groups, &acc, rounds)
+            failure = check_losses(&groups, &acc, &mut windows, &ceilings, rounds)
                 .or_else(|| non_finite_variable(model.var_store(), rounds));
         }
         let secs = t0.elapsed().as_secs_f64();
@@ -1116,11 +1142,7 @@ pub fn train_observed<M: Trainable>(
                 match valid_m.get(k) {
                     Some(v) if v.is_finite() => {}
                     Some(v) => {
-                        failure = Some(NonFinite {
-                            what: format!("the validation {k}"),
-                            step: rounds,
-                            value: *v,
-                        })
+                        failure = Some(NonFinite::nan(format!("the validation {k}"), rounds, *v))
                     }
                     None => {
                         return Err(TrainError::Invalid(format!(
@@ -1139,8 +1161,8 @@ pub fn train_observed<M: Trainable>(
                     state.rollbacks += 1;
                     state.lr_scale *= lr_factor;
                     let msg = format!(
-                        "epoch {}: {} became {} at step {}; rolled back to the epoch's start with the learning rates × {lr_factor} (rollback {} of at most {max})",
-                        epoch + 1, nf.what, nf.value, nf.step, state.rollbacks
+                        "epoch {}: {} {} at step {}; rolled back to the epoch's start with the learning rates × {lr_factor} (rollback {} of at most {max})",
+                        epoch + 1, nf.what, nf.became(), nf.step, state.rollbacks
                     );
                     observer.note(&msg);
                     events.push(msg);
@@ -1221,16 +1243,53 @@ pub fn train_observed<M: Trainable>(
     })
 }
 
-/// The first group whose running loss sum is not finite.
-fn first_non_finite(groups: &[Group], acc: &[Acc], rounds: usize) -> Option<NonFinite> {
-    for (g, a) in groups.iter().zip(acc) {
-        if let Some(l) = &a.loss {
-            let v = l.double_value(&[]);
-            if !v.is_finite() {
+/// Where the last check of a group's loss left its running sums.
+#[derive(Default)]
+struct Window {
+    sum: f64,
+    items: i64,
+    round: usize,
+}
+
+/// The first group whose running loss sum is not finite, or whose mean
+/// loss since the last check rose above its ceiling.
+fn check_losses(
+    groups: &[Group],
+    acc: &[Acc],
+    windows: &mut [Window],
+    ceilings: &[Option<f64>],
+    rounds: usize,
+) -> Option<NonFinite> {
+    for ((g, a), (w, ceiling)) in groups.iter().zip(acc).zip(windows.iter_mut().zip(ceilings)) {
+        let Some(l) = &a.loss else { continue };
+        let sum = l.double_value(&[]);
+        if !sum.is_finite() {
+            return Some(NonFinite::nan(
+                format!("the `{}` loss", g.name),
+                rounds,
+                sum,
+            ));
+        }
+        let since = std::mem::replace(
+            w,
+            Window {
+                sum,
+                items: a.items,
+                round: rounds,
+            },
+        );
+        if let (Some(c), true) = (ceiling, a.items > since.items) {
+            let mean = (sum - since.sum) / (a.items - since.items) as f64;
+            if mean > *c {
                 return Some(NonFinite {
-                    what: format!("the `{}` loss", g.name),
+                    what: format!(
+                        "the `{}` loss (its mean over rounds {}–{rounds})",
+                        g.name,
+                        since.round + 1
+                    ),
                     step: rounds,
-                    value: v,
+                    value: mean,
+                    ceiling: Some(*c),
                 });
             }
         }

@@ -752,6 +752,119 @@ fn a_nan_stops_the_run_or_rolls_back_with_a_smaller_learning_rate() {
     assert!(train(&mut quartic(), &data, &data, &cfg, &run, false, &mut |_| {}).is_err());
 }
 
+/// loss = w² by SGD from w = 1: at lr 1.5 each step doubles |w| (the
+/// loss grows 4× a step, finite for hundreds of steps), at lr 0.15 it
+/// shrinks w by 0.7. `ceiling` is the model's loss ceiling.
+struct Square {
+    vs: nn::VarStore,
+    w: Tensor,
+    ceiling: Option<f64>,
+}
+
+fn square(ceiling: Option<f64>) -> Square {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let w = vs.root().var_copy("w", &Tensor::from_slice(&[1.0f64]));
+    Square { vs, w, ceiling }
+}
+
+impl Trainable for Square {
+    type Data = Repeat;
+    type Error = TrainError;
+    fn kind(&self) -> String {
+        "square".into()
+    }
+    fn config_json(&self) -> serde_json::Value {
+        serde_json::json!({})
+    }
+    fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+    fn groups(&self) -> Vec<Group> {
+        vec![Group::new("model", &["w"])]
+    }
+    fn loss(&mut self, _g: &str, _b: &Batch, _at: &Progress) -> Result<Losses, TrainError> {
+        Ok(Losses::single(self.w.square().sum(Kind::Double)))
+    }
+    fn validate(&mut self, _v: &Repeat) -> Result<BTreeMap<String, f64>, TrainError> {
+        let l = self.w.square().sum(Kind::Double).double_value(&[]);
+        Ok([("loss".to_string(), l)].into())
+    }
+    fn loss_ceiling(&self, group: &str) -> Option<f64> {
+        assert_eq!(group, "model");
+        self.ceiling
+    }
+}
+
+#[test]
+fn a_finite_explosion_past_the_models_ceiling_is_treated_as_a_nan() {
+    let _g = one_at_a_time();
+    let d = tempfile::tempdir().unwrap();
+    let data = Repeat(25);
+    let mut cfg = TrainConfig::single(2, 1, OptimConfig::sgd(1.5), 0);
+    // Without a ceiling the run "finishes": every number is finite.
+    let run = run_dir(&d.path().join("none"));
+    let s = train(
+        &mut square(None),
+        &data,
+        &data,
+        &cfg,
+        &run,
+        false,
+        &mut |_| {},
+    )
+    .unwrap();
+    let last = run.metrics()[1]["valid"]["loss"].as_f64().unwrap();
+    assert!(
+        s.rollbacks == 0 && last.is_finite() && last > 1e20,
+        "{last}"
+    );
+    // With one the first ten rounds' mean (about 4⁹/10·…) is far above it:
+    // the run stops there, naming the rounds, the mean and the ceiling.
+    let run = run_dir(&d.path().join("stop"));
+    let e = train(
+        &mut square(Some(100.0)),
+        &data,
+        &data,
+        &cfg,
+        &run,
+        false,
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("the `model` loss (its mean over rounds 1–10) rose to")
+            && e.contains("above the model's ceiling of 100")
+            && e.contains("epoch 1, step 10"),
+        "{e}"
+    );
+    assert!(!run.file(checkpoint::CHECKPOINT).exists());
+    // Rolling back with a tenth of the rate converges.
+    cfg.on_nan = NanPolicy::Rollback {
+        max: 2,
+        lr_factor: 0.1,
+    };
+    let run = run_dir(&d.path().join("rollback"));
+    let mut m = square(Some(100.0));
+    let s = train(&mut m, &data, &data, &cfg, &run, false, &mut |_| {}).unwrap();
+    assert_eq!((s.epochs_done, s.rollbacks), (2, 1));
+    assert!(m.w.double_value(&[0]).abs() < 1e-3);
+    let ev = run.metrics()[0]["events"][0].as_str().unwrap().to_string();
+    assert!(
+        ev.contains("rose to") && ev.contains("ceiling of 100") && ev.contains("rolled back"),
+        "{ev}"
+    );
+    // A healthy run under the ceiling is the run without one, bit for bit.
+    let cfg = TrainConfig::single(2, 1, OptimConfig::sgd(0.15), 0);
+    let (mut a, mut b) = (square(None), square(Some(100.0)));
+    let ra = run_dir(&d.path().join("a"));
+    let rb = run_dir(&d.path().join("b"));
+    train(&mut a, &data, &data, &cfg, &ra, false, &mut |_| {}).unwrap();
+    train(&mut b, &data, &data, &cfg, &rb, false, &mut |_| {}).unwrap();
+    assert_eq!(a.w.double_value(&[0]), b.w.double_value(&[0]));
+    assert_eq!(ra.metrics()[1]["valid"], rb.metrics()[1]["valid"]);
+}
+
 #[test]
 fn groups_must_cover_every_trainable_variable_and_match_the_configuration() {
     let _g = one_at_a_time();

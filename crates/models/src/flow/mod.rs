@@ -802,6 +802,14 @@ impl Trainable for Flow {
         let bpd = self.bits_per_dim(&nll).mean(Kind::Float);
         Ok(Losses::single(bpd))
     }
+    /// A training mean above [`DIVERGED_BPD`] bits/dim has left training
+    /// (a flow at initialisation scores 8–10): the trainer rolls back or
+    /// stops, as for a NaN. Without it a learning rate too high for
+    /// RealNVP ran to 1e14 bits/dim with every number finite and
+    /// "finished" (docs/studies.md).
+    fn loss_ceiling(&self, _group: &str) -> Option<f64> {
+        Some(DIVERGED_BPD)
+    }
     /// Validation bits/dim, and the divergence flag GANs have: a flow has
     /// diverged when its validation bits/dim is not finite or above
     /// [`DIVERGED_BPD`].
