@@ -88,7 +88,14 @@ def main():
     ap.add_argument("--samples", default=None)
     ap.add_argument("--n-samples", type=int, default=5000)
     ap.add_argument("--fused-adam", action="store_true")
+    ap.add_argument("--autocast", choices=["off", "bf16"], default="off",
+                    help="bf16: the players' forward passes under torch.autocast('cpu', bfloat16); "
+                         "losses, weights and Adam stay float32")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="the players' weights and the image batches in channels-last memory format")
     a = ap.parse_args()
+    cast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.autocast == "bf16")
+    mf = torch.channels_last if a.channels_last else torch.contiguous_format
     wgan = a.kind == "wgan-gp"
     lr = a.lr or (1e-4 if wgan else 2e-4)
     betas = (0.5, 0.9) if wgan else (0.5, 0.999)
@@ -103,6 +110,8 @@ def main():
     torch.manual_seed(a.seed)
     G = Gen(a.latent, c, h, w, a.hidden)
     D = Disc(c, h, w, a.hidden, batchnorm=not wgan)
+    G = G.to(memory_format=mf)
+    D = D.to(memory_format=mf)
     fused = True if a.fused_adam else None
     og = torch.optim.Adam(G.parameters(), lr=lr, betas=betas, fused=fused)
     od = torch.optim.Adam(D.parameters(), lr=lr, betas=betas, fused=fused)
@@ -122,13 +131,16 @@ def main():
             for _ in range(d_steps):
                 if i >= len(starts):
                     break
-                xb = X.index_select(0, p[starts[i]:starts[i] + a.batch_size])
+                xb = X.index_select(0, p[starts[i]:starts[i] + a.batch_size]).contiguous(memory_format=mf)
                 i += 1
                 last = xb.shape[0]
-                fake = G(torch.randn(last, a.latent)).detach()
-                rs, fs = D(xb), D(fake)
+                with cast:
+                    fake = G(torch.randn(last, a.latent)).detach()
+                    rs, fs = D(xb).float(), D(fake).float()
                 if wgan:
-                    ld = -(rs.mean() - fs.mean()) + a.gp_weight * gradient_penalty(D, xb, fake)
+                    with cast:
+                        gp = gradient_penalty(D, xb, fake).float()
+                    ld = -(rs.mean() - fs.mean()) + a.gp_weight * gp
                 else:
                     ld = F.softplus(-rs).mean() + F.softplus(fs).mean()
                 od.zero_grad(set_to_none=True)
@@ -137,7 +149,8 @@ def main():
                 sums["disc"] += ld.item() * last
             if last is None:
                 break
-            s = D(G(torch.randn(last, a.latent)))
+            with cast:
+                s = D(G(torch.randn(last, a.latent))).float()
             lg = -s.mean() if wgan else F.softplus(-s).mean()
             og.zero_grad(set_to_none=True)
             lg.backward()
@@ -155,7 +168,8 @@ def main():
                            for k in range(0, a.n_samples, 500)])
         np.save(a.samples, s.reshape(s.shape[0], -1).numpy().astype(np.float32))
     print(json.dumps({"final": True, "kind": a.kind, "train_seconds": t_all, "torch": torch.__version__,
-                      "threads": torch.get_num_threads(), "fused_adam": a.fused_adam}), flush=True)
+                      "threads": torch.get_num_threads(), "fused_adam": a.fused_adam,
+                      "autocast": a.autocast, "channels_last": a.channels_last}), flush=True)
 
 
 if __name__ == "__main__":

@@ -383,6 +383,7 @@ impl AdversarialConfig {
             patience: None,
             seed,
             on_nan: NanPolicy::Stop,
+            precision: Default::default(),
         }
     }
     /// Range checks of every number, naming the option.

@@ -336,7 +336,8 @@ impl AutoEncoder {
 
     /// log p(x | z) per image.
     pub fn log_likelihood(&self, x: &Tensor, z: &Tensor, y: Option<&Tensor>) -> Result<Tensor> {
-        let raw = self.decode_raw(z, y)?;
+        // In the images' format (float32 in bfloat16 training: it is the loss).
+        let raw = self.decode_raw(z, y)?.to_kind(x.kind());
         let n = x.size()[0];
         let x = x.reshape([n, -1]);
         Ok(match (&self.x_logvar, self.cfg.likelihood) {
@@ -348,7 +349,9 @@ impl AutoEncoder {
     /// The loss on one batch (images already binarised or dequantised as
     /// the likelihood needs), with the KL weight for this step.
     pub fn objective(&self, x: &Tensor, y: Option<&Tensor>, kl_weight: f64) -> Result<Losses> {
+        // The posterior's parameters in the images' format (the KL is a loss).
         let (mu, logvar) = self.encode_params(x, y)?;
+        let (mu, logvar) = (mu.to_kind(x.kind()), logvar.map(|l| l.to_kind(x.kind())));
         Ok(match logvar {
             None => {
                 let rec = -self.log_likelihood(x, &mu, y)?.mean(None::<Kind>);

@@ -139,7 +139,8 @@ impl Trainable for Classifier {
         vec![Group::new("model", &["net"])]
     }
     fn loss(&mut self, _group: &str, b: &Batch, _at: &Progress) -> Result<Losses> {
-        let s = self.scores(&b.x, true);
+        // Float32 logits whatever the products ran in (bfloat16 training).
+        let s = self.scores(&b.x, true).to_kind(Kind::Float);
         Ok(Losses::single(s.cross_entropy_for_logits(&b.y)))
     }
     fn validate(&mut self, valid: &Split) -> Result<BTreeMap<String, f64>> {

@@ -276,7 +276,9 @@ impl Gan {
     /// The discriminator's (critic's) score per image.
     pub fn discriminate(&self, x: &Tensor, y: Option<&Tensor>, train: bool) -> Result<Tensor> {
         let f = self.disc_features(x, train)?;
-        let mut s = self.head.forward(&f).squeeze_dim(1);
+        // Scores are float32 whatever the products ran in (bfloat16
+        // training): the losses are built on them.
+        let mut s = self.head.forward(&f).squeeze_dim(1).to_kind(Kind::Float);
         if let (Some(e), Some(y)) = (&self.embed, self.labels(y)?) {
             s += (e.index_select(0, y) * &f).sum_dim_intlist(1, false, Kind::Float);
         }

@@ -73,6 +73,9 @@ impl WaeConfig {
 /// Unbiased MMD² between the rows of `x` and `y` with the inverse
 /// multiquadratic kernel, summed over [`MMD_SCALES`] (C = 2·d·s).
 pub fn mmd_imq(x: &Tensor, y: &Tensor) -> Tensor {
+    // A loss: float32 even in bfloat16 training (its distances subtract
+    // products, which bfloat16 would round to nothing).
+    let _f32 = embedlab_train::Autocast::suspend(x.device());
     let (n, m) = (x.size()[0], y.size()[0]);
     let d = x.size()[1] as f64;
     let sq = |a: &Tensor, b: &Tensor| {
@@ -129,7 +132,10 @@ impl Wae {
         for l in &self.zdisc[..last] {
             h = l.forward(&h).relu();
         }
-        self.zdisc[last].forward(&h).squeeze_dim(1)
+        self.zdisc[last]
+            .forward(&h)
+            .squeeze_dim(1)
+            .to_kind(Kind::Float)
     }
 
     fn prior(&self, n: i64) -> Tensor {
@@ -149,7 +155,7 @@ impl Wae {
 
     /// The autoencoder's objective: mean cost + λ · penalty.
     fn objective(&self, x: &Tensor) -> Result<Losses> {
-        let z = self.ae.embed(x, None)?;
+        let z = self.ae.embed(x, None)?.to_kind(x.kind());
         let rec = self.cost(x, &z)?.mean(Kind::Float);
         let pen = match self.cfg.penalty {
             Penalty::Mmd => mmd_imq(&z, &self.prior(z.size()[0])),

@@ -54,6 +54,7 @@ fn tcfg(epochs: usize, batch: i64, lr: f64) -> TrainConfig {
         patience: None,
         seed: 3,
         on_nan: NanPolicy::Stop,
+        precision: Default::default(),
     }
 }
 

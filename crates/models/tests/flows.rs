@@ -499,6 +499,7 @@ fn tcfg(epochs: usize, lr: f64, on_nan: NanPolicy) -> TrainConfig {
         patience: None,
         seed: 11,
         on_nan,
+        precision: Default::default(),
     }
 }
 
@@ -633,6 +634,58 @@ fn every_flow_starts_far_below_the_ceiling_the_trainer_enforces() {
             );
         }
     }
+}
+
+#[test]
+fn in_a_bf16_region_a_flows_density_stays_float32_and_close() {
+    // bfloat16 training: the coupling networks' and priors' products run
+    // in bfloat16, what enters the log-determinant and the density in
+    // float32 (the 1×1 convolution and i-ResNet's blocks entirely).
+    let _l = one_at_a_time();
+    let x = images(32);
+    for kind in [FlowKind::Glow, FlowKind::Realnvp, FlowKind::Iresnet] {
+        tch::manual_seed(5);
+        let f = Flow::new(tiny(kind), CPU).unwrap();
+        f.initialise(&x, None).unwrap();
+        perturb(f.var_store(), 0.05);
+        let bpd = |cast: bool| {
+            let _a = embedlab_train::Autocast::enter(
+                if cast {
+                    embedlab_train::Precision::Bf16
+                } else {
+                    embedlab_train::Precision::F32
+                },
+                CPU,
+            )
+            .unwrap();
+            tch::manual_seed(8);
+            let nll = tch::no_grad(|| f.nll_images(&x, None, Ctx::default()).unwrap());
+            assert_eq!(nll.kind(), Kind::Float, "{kind:?}");
+            f.bits_per_dim(&nll).mean(Kind::Double).double_value(&[])
+        };
+        let (exact, cast) = (bpd(false), bpd(true));
+        let gap = (exact - cast).abs();
+        assert!(
+            gap < 0.02,
+            "{kind:?}: {exact} bits/dim in f32, {cast} in bf16"
+        );
+        if kind == FlowKind::Iresnet {
+            // Its blocks run in float32; only the split priors' products
+            // are bfloat16.
+            assert!(gap < 1e-3, "i-ResNet: {exact} in f32, {cast} in bf16");
+        } else {
+            assert!(gap > 0.0, "{kind:?}: the region changed nothing");
+        }
+    }
+    // The 1×1 convolution is the float32 map inside a region too.
+    let vs = nn::VarStore::new(CPU);
+    let ic = InvConv::new(&vs.root() / "ic", 4).unwrap();
+    perturb(&vs, 0.3);
+    let h = Tensor::randn([2, 4, 4, 4], (Kind::Float, CPU));
+    let plain = ic.forward(&h, Ctx::default()).unwrap().0;
+    let _a = embedlab_train::Autocast::enter(embedlab_train::Precision::Bf16, CPU).unwrap();
+    let inside = ic.forward(&h, Ctx::default()).unwrap().0;
+    assert!(inside.kind() == Kind::Float && inside.equal(&plain));
 }
 
 #[test]

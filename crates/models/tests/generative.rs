@@ -101,6 +101,7 @@ fn tcfg<M: Trainable>(m: &M, epochs: usize, gan: Option<&GanConfig>) -> TrainCon
         patience: None,
         seed: 5,
         on_nan: Default::default(),
+        precision: Default::default(),
     }
 }
 

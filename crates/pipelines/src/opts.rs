@@ -202,6 +202,29 @@ pub fn image_size(s: &str) -> Result<(usize, usize), String> {
     }
 }
 
+/// `--precision`: the number format of products — word translation's
+/// searches and maps, the image families' training steps.
+#[derive(
+    clap::ValueEnum, Debug, Clone, Copy, serde::Serialize, serde::Deserialize, PartialEq, Eq,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum PrecisionArg {
+    /// bf16 on CUDA or CPUs with AVX512-BF16/AMX, else f32.
+    Auto,
+    F32,
+    Bf16,
+}
+
+impl PrecisionArg {
+    pub fn resolve(self, device: tch::Device) -> embedlab_train::Precision {
+        match self {
+            PrecisionArg::Auto => embedlab_train::Precision::fastest(device),
+            PrecisionArg::F32 => embedlab_train::Precision::F32,
+            PrecisionArg::Bf16 => embedlab_train::Precision::Bf16,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

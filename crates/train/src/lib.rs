@@ -7,11 +7,13 @@
 //! - [`run`]: run folders (locked, self-describing, never silently reused);
 //! - [`report`]: the `report.json` shape every kind of run writes;
 //! - [`tensorboard`]: TensorBoard event files mirroring each run's log;
-//! - [`interrupt`]: a stop asked for by a signal (checkpoint kept, resumable).
+//! - [`interrupt`]: a stop asked for by a signal (checkpoint kept, resumable);
+//! - [`precision`]: float32 or bfloat16 products (the trainer's autocast).
 pub mod checkpoint;
 pub mod error;
 pub mod interrupt;
 pub mod optim;
+pub mod precision;
 pub mod report;
 pub mod run;
 pub mod tensorboard;
@@ -19,6 +21,7 @@ pub mod trainer;
 
 pub use error::{Result, TrainError};
 pub use optim::{omp_pieces, Algorithm, OptimConfig, Optimizer, Schedule};
+pub use precision::{Autocast, Precision};
 pub use report::{Better, Curve, Figure, Metric, Report, Table};
 pub use run::{Reuse, RunDir, RunInfo};
 pub use trainer::{

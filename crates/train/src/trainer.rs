@@ -24,6 +24,7 @@
 use crate::checkpoint::{self, WeightsMeta, BEST, CHECKPOINT};
 use crate::error::{Result, TrainError};
 use crate::optim::{OptimConfig, Optimizer, Schedule};
+use crate::precision::{Autocast, Precision};
 use crate::run::RunDir;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -235,6 +236,11 @@ pub struct TrainConfig {
     pub seed: i64,
     #[serde(default)]
     pub on_nan: NanPolicy,
+    /// The format of the training steps' products: bfloat16 builds each
+    /// loss inside an autocast region ([`crate::precision`]); validation,
+    /// sampling and every metric stay float32.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 impl TrainConfig {
@@ -247,6 +253,7 @@ impl TrainConfig {
             patience: None,
             seed,
             on_nan: NanPolicy::Stop,
+            precision: Precision::F32,
         }
     }
     pub fn check(&self) -> Result<()> {
@@ -480,9 +487,15 @@ pub struct Round<'a> {
     last: Option<Batch>,
     items: i64,
     batches_taken: usize,
+    precision: Precision,
 }
 
 impl Round<'_> {
+    /// The format the losses are built in ([`TrainConfig::precision`]); a
+    /// hand-written round enters [`Autocast`] itself.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
     fn index(&self, group: &str) -> usize {
         self.groups
             .iter()
@@ -547,7 +560,10 @@ impl Round<'_> {
                     None => return Ok(took),
                 };
                 let name = self.groups[gi].name.clone();
-                let losses = model.loss(&name, &batch, &self.at)?;
+                let losses = {
+                    let _cast = Autocast::enter(self.precision, batch.x.device())?;
+                    model.loss(&name, &batch, &self.at)?
+                };
                 let mut grads = self.opts[gi].gradients(&losses.loss)?;
                 let norm = self.opts[gi].step(&mut grads);
                 drop(grads);
@@ -1077,6 +1093,7 @@ pub fn train_observed<M: Trainable>(
                 last: None,
                 items: 0,
                 batches_taken: 0,
+                precision: cfg.precision,
             };
             let took = model.round(&mut r)?;
             let (items, taken) = (r.items, r.batches_taken);
@@ -1387,6 +1404,7 @@ mod tests {
             patience,
             seed: 0,
             on_nan: NanPolicy::Stop,
+            precision: Precision::F32,
         }
     }
 

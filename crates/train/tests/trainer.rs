@@ -4,6 +4,7 @@
 //! loss built after the previous update, exact resume, NaN rollback.
 use embedlab_train::checkpoint;
 use embedlab_train::optim::Algorithm;
+use embedlab_train::Precision;
 use embedlab_train::{
     train, Batch, Batches, Group, Losses, NanPolicy, OptimConfig, Progress, Reuse, RunDir,
     Selection, TrainConfig, TrainError, Trainable,
@@ -199,6 +200,7 @@ fn gan_config(epochs: usize) -> TrainConfig {
         patience: None,
         seed: 3,
         on_nan: NanPolicy::Stop,
+        precision: Default::default(),
     }
 }
 
@@ -288,6 +290,94 @@ fn a_two_group_gan_covers_the_modes_of_a_mixture_and_resumes_exactly() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("already has 6 epochs"), "{e}");
+}
+
+/// In bfloat16 (the products of both players in an autocast region) the
+/// same GAN still covers the modes; weights, gradients and optimizer state
+/// stay float32; the run differs from the float32 one (the region is real)
+/// but resumes bit for bit.
+#[test]
+fn a_gan_trained_in_bf16_keeps_float32_state_and_resumes_exactly() {
+    let _g = one_at_a_time();
+    let d = tempfile::tempdir().unwrap();
+    let data = Mixture { n: 32000 };
+    let bf16 = |epochs| TrainConfig {
+        precision: Precision::Bf16,
+        ..gan_config(epochs)
+    };
+    tch::manual_seed(3);
+    let mut m = Wgan::new();
+    let run = run_dir(&d.path().join("bf16"));
+    train(&mut m, &data, &data, &bf16(6), &run, false, &mut |_| {}).unwrap();
+    tch::manual_seed(99);
+    let covered = modes_covered(&m.sample(4000));
+    assert!(covered >= 7, "the generator covers {covered} of 8 modes");
+    let (meta, tensors): (embedlab_train::trainer::CheckpointMeta, _) =
+        checkpoint::read(&run.file(checkpoint::CHECKPOINT)).unwrap();
+    assert_eq!(meta.train.precision, Precision::Bf16);
+    for (name, t) in tensors.iter().filter(|(_, t)| t.is_floating_point()) {
+        assert_eq!(t.kind(), Kind::Float, "{name} is {:?}", t.kind());
+    }
+    assert!(
+        tensors.keys().any(|k| k.starts_with("opt/critic/v/")),
+        "{:?}",
+        tensors.keys()
+    );
+    // Not the float32 run: its first epoch's losses differ, a little.
+    let f32_run = run_dir(&d.path().join("f32"));
+    tch::manual_seed(3);
+    train(
+        &mut Wgan::new(),
+        &data,
+        &data,
+        &gan_config(1),
+        &f32_run,
+        false,
+        &mut |_| {},
+    )
+    .unwrap();
+    let w = |r: &RunDir| {
+        r.metrics()[0]["train"]["critic"]["wasserstein"]
+            .as_f64()
+            .unwrap()
+    };
+    let (a, b) = (w(&run), w(&f32_run));
+    assert!(
+        a != b && (a - b).abs() < 0.05 * b.abs().max(0.1),
+        "bf16 {a}, f32 {b}"
+    );
+    // Three epochs, then three more on resume: bit-identical weights.
+    tch::manual_seed(3);
+    let mut first = Wgan::new();
+    let path = d.path().join("resumed");
+    train(
+        &mut first,
+        &data,
+        &data,
+        &bf16(3),
+        &run_dir(&path),
+        false,
+        &mut |_| {},
+    )
+    .unwrap();
+    let mut again = Wgan::new();
+    let resumed = RunDir::resume(&path, "test").unwrap();
+    train(
+        &mut again,
+        &data,
+        &data,
+        &bf16(6),
+        &resumed,
+        true,
+        &mut |_| {},
+    )
+    .unwrap();
+    for ((n, x), (_, y)) in checkpoint::variables(&m.vs)
+        .iter()
+        .zip(checkpoint::variables(&again.vs).iter())
+    {
+        assert!(x.equal(y), "{n} differs after resume");
+    }
 }
 
 /// The generator keeps a weight average: the kept weights (best.safetensors)
@@ -607,6 +697,7 @@ fn each_players_loss_is_built_after_the_previous_update() {
         patience: None,
         seed: 0,
         on_nan: NanPolicy::Stop,
+        precision: Default::default(),
     };
     let run = run_dir(&d.path().join("two"));
     train(&mut m, &OneBatch, &OneBatch, &cfg, &run, false, &mut |_| {}).unwrap();

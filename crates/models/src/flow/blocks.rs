@@ -206,7 +206,12 @@ impl Bijection for InvConv {
     fn forward(&self, x: &Tensor, _ctx: Ctx) -> Result<(Tensor, Tensor)> {
         let c = self.channels;
         let w = self.weight_double().to_kind(x.kind()).reshape([c, c, 1, 1]);
-        let y = x.conv2d(&w, None::<Tensor>, [1, 1], [0, 0], [1, 1], 1);
+        // In the input's format even in bfloat16 training: the map must be
+        // the one whose log-determinant is counted (and it is cheap).
+        let y = {
+            let _f32 = embedlab_train::Autocast::suspend(x.device());
+            x.conv2d(&w, None::<Tensor>, [1, 1], [0, 0], [1, 1], 1)
+        };
         let ld = (self.log_s.to_kind(Kind::Double).sum(Kind::Double) * spatial(x) as f64)
             .to_kind(x.kind())
             .expand([x.size()[0]], true);
@@ -337,7 +342,10 @@ impl Coupling {
 
     /// (shift, log-scale) for the changed part, from the kept part.
     fn params(&self, cond: &Tensor) -> (Tensor, Option<Tensor>) {
-        let h = self.net(cond);
+        // The network's products may run in bfloat16 (autocast); the
+        // shift, the log-scale and so the log-determinant are in the
+        // input's format.
+        let h = self.net(cond).to_kind(cond.kind());
         if self.additive {
             return (h, None);
         }

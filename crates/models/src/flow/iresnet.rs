@@ -325,6 +325,10 @@ impl Bijection for Residual {
         )
     }
     fn forward(&self, x: &Tensor, ctx: Ctx) -> Result<(Tensor, Tensor)> {
+        // Float32 even in bfloat16 training: invertibility and the
+        // log-determinant's series rest on the Lipschitz bound of g, which
+        // bfloat16's rounding (2⁻⁸) would not keep.
+        let _f32 = embedlab_train::Autocast::suspend(x.device());
         // The log-determinant needs vector–Jacobian products at x even in
         // evaluation: gradients are on here whatever the caller set.
         tch::with_grad(|| {

@@ -455,7 +455,9 @@ impl Flow {
     }
 
     fn split_params(&self, sp: &SplitPrior, keep: &Tensor) -> (Tensor, Tensor) {
-        let h = sp.conv.forward(keep);
+        // In the kept part's format (float32 in bfloat16 training: the
+        // prior's log-density is a loss).
+        let h = sp.conv.forward(keep).to_kind(keep.kind());
         let c = h.size()[1] / 2;
         (h.narrow(1, 0, c), h.narrow(1, c, c))
     }
@@ -467,7 +469,7 @@ impl Flow {
                 ModelError::Invalid("a class-conditional flow needs the images' labels".into())
             })?;
             let oh = y.onehot(self.cfg.classes).to_kind(self.top_mean.kind());
-            let h = l.forward(&oh);
+            let h = l.forward(&oh).to_kind(self.top_mean.kind());
             let c = h.size()[1] / 2;
             m = m + h.narrow(1, 0, c).reshape([n, c, 1, 1]);
             s = s + h.narrow(1, c, c).reshape([n, c, 1, 1]);

@@ -42,24 +42,7 @@ pub enum Init {
     Identical,
 }
 
-#[derive(ValueEnum, Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum PrecisionArg {
-    /// bf16 on CUDA or CPUs with AVX512-BF16/AMX, else f32.
-    Auto,
-    F32,
-    Bf16,
-}
-
-impl PrecisionArg {
-    pub fn resolve(self, device: Device) -> Precision {
-        match self {
-            PrecisionArg::Auto => Precision::fastest(device),
-            PrecisionArg::F32 => Precision::F32,
-            PrecisionArg::Bf16 => Precision::Bf16,
-        }
-    }
-}
+pub use crate::opts::PrecisionArg;
 
 /// The default of `--search-precision` (and of run folders made before it).
 pub fn exact_search() -> PrecisionArg {
