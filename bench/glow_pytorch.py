@@ -250,7 +250,14 @@ def main():
                     help="evaluate an embedlab Glow run's best.safetensors with this code (no training)")
     ap.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
                     help="cosine: lr * (1 + cos(pi * epoch / epochs)) / 2, set at each epoch's start (embedlab's)")
+    ap.add_argument("--autocast", choices=["off", "bf16"], default="off",
+                    help="bf16: the training forward passes under torch.autocast('cpu', bfloat16) (PyTorch's "
+                         "mixed precision on CPU); weights, Adam and evaluation stay float32")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="the model's weights and the image batches in channels-last memory format")
     a = ap.parse_args()
+    cast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.autocast == "bf16")
+    mf = torch.channels_last if a.channels_last else torch.contiguous_format
     tr_x = read_idx(find(a.data, "train-images-idx3-ubyte"))
     te_x = read_idx(find(a.data, "t10k-images-idx3-ubyte"))
     perm = seeded_permutation(tr_x.shape[0], a.seed)
@@ -274,6 +281,7 @@ def main():
     with torch.no_grad():
         idx = torch.randperm(X.shape[0])[: a.init_batch]
         model.log_prob(dequantise(X[idx]) - 0.5, init=True)
+    model = model.to(memory_format=mf)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr, fused=True if a.fused_adam else None)
     n = X.shape[0]
     t_all = 0.0
@@ -287,8 +295,9 @@ def main():
         p = torch.randperm(n)
         total = 0.0
         for s in range(0, n, a.batch_size):
-            xb = X.index_select(0, p[s:s + a.batch_size])
-            loss = bpd(model, xb).mean()
+            xb = X.index_select(0, p[s:s + a.batch_size]).contiguous(memory_format=mf)
+            with cast:
+                loss = bpd(model, xb).float().mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -303,7 +312,8 @@ def main():
         test = torch.cat([bpd(model, T[s:s + 500]) for s in range(0, T.shape[0], 500)])
     print(json.dumps({"final": True, "test_bpd": test.mean().item(), "parameters": params,
                       "train_seconds": t_all, "torch": torch.__version__,
-                      "threads": torch.get_num_threads(), "fused_adam": a.fused_adam}), flush=True)
+                      "threads": torch.get_num_threads(), "fused_adam": a.fused_adam,
+                      "autocast": a.autocast, "channels_last": a.channels_last}), flush=True)
 
 
 if __name__ == "__main__":

@@ -210,7 +210,14 @@ def main():
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--fused-adam", action="store_true",
                     help="torch.optim.Adam(fused=True) instead of PyTorch's default for CPU tensors")
+    ap.add_argument("--autocast", choices=["off", "bf16"], default="off",
+                    help="bf16: the training forward passes under torch.autocast('cpu', bfloat16) (PyTorch's "
+                         "mixed precision on CPU); weights, Adam and evaluation stay float32")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="the model's weights and the image batches in channels-last memory format")
     a = ap.parse_args()
+    cast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.autocast == "bf16")
+    mf = torch.channels_last if a.channels_last else torch.contiguous_format
     if a.threads:
         torch.set_num_threads(a.threads)
     hidden = [int(h) for h in a.hidden.split(",")]
@@ -229,6 +236,7 @@ def main():
         model = MlpVAE(X[0].numel(), hidden, a.latent)
     else:
         model = ConvVAE(X.shape[1], X.shape[2], X.shape[3], hidden[0], a.latent)
+    model = model.to(memory_format=mf)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr, fused=True if a.fused_adam else None)
     n = X.shape[0]
     best = (None, math.inf)
@@ -241,7 +249,11 @@ def main():
         model.train()
         for s in range(0, n, a.batch_size):
             xb = torch.bernoulli(X.index_select(0, p[s:s + a.batch_size]))
-            loss, rec, k = loss_fn(model, xb)
+            if xb.dim() == 4:
+                xb = xb.contiguous(memory_format=mf)
+            with cast:
+                loss, rec, k = loss_fn(model, xb)
+            loss = loss.float()
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -1,13 +1,13 @@
 //! Compiles the OpenMP shim (src/omp.c) and links it to the libgomp that
 //! ships with libtorch, so that its parallel regions run on libtorch's own
-//! threads (one OpenMP runtime in the process, not two); and the autocast
-//! shim (src/autocast.cpp) against libtorch's headers (LIBTORCH, which
+//! threads (one OpenMP runtime in the process, not two); and the precision
+//! shim (src/precision.cpp) against libtorch's headers (LIBTORCH, which
 //! .cargo/config.toml points at the torch wheel in .venv, the one tch links).
 use std::path::PathBuf;
 
 fn main() {
     println!("cargo:rerun-if-changed=src/omp.c");
-    println!("cargo:rerun-if-changed=src/autocast.cpp");
+    println!("cargo:rerun-if-changed=src/precision.cpp");
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     let libtorch = PathBuf::from(
         std::env::var_os("LIBTORCH").expect("LIBTORCH names libtorch (see .cargo/config.toml)"),
@@ -15,13 +15,13 @@ fn main() {
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
     cc::Build::new()
         .cpp(true)
-        .file("src/autocast.cpp")
+        .file("src/precision.cpp")
         .include(libtorch.join("include"))
         .flag("-std=c++17")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .flag_if_supported("-Wno-unused-parameter")
         .opt_level(2)
-        .compile("embedlab_autocast");
+        .compile("embedlab_precision");
     println!(
         "cargo:rustc-link-search=native={}",
         libtorch.join("lib").display()

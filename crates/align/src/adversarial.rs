@@ -384,6 +384,7 @@ impl AdversarialConfig {
             seed,
             on_nan: NanPolicy::Stop,
             precision: Default::default(),
+            channels_last: false,
         }
     }
     /// Range checks of every number, naming the option.

@@ -412,3 +412,74 @@ fn a_folder_of_png_images_trains_and_scores_like_any_data_set() {
     );
     assert!(!bad.exists());
 }
+
+#[test]
+fn a_bf16_channels_last_gan_records_its_precision_and_resumes_with_it_only() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    write_idx_dataset(&data, 200, 40, 12);
+    let gan = d.path().join("gan");
+    let (ds, out) = (data.to_str().unwrap(), gan.to_str().unwrap());
+    let base = [
+        "--seed",
+        "1",
+        "train",
+        "dcgan",
+        "--data",
+        ds,
+        "--arch",
+        "conv",
+        "--hidden",
+        "8",
+        "--latent",
+        "4",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--valid",
+        "20",
+        "--no-images",
+    ];
+    let mut args = base.to_vec();
+    args.extend(["--precision", "bf16", "--channels-last", "--out", out]);
+    ok(&embedlab(&args));
+    let cfg = json(&gan.join("config.json"));
+    assert_eq!(cfg["train"]["precision"], "bf16", "{cfg}");
+    assert_eq!(cfg["train"]["channels_last"], true, "{cfg}");
+    let r = report(&gan);
+    assert!(metric(&r, "training speed") > 0.0, "{r}");
+    // Resuming keeps the run's precision; asking for another is refused by
+    // name and changes nothing.
+    let before = std::fs::read(gan.join("checkpoint.safetensors")).unwrap();
+    let e = fails(&embedlab(&[
+        "train",
+        "dcgan",
+        "--resume",
+        out,
+        "--epochs",
+        "2",
+        "--precision",
+        "f32",
+    ]));
+    assert!(e.contains("--precision"), "{e}");
+    assert_eq!(
+        std::fs::read(gan.join("checkpoint.safetensors")).unwrap(),
+        before
+    );
+    ok(&embedlab(&[
+        "train", "dcgan", "--resume", out, "--epochs", "2",
+    ]));
+    assert_eq!(report(&gan)["details"]["training"]["epochs_done"], 2);
+    // auto is bf16 exactly where the CPU has fast bfloat16 products.
+    let auto = d.path().join("auto");
+    let mut args = base.to_vec();
+    args.extend(["--precision", "auto", "--out", auto.to_str().unwrap()]);
+    ok(&embedlab(&args));
+    let want = if embedlab_train::precision::cpu_has_bf16() {
+        "bf16"
+    } else {
+        "f32"
+    };
+    assert_eq!(json(&auto.join("config.json"))["train"]["precision"], want);
+}

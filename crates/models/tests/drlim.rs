@@ -55,6 +55,7 @@ fn tcfg(epochs: usize, batch: i64, lr: f64) -> TrainConfig {
         seed: 3,
         on_nan: NanPolicy::Stop,
         precision: Default::default(),
+        channels_last: false,
     }
 }
 

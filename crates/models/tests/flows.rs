@@ -500,6 +500,7 @@ fn tcfg(epochs: usize, lr: f64, on_nan: NanPolicy) -> TrainConfig {
         seed: 11,
         on_nan,
         precision: Default::default(),
+        channels_last: false,
     }
 }
 

@@ -102,6 +102,7 @@ fn tcfg<M: Trainable>(m: &M, epochs: usize, gan: Option<&GanConfig>) -> TrainCon
         seed: 5,
         on_nan: Default::default(),
         precision: Default::default(),
+        channels_last: false,
     }
 }
 

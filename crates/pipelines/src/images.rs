@@ -197,6 +197,13 @@ pub struct OptimArgs {
     #[arg(long, value_enum, default_value_t = Self::default().precision)]
     #[serde(default = "f32_steps")]
     pub precision: crate::opts::PrecisionArg,
+    /// Convolution weights and image batches in the channels-last memory
+    /// format, the layout of oneDNN's fast convolutions (Glow trains 1.2×
+    /// faster with it in PyTorch on an AMX Xeon); the same values, the
+    /// same checkpoints.
+    #[arg(long)]
+    #[serde(default)]
+    pub channels_last: bool,
 }
 
 /// The default of `--precision` (and of run folders made before it).
@@ -219,6 +226,7 @@ impl Default for OptimArgs {
             rollback_factor: 0.5,
             ema: None,
             precision: f32_steps(),
+            channels_last: false,
         }
     }
 }
@@ -482,6 +490,7 @@ pub fn train_new(req: &TrainRequest, device: Device) -> Result<TrainOutcome> {
             seed: req.seed,
             on_nan,
             precision,
+            channels_last: req.optim.channels_last,
         },
         data: DataConfig {
             path: embedlab_data::fingerprint::absolute(&req.data.data),

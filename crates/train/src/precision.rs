@@ -11,7 +11,7 @@
 //! reductions — in float32 by casting a layer's output back
 //! ([`Tensor::to_kind`]) where it enters them.
 use serde::{Deserialize, Serialize};
-use tch::{Device, Kind};
+use tch::{Device, Kind, Tensor};
 
 /// Number format of matrix products and convolutions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -74,6 +74,10 @@ extern "C" {
     ) -> i32;
     fn embedlab_autocast_exit(cuda: i32, was: i32, prev_dtype: i32);
     fn embedlab_autocast_enabled(cuda: i32) -> i32;
+    fn embedlab_channels_last(
+        x: *const std::ffi::c_void,
+        err: *mut *mut std::ffi::c_char,
+    ) -> *mut std::ffi::c_void;
     fn free(p: *mut std::ffi::c_void);
 }
 
@@ -145,10 +149,56 @@ impl Drop for Autocast {
     }
 }
 
+/// `x` in the channels-last memory format when it is 4-dimensional (the
+/// same values and shape, the channels stored innermost: the layout of
+/// oneDNN's fast convolutions, which a convolution follows when its
+/// weight or input has it); other tensors as they are.
+pub fn channels_last(x: &Tensor) -> crate::Result<Tensor> {
+    if x.dim() != 4 {
+        return Ok(x.shallow_clone());
+    }
+    let mut err: *mut std::ffi::c_char = std::ptr::null_mut();
+    // SAFETY: `x.as_ptr()` is a live at::Tensor for the call; the shim
+    // returns a new heap at::Tensor that `from_ptr` owns, or null with a
+    // malloc'ed message, freed here.
+    unsafe {
+        let p = embedlab_channels_last(x.as_ptr() as *const std::ffi::c_void, &mut err);
+        if p.is_null() {
+            let msg = std::ffi::CStr::from_ptr(err).to_string_lossy().into_owned();
+            free(err as *mut std::ffi::c_void);
+            return Err(crate::TrainError::Invalid(format!(
+                "channels-last copy of a {:?} tensor: {msg}",
+                x.size()
+            )));
+        }
+        Ok(Tensor::from_ptr(p as *mut _))
+    }
+}
+
+/// Every 4-dimensional variable of `vs` (convolution weights) restored in
+/// the channels-last format, in place: the same variables, values and
+/// names; checkpoints are written contiguous in the usual order, so the
+/// files do not change.
+pub fn variables_channels_last(vs: &tch::nn::VarStore) -> crate::Result<()> {
+    let _g = tch::no_grad_guard();
+    for (_, mut v) in vs.variables() {
+        if v.dim() == 4 {
+            let cl = channels_last(&v)?;
+            v.set_data(&cl);
+        }
+    }
+    Ok(())
+}
+
+/// Whether `x` is stored channels-last (and not also plainly contiguous).
+pub fn is_channels_last(x: &Tensor) -> bool {
+    let s = x.size();
+    x.dim() == 4 && s[1] > 1 && x.stride() == [s[1] * s[2] * s[3], 1, s[3] * s[1], s[1]]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::Tensor;
 
     #[test]
     fn a_region_runs_products_in_bf16_keeps_weights_f32_and_ends() {
@@ -202,5 +252,33 @@ mod tests {
         drop(outer);
         assert!(!Autocast::active(Device::Cpu));
         assert!(Autocast::suspend(Device::Cpu).is_none());
+    }
+
+    #[test]
+    fn channels_last_keeps_values_and_a_variable_stays_itself() {
+        let x = Tensor::randn([2, 3, 4, 5], (Kind::Float, Device::Cpu));
+        let cl = channels_last(&x).unwrap();
+        assert!(is_channels_last(&cl) && !is_channels_last(&x));
+        assert!(cl.equal(&x));
+        assert_eq!(cl.stride(), [60, 1, 15, 3]);
+        // Not 4-D: as it is.
+        let v = Tensor::randn([3, 4], (Kind::Float, Device::Cpu));
+        assert_eq!(channels_last(&v).unwrap().stride(), v.stride());
+        // A variable converted in place: same values, shared by the
+        // handles taken before (an optimizer's), still trainable.
+        let vs = tch::nn::VarStore::new(Device::Cpu);
+        let w = vs.root().randn("w", &[4, 3, 2, 2], 0.0, 1.0);
+        let before = w.copy();
+        variables_channels_last(&vs).unwrap();
+        assert!(is_channels_last(&w) && w.equal(&before) && w.requires_grad());
+        let y = Tensor::randn([1, 3, 5, 5], (Kind::Float, Device::Cpu)).conv2d(
+            &w,
+            None::<Tensor>,
+            [1, 1],
+            [0, 0],
+            [1, 1],
+            1,
+        );
+        assert!(is_channels_last(&y), "{:?}", y.stride());
     }
 }

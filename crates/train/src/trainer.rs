@@ -241,6 +241,11 @@ pub struct TrainConfig {
     /// sampling and every metric stay float32.
     #[serde(default)]
     pub precision: Precision,
+    /// Convolution weights and image batches in the channels-last memory
+    /// format (oneDNN's fast layout; the same values, checkpoints
+    /// unchanged).
+    #[serde(default)]
+    pub channels_last: bool,
 }
 
 impl TrainConfig {
@@ -254,6 +259,7 @@ impl TrainConfig {
             seed,
             on_nan: NanPolicy::Stop,
             precision: Precision::F32,
+            channels_last: false,
         }
     }
     pub fn check(&self) -> Result<()> {
@@ -488,6 +494,7 @@ pub struct Round<'a> {
     items: i64,
     batches_taken: usize,
     precision: Precision,
+    channels_last: bool,
 }
 
 impl Round<'_> {
@@ -504,7 +511,12 @@ impl Round<'_> {
     }
     /// The next batch of the epoch, or None when it has run out.
     pub fn next_batch(&mut self) -> Option<Batch> {
-        let b = self.batches.next()?;
+        let mut b = self.batches.next()?;
+        if self.channels_last {
+            if let Ok(x) = crate::precision::channels_last(&b.x) {
+                b.x = x;
+            }
+        }
         self.items += b.n;
         self.batches_taken += 1;
         self.last = Some(b.shallow_clone());
@@ -1010,6 +1022,9 @@ pub fn train_observed<M: Trainable>(
     observer: &mut dyn Observer,
 ) -> std::result::Result<TrainSummary, M::Error> {
     cfg.check()?;
+    if cfg.channels_last {
+        crate::precision::variables_channels_last(model.var_store())?;
+    }
     let groups = model.groups();
     check_groups(cfg, &groups)?;
     let params = group_params(model.var_store(), &groups)?;
@@ -1094,6 +1109,7 @@ pub fn train_observed<M: Trainable>(
                 items: 0,
                 batches_taken: 0,
                 precision: cfg.precision,
+                channels_last: cfg.channels_last,
             };
             let took = model.round(&mut r)?;
             let (items, taken) = (r.items, r.batches_taken);
@@ -1405,6 +1421,7 @@ mod tests {
             seed: 0,
             on_nan: NanPolicy::Stop,
             precision: Precision::F32,
+            channels_last: false,
         }
     }
 

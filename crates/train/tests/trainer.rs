@@ -201,6 +201,7 @@ fn gan_config(epochs: usize) -> TrainConfig {
         seed: 3,
         on_nan: NanPolicy::Stop,
         precision: Default::default(),
+        channels_last: false,
     }
 }
 
@@ -698,6 +699,7 @@ fn each_players_loss_is_built_after_the_previous_update() {
         seed: 0,
         on_nan: NanPolicy::Stop,
         precision: Default::default(),
+        channels_last: false,
     };
     let run = run_dir(&d.path().join("two"));
     train(&mut m, &OneBatch, &OneBatch, &cfg, &run, false, &mut |_| {}).unwrap();

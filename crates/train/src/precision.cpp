@@ -1,9 +1,11 @@
-// libtorch's autocast for the CPU (and CUDA): tch binds only the deprecated
-// CUDA-only switch. Inside a region, matrix products and convolutions run
+// libtorch's autocast for the CPU (and CUDA) — tch binds only the deprecated
+// CUDA-only switch — and the channels-last memory format, which tch does
+// not bind. Inside a region, matrix products and convolutions run
 // in bfloat16 on float32 weights (cast on the fly, cached for the region),
 // the ops on libtorch's float32 list (losses, reductions such as
 // log-softmax, linear algebra) in float32; autograd records the casts, so
 // the gradients reach the float32 weights as float32.
+#include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <cstring>
 
@@ -43,5 +45,18 @@ void embedlab_autocast_exit(int cuda, int was, int prev_dtype) {
 // Whether a region is active on the device (for tests).
 int embedlab_autocast_enabled(int cuda) {
   return at::autocast::is_autocast_enabled(cuda ? at::kCUDA : at::kCPU) ? 1 : 0;
+}
+
+// x in the channels-last memory format (N, C, H, W indexed as before, C
+// stored innermost), the layout oneDNN's fast convolutions take. Returns a
+// new tensor, or null with *err set (malloc'ed; the caller frees it).
+void *embedlab_channels_last(const void *x, char **err) {
+  try {
+    const auto *t = static_cast<const at::Tensor *>(x);
+    return new at::Tensor(t->contiguous(at::MemoryFormat::ChannelsLast));
+  } catch (const std::exception &e) {
+    *err = strdup(e.what());
+    return nullptr;
+  }
 }
 }
