@@ -4,7 +4,7 @@
 #                 suite (including the tests that need data/, #[ignore]d for a
 #                 plain `cargo test`), then clippy (lints, and the declared
 #                 rust-version against the standard library items used)
-.PHONY: demo test setup data data-pairs build clippy fmt bench-csls bench-muse bench-muse-unsupervised bench-unsupervised-robustness bench-vae bench-autoencoders bench-gan bench-generative bench-flows
+.PHONY: demo test setup data data-pairs build clippy fmt bench-csls bench-muse bench-muse-unsupervised bench-unsupervised-robustness bench-vae bench-autoencoders bench-gan bench-precision bench-generative bench-flows
 
 demo: setup data build
 	./target/release/embedlab demo
@@ -58,6 +58,10 @@ bench-autoencoders: build data
 # embedlab's conv DCGAN / WGAN-GP beside the same models in PyTorch
 bench-gan: build data
 	./bench/gan_vs_pytorch.sh
+
+# bf16 and channels-last training against f32, beside PyTorch's CPU configurations
+bench-precision: build data
+	./bench/precision.sh
 
 # AE, VAE, CVAE, WAE-MMD, WAE-GAN and four GANs scored in one classifier's features
 bench-generative: build data
