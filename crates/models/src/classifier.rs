@@ -140,7 +140,7 @@ impl Trainable for Classifier {
     }
     fn loss(&mut self, _group: &str, b: &Batch, _at: &Progress) -> Result<Losses> {
         // Float32 logits whatever the products ran in (bfloat16 training).
-        let s = self.scores(&b.x, true).to_kind(Kind::Float);
+        let s = crate::layers::full_precision(self.scores(&b.x, true));
         Ok(Losses::single(s.cross_entropy_for_logits(&b.y)))
     }
     fn validate(&mut self, valid: &Split) -> Result<BTreeMap<String, f64>> {

@@ -278,7 +278,7 @@ impl Gan {
         let f = self.disc_features(x, train)?;
         // Scores are float32 whatever the products ran in (bfloat16
         // training): the losses are built on them.
-        let mut s = self.head.forward(&f).squeeze_dim(1).to_kind(Kind::Float);
+        let mut s = crate::layers::full_precision(self.head.forward(&f).squeeze_dim(1));
         if let (Some(e), Some(y)) = (&self.embed, self.labels(y)?) {
             s += (e.index_select(0, y) * &f).sum_dim_intlist(1, false, Kind::Float);
         }

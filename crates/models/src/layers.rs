@@ -236,6 +236,16 @@ extern "C" {
     fn libc_free(p: *mut std::ffi::c_void);
 }
 
+/// A reduced-precision output (bfloat16 or half, from products in an
+/// autocast region) in float32; any other tensor as it is (float32, or the
+/// double precision of the gradient checks). What losses are built on.
+pub fn full_precision(t: Tensor) -> Tensor {
+    match t.kind() {
+        tch::Kind::BFloat16 | tch::Kind::Half => t.to_kind(tch::Kind::Float),
+        _ => t,
+    }
+}
+
 /// Leaky ReLU with slope 0.2, the GAN discriminators' activation.
 pub fn lrelu(x: &Tensor) -> crate::Result<Tensor> {
     leaky_relu(x, 0.2)

@@ -132,10 +132,7 @@ impl Wae {
         for l in &self.zdisc[..last] {
             h = l.forward(&h).relu();
         }
-        self.zdisc[last]
-            .forward(&h)
-            .squeeze_dim(1)
-            .to_kind(Kind::Float)
+        crate::layers::full_precision(self.zdisc[last].forward(&h).squeeze_dim(1))
     }
 
     fn prior(&self, n: i64) -> Tensor {

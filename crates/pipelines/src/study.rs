@@ -654,7 +654,8 @@ pub struct Attempt {
     /// "finished" or "failed".
     pub status: String,
     pub error: Option<String>,
-    /// The failure was a loss or metric that became NaN or infinite.
+    /// The failure was a loss or metric that became NaN or infinite, or a
+    /// loss above the model's ceiling.
     #[serde(default)]
     pub non_finite: bool,
     pub seconds: f64,
@@ -1180,7 +1181,7 @@ pub fn report(dir: &Path, cfg: &StudyConfig) -> Result<Report> {
         .collect();
     rep.tables.push(embedlab_train::Table {
         title: format!(
-            "Per cell ({} seeds each): runs finished, failed, stopped by a NaN, flagged diverged or collapsed, rolled back; metrics as mean ± sd (min–max) over finished runs; training seconds to each threshold",
+            "Per cell ({} seeds each): runs finished, failed, stopped by a NaN (or a loss above the model's ceiling), flagged diverged or collapsed, rolled back; metrics as mean ± sd (min–max) over finished runs; training seconds to each threshold",
             cfg.spec.study.seeds.len()
         ),
         columns,

@@ -740,10 +740,34 @@ fn each_players_loss_is_built_after_the_previous_update() {
 
 // ------------------------------------------------------------ NaN
 
-/// loss = w⁴ by SGD: lr 1 diverges from w = 1, lr 0.1 converges.
-struct Quartic {
+/// loss = w^power by SGD from w = 1, with `ceiling` as the model's loss
+/// ceiling. w⁴: lr 1 diverges (to a NaN), lr 0.1 converges. w²: at lr 1.5
+/// each step doubles |w| (the loss grows 4× a step, finite for hundreds of
+/// steps), at lr 0.15 it shrinks w by 0.7.
+struct Power {
     vs: nn::VarStore,
     w: Tensor,
+    power: f64,
+    ceiling: Option<f64>,
+}
+
+fn power(power: f64, ceiling: Option<f64>) -> Power {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let w = vs.root().var_copy("w", &Tensor::from_slice(&[1.0f64]));
+    Power {
+        vs,
+        w,
+        power,
+        ceiling,
+    }
+}
+
+fn quartic() -> Power {
+    power(4.0, None)
+}
+
+fn square(ceiling: Option<f64>) -> Power {
+    power(2.0, ceiling)
 }
 
 struct Repeat(usize);
@@ -761,11 +785,11 @@ impl Batches for Repeat {
     }
 }
 
-impl Trainable for Quartic {
+impl Trainable for Power {
     type Data = Repeat;
     type Error = TrainError;
     fn kind(&self) -> String {
-        "quartic".into()
+        format!("power-{}", self.power)
     }
     fn config_json(&self) -> serde_json::Value {
         serde_json::json!({})
@@ -778,24 +802,21 @@ impl Trainable for Quartic {
     }
     fn loss(&mut self, _g: &str, _b: &Batch, _at: &Progress) -> Result<Losses, TrainError> {
         Ok(Losses::single(
-            self.w.pow_tensor_scalar(4).sum(Kind::Double),
+            self.w.pow_tensor_scalar(self.power).sum(Kind::Double),
         ))
     }
     fn validate(&mut self, _v: &Repeat) -> Result<BTreeMap<String, f64>, TrainError> {
-        let l = tch::no_grad(|| {
-            self.w
-                .pow_tensor_scalar(4)
-                .sum(Kind::Double)
-                .double_value(&[])
-        });
+        let l = self
+            .w
+            .pow_tensor_scalar(self.power)
+            .sum(Kind::Double)
+            .double_value(&[]);
         Ok([("loss".to_string(), l)].into())
     }
-}
-
-fn quartic() -> Quartic {
-    let vs = nn::VarStore::new(Device::Cpu);
-    let w = vs.root().var_copy("w", &Tensor::from_slice(&[1.0f64]));
-    Quartic { vs, w }
+    fn loss_ceiling(&self, group: &str) -> Option<f64> {
+        assert_eq!(group, "model");
+        self.ceiling
+    }
 }
 
 #[test]
@@ -843,49 +864,6 @@ fn a_nan_stops_the_run_or_rolls_back_with_a_smaller_learning_rate() {
     };
     let run = run_dir(&d.path().join("exhausted"));
     assert!(train(&mut quartic(), &data, &data, &cfg, &run, false, &mut |_| {}).is_err());
-}
-
-/// loss = w² by SGD from w = 1: at lr 1.5 each step doubles |w| (the
-/// loss grows 4× a step, finite for hundreds of steps), at lr 0.15 it
-/// shrinks w by 0.7. `ceiling` is the model's loss ceiling.
-struct Square {
-    vs: nn::VarStore,
-    w: Tensor,
-    ceiling: Option<f64>,
-}
-
-fn square(ceiling: Option<f64>) -> Square {
-    let vs = nn::VarStore::new(Device::Cpu);
-    let w = vs.root().var_copy("w", &Tensor::from_slice(&[1.0f64]));
-    Square { vs, w, ceiling }
-}
-
-impl Trainable for Square {
-    type Data = Repeat;
-    type Error = TrainError;
-    fn kind(&self) -> String {
-        "square".into()
-    }
-    fn config_json(&self) -> serde_json::Value {
-        serde_json::json!({})
-    }
-    fn var_store(&self) -> &nn::VarStore {
-        &self.vs
-    }
-    fn groups(&self) -> Vec<Group> {
-        vec![Group::new("model", &["w"])]
-    }
-    fn loss(&mut self, _g: &str, _b: &Batch, _at: &Progress) -> Result<Losses, TrainError> {
-        Ok(Losses::single(self.w.square().sum(Kind::Double)))
-    }
-    fn validate(&mut self, _v: &Repeat) -> Result<BTreeMap<String, f64>, TrainError> {
-        let l = self.w.square().sum(Kind::Double).double_value(&[]);
-        Ok([("loss".to_string(), l)].into())
-    }
-    fn loss_ceiling(&self, group: &str) -> Option<f64> {
-        assert_eq!(group, "model");
-        self.ceiling
-    }
 }
 
 #[test]
