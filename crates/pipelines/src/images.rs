@@ -192,8 +192,10 @@ pub struct OptimArgs {
     /// The training steps' number format: bf16 runs convolutions and
     /// matrix products in bfloat16 on float32 weights (the weights, the
     /// optimizer state, the losses and a flow's log-determinants stay
-    /// float32; validation, samples and every metric are float32). Fast on
-    /// CPUs with AMX or AVX512-BF16 and on CUDA; auto picks bf16 there.
+    /// float32; validation, samples and every metric are float32). On
+    /// CPUs with AMX or AVX512-BF16 (auto picks bf16 there, and on CUDA)
+    /// GANs and VAEs train about 2× faster at the same quality; flows lose
+    /// likelihood in bf16 and are better served by --channels-last.
     #[arg(long, value_enum, default_value_t = Self::default().precision)]
     #[serde(default = "f32_steps")]
     pub precision: crate::opts::PrecisionArg,
