@@ -197,7 +197,7 @@ pub struct OptimArgs {
     /// GANs and VAEs train about 2× faster at the same quality; flows lose
     /// likelihood in bf16 and are better served by --channels-last.
     #[arg(long, value_enum, default_value_t = Self::default().precision)]
-    #[serde(default = "f32_steps")]
+    #[serde(default = "crate::opts::f32_precision")]
     pub precision: crate::opts::PrecisionArg,
     /// Convolution weights and image batches in the channels-last memory
     /// format, the layout of oneDNN's fast convolutions (Glow trains 1.2×
@@ -206,11 +206,6 @@ pub struct OptimArgs {
     #[arg(long)]
     #[serde(default)]
     pub channels_last: bool,
-}
-
-/// The default of `--precision` (and of run folders made before it).
-fn f32_steps() -> crate::opts::PrecisionArg {
-    crate::opts::PrecisionArg::F32
 }
 
 impl Default for OptimArgs {
@@ -227,7 +222,7 @@ impl Default for OptimArgs {
             nan_rollbacks: None,
             rollback_factor: 0.5,
             ema: None,
-            precision: f32_steps(),
+            precision: crate::opts::f32_precision(),
             channels_last: false,
         }
     }

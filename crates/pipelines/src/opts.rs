@@ -215,6 +215,13 @@ pub enum PrecisionArg {
     Bf16,
 }
 
+/// The default of the options that are float32 unless asked (an exact
+/// search, the image families' training steps), and of run folders made
+/// before them.
+pub fn f32_precision() -> PrecisionArg {
+    PrecisionArg::F32
+}
+
 impl PrecisionArg {
     pub fn resolve(self, device: tch::Device) -> embedlab_train::Precision {
         match self {

@@ -2,8 +2,8 @@
 // CUDA-only switch — and the channels-last memory format, which tch does
 // not bind. Inside a region, matrix products and convolutions run
 // in bfloat16 on float32 weights (cast on the fly, cached for the region),
-// the ops on libtorch's float32 list (losses, reductions such as
-// log-softmax, linear algebra) in float32; autograd records the casts, so
+// the ops on libtorch's float32 list (for the CPU: most losses and linear
+// algebra, not log-softmax) in float32; autograd records the casts, so
 // the gradients reach the float32 weights as float32.
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>

@@ -6,10 +6,10 @@
 //! [`Autocast`] region: libtorch runs convolutions and matrix products in
 //! bfloat16 on float32 weights (the weights, their gradients and the
 //! optimizer state stay float32: the master copy), and the ops on its
-//! float32 list (losses, log-softmax, linear algebra) in float32. Models
-//! keep what must be exact — a flow's log-determinants, a loss's last
-//! reductions — in float32 by casting a layer's output back
-//! ([`Tensor::to_kind`]) where it enters them.
+//! float32 list (for the CPU: most losses and linear algebra, not
+//! log-softmax) in float32. Models keep what must be exact — a flow's
+//! log-determinants, a loss's reductions — in float32 by casting a layer's
+//! output back (`Tensor::to_kind`) where it enters them.
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
@@ -39,13 +39,6 @@ impl Precision {
             Precision::Bf16
         } else {
             Precision::F32
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::F32 => "f32",
-            Precision::Bf16 => "bf16",
         }
     }
 }
@@ -79,6 +72,16 @@ extern "C" {
         err: *mut *mut std::ffi::c_char,
     ) -> *mut std::ffi::c_void;
     fn free(p: *mut std::ffi::c_void);
+}
+
+/// The message a shim call left in `err` (malloc'ed), freed.
+///
+/// # Safety
+/// `err` is a NUL-terminated string from `strdup`, not used afterwards.
+unsafe fn take_message(err: *mut std::ffi::c_char) -> String {
+    let m = std::ffi::CStr::from_ptr(err).to_string_lossy().into_owned();
+    free(err as *mut std::ffi::c_void);
+    m
 }
 
 /// A bfloat16 autocast region on one device, for the life of the value
@@ -119,11 +122,8 @@ impl Autocast {
         let was =
             unsafe { embedlab_autocast_enter(cuda, i32::from(enabled), &mut prev_dtype, &mut err) };
         if was < 0 {
-            let msg = unsafe {
-                let m = std::ffi::CStr::from_ptr(err).to_string_lossy().into_owned();
-                free(err as *mut std::ffi::c_void);
-                m
-            };
+            // SAFETY: the shim set `err` on failure.
+            let msg = unsafe { take_message(err) };
             return Err(crate::TrainError::Invalid(format!(
                 "bfloat16 autocast on {device:?}: {msg}"
             )));
@@ -164,8 +164,7 @@ pub fn channels_last(x: &Tensor) -> crate::Result<Tensor> {
     unsafe {
         let p = embedlab_channels_last(x.as_ptr() as *const std::ffi::c_void, &mut err);
         if p.is_null() {
-            let msg = std::ffi::CStr::from_ptr(err).to_string_lossy().into_owned();
-            free(err as *mut std::ffi::c_void);
+            let msg = take_message(err);
             return Err(crate::TrainError::Invalid(format!(
                 "channels-last copy of a {:?} tensor: {msg}",
                 x.size()
@@ -190,15 +189,15 @@ pub fn variables_channels_last(vs: &tch::nn::VarStore) -> crate::Result<()> {
     Ok(())
 }
 
-/// Whether `x` is stored channels-last (and not also plainly contiguous).
-pub fn is_channels_last(x: &Tensor) -> bool {
-    let s = x.size();
-    x.dim() == 4 && s[1] > 1 && x.stride() == [s[1] * s[2] * s[3], 1, s[3] * s[1], s[1]]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether `x` is stored channels-last (and not also plainly contiguous).
+    fn is_channels_last(x: &Tensor) -> bool {
+        let s = x.size();
+        x.dim() == 4 && s[1] > 1 && x.stride() == [s[1] * s[2] * s[3], 1, s[3] * s[1], s[1]]
+    }
 
     #[test]
     fn a_region_runs_products_in_bf16_keeps_weights_f32_and_ends() {

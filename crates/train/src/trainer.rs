@@ -498,11 +498,6 @@ pub struct Round<'a> {
 }
 
 impl Round<'_> {
-    /// The format the losses are built in ([`TrainConfig::precision`]); a
-    /// hand-written round enters [`Autocast`] itself.
-    pub fn precision(&self) -> Precision {
-        self.precision
-    }
     fn index(&self, group: &str) -> usize {
         self.groups
             .iter()
@@ -513,6 +508,8 @@ impl Round<'_> {
     pub fn next_batch(&mut self) -> Option<Batch> {
         let mut b = self.batches.next()?;
         if self.channels_last {
+            // A layout, not values: a batch that cannot be restrided
+            // trains as it is.
             if let Ok(x) = crate::precision::channels_last(&b.x) {
                 b.x = x;
             }
@@ -606,10 +603,6 @@ impl NonFinite {
             value,
             ceiling: None,
         }
-    }
-    /// What happened to the value, for messages ([`crate::error::became`]).
-    fn became(&self) -> String {
-        crate::error::became(self.value, self.ceiling)
     }
 }
 
@@ -1195,7 +1188,7 @@ pub fn train_observed<M: Trainable>(
                     state.lr_scale *= lr_factor;
                     let msg = format!(
                         "epoch {}: {} {} at step {}; rolled back to the epoch's start with the learning rates × {lr_factor} (rollback {} of at most {max})",
-                        epoch + 1, nf.what, nf.became(), nf.step, state.rollbacks
+                        epoch + 1, nf.what, crate::error::became(nf.value, nf.ceiling), nf.step, state.rollbacks
                     );
                     observer.note(&msg);
                     events.push(msg);

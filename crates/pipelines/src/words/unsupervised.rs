@@ -45,9 +45,7 @@ pub enum Init {
 pub use crate::opts::PrecisionArg;
 
 /// The default of `--search-precision` (and of run folders made before it).
-pub fn exact_search() -> PrecisionArg {
-    PrecisionArg::F32
-}
+pub use crate::opts::f32_precision as exact_search;
 
 /// Adversarial options (defaults: MUSE's `unsupervised.py`).
 #[derive(Args, Debug, Clone, Serialize, Deserialize)]
